@@ -1,0 +1,1 @@
+//! fnc-augment: not yet implemented (see the project's open issues).

@@ -1,0 +1,1 @@
+//! fnc-eval: not yet implemented (see the project's open issues).

@@ -1,0 +1,1 @@
+//! fnc-train: not yet implemented (see the project's open issues).
