@@ -23,7 +23,9 @@ pub enum FormatError {
     Truncated { path: PathBuf, detail: String },
     #[error("{path}: corrupt shard: {detail}")]
     Corrupt { path: PathBuf, detail: String },
-    #[error("{path}: record {record}: checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
+    #[error(
+        "{path}: record {record}: checksum mismatch (stored {stored:08x}, computed {computed:08x})"
+    )]
     RecordChecksum {
         path: PathBuf,
         record: u64,

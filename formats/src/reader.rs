@@ -84,7 +84,10 @@ impl Shard {
         if b.len() < HEADER_LEN {
             return Err(FormatError::Truncated {
                 path,
-                detail: format!("{} bytes, shorter than the {HEADER_LEN}-byte header", b.len()),
+                detail: format!(
+                    "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                    b.len()
+                ),
             });
         }
         let header_crc = u32_at(b, 56);
@@ -122,7 +125,9 @@ impl Shard {
             .checked_mul(ENTRY_LEN as u64)
             .and_then(|x| x.checked_add(index_offset))
             .ok_or_else(|| corrupt("record count overflows".into()))?;
-        if index_offset != HEADER_LEN as u64 || index_end > data_offset || data_offset > names_offset
+        if index_offset != HEADER_LEN as u64
+            || index_end > data_offset
+            || data_offset > names_offset
         {
             return Err(corrupt("inconsistent section offsets".into()));
         }
@@ -152,13 +157,18 @@ impl Shard {
             let e = Entry::decode(raw);
             let end = e.offset + e.len as u64;
             if e.offset < data_offset || end > names_offset {
-                return Err(corrupt(format!("record {i}: data outside the data section")));
+                return Err(corrupt(format!(
+                    "record {i}: data outside the data section"
+                )));
             }
             if e.name_offset as u64 + e.name_len as u64 > names_len {
                 return Err(corrupt(format!("record {i}: name outside the name table")));
             }
             if Encoding::from_code(e.encoding).is_none() {
-                return Err(corrupt(format!("record {i}: unknown encoding {}", e.encoding)));
+                return Err(corrupt(format!(
+                    "record {i}: unknown encoding {}",
+                    e.encoding
+                )));
             }
             entries.push(e);
         }

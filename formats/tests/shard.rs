@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -134,12 +135,15 @@ fn flipped_record_byte_names_shard_and_record() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = sample_shard(dir.path());
     let shard = Shard::open(&path).unwrap();
-    let target = shard.get(7).unwrap().data.as_ptr() as usize - shard.get(0).unwrap().data.as_ptr() as usize;
+    let target =
+        shard.get(7).unwrap().data.as_ptr() as usize - shard.get(0).unwrap().data.as_ptr() as usize;
     let first = {
         let b = std::fs::read(&path).unwrap();
         // offset of record 0 = where its bytes start in the file
         let needle: Vec<u8> = (0..100u32).map(|b| (b * 7) as u8).collect();
-        b.windows(needle.len()).position(|w| w == &needle[..]).unwrap()
+        b.windows(needle.len())
+            .position(|w| w == &needle[..])
+            .unwrap()
     };
     drop(shard);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -148,14 +152,19 @@ fn flipped_record_byte_names_shard_and_record() {
     let shard = Shard::open(&path).expect("index is intact");
     assert!(shard.get(6).is_ok());
     match shard.get(7) {
-        Err(FormatError::RecordChecksum { path: p, record, .. }) => {
+        Err(FormatError::RecordChecksum {
+            path: p, record, ..
+        }) => {
             assert_eq!(p, path);
             assert_eq!(record, 7);
         }
         other => panic!("expected RecordChecksum, got {other:?}"),
     }
     let msg = shard.verify().unwrap_err().to_string();
-    assert!(msg.contains("train-00000.fncs") && msg.contains("record 7"), "{msg}");
+    assert!(
+        msg.contains("train-00000.fncs") && msg.contains("record 7"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -166,14 +175,24 @@ fn wrong_version_and_bad_magic_are_named() {
     bytes[8] = 2; // version field
     std::fs::write(&path, &bytes).unwrap();
     match Shard::open(&path) {
-        Err(FormatError::UnsupportedVersion { found: 2, supported: 1, .. }) => {}
+        Err(FormatError::UnsupportedVersion {
+            found: 2,
+            supported: 1,
+            ..
+        }) => {}
         other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
     bytes[0] = b'X';
     std::fs::write(&path, &bytes).unwrap();
-    assert!(matches!(Shard::open(&path), Err(FormatError::BadMagic { .. })));
+    assert!(matches!(
+        Shard::open(&path),
+        Err(FormatError::BadMagic { .. })
+    ));
     std::fs::write(&path, b"").unwrap();
-    assert!(matches!(Shard::open(&path), Err(FormatError::Truncated { .. })));
+    assert!(matches!(
+        Shard::open(&path),
+        Err(FormatError::Truncated { .. })
+    ));
 }
 
 #[test]
@@ -182,7 +201,13 @@ fn writer_leaves_no_final_file_until_finish() {
     let path = dir.path().join("x.fncs");
     let mut w = ShardWriter::new(&path);
     w.push(
-        &RecordMeta { label: 0, width: 1, height: 1, encoding: Encoding::Raw, name: "a" },
+        &RecordMeta {
+            label: 0,
+            width: 1,
+            height: 1,
+            encoding: Encoding::Raw,
+            name: "a",
+        },
         &[1, 2, 3],
     );
     assert!(!path.exists());
@@ -212,7 +237,10 @@ fn dataset_reads_across_shards_and_checks_manifest() {
     let mut splits = BTreeMap::new();
     splits.insert(
         "train".to_string(),
-        SplitInfo { records: all.len() as u64, shards: shards.clone() },
+        SplitInfo {
+            records: all.len() as u64,
+            shards: shards.clone(),
+        },
     );
     let m = Manifest {
         format: "fnc-shards".into(),

@@ -18,5 +18,9 @@ fn main() {
         std::hint::black_box(fnc_ingest::encode_jpeg(img.as_raw(), w, h, 90).expect("encode"));
     }
     let enc = t.elapsed().as_secs_f64() / n as f64;
-    println!("{w}x{h}: decode {:.2} ms, encode {:.2} ms", dec * 1e3, enc * 1e3);
+    println!(
+        "{w}x{h}: decode {:.2} ms, encode {:.2} ms",
+        dec * 1e3,
+        enc * 1e3
+    );
 }

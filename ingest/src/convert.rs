@@ -99,7 +99,9 @@ fn sniff(b: &[u8]) -> Result<SourceFormat, String> {
         (&b"MM\0*"[..], "TIFF"),
     ] {
         if b.starts_with(magic) {
-            return Err(format!("unsupported image format ({name}); convert it to JPEG or PNG"));
+            return Err(format!(
+                "unsupported image format ({name}); convert it to JPEG or PNG"
+            ));
         }
     }
     Err("not an image (content is not JPEG, PNG or WebP)".into())
@@ -168,8 +170,8 @@ pub fn resize_rgb(src: Vec<u8>, w: u32, h: u32, nw: u32, nh: u32) -> Result<Vec<
     let src = fr::images::Image::from_vec_u8(w, h, src, fr::PixelType::U8x3)
         .map_err(|e| format!("resize: {e}"))?;
     let mut dst = fr::images::Image::new(nw, nh, fr::PixelType::U8x3);
-    let opts = fr::ResizeOptions::new()
-        .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom));
+    let opts =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom));
     fr::Resizer::new()
         .resize(&src, &mut dst, &opts)
         .map_err(|e| format!("resize: {e}"))?;
@@ -177,25 +179,42 @@ pub fn resize_rgb(src: Vec<u8>, w: u32, h: u32, nw: u32, nh: u32) -> Result<Vec<
 }
 
 /// Encodes packed RGB8 per the policy (`Keep` means JPEG here).
-pub fn encode(pixels: Vec<u8>, w: u32, h: u32, policy: &StoragePolicy) -> Result<Converted, String> {
+pub fn encode(
+    pixels: Vec<u8>,
+    w: u32,
+    h: u32,
+    policy: &StoragePolicy,
+) -> Result<Converted, String> {
     let (data, encoding) = match policy.encoding {
         EncodingChoice::Raw => (pixels, Encoding::Raw),
-        EncodingChoice::Keep | EncodingChoice::Jpeg => (encode_jpeg(&pixels, w, h, policy.quality)?, Encoding::Jpeg),
+        EncodingChoice::Keep | EncodingChoice::Jpeg => {
+            (encode_jpeg(&pixels, w, h, policy.quality)?, Encoding::Jpeg)
+        }
         EncodingChoice::WebP => {
             if w > 16383 || h > 16383 {
-                return Err(format!("{w}x{h} is too large for WebP (16383 max); use --max-side"));
+                return Err(format!(
+                    "{w}x{h} is too large for WebP (16383 max); use --max-side"
+                ));
             }
             let mem = webp::Encoder::from_rgb(&pixels, w, h).encode(policy.quality as f32);
             (mem.to_vec(), Encoding::WebP)
         }
     };
-    Ok(Converted { data, width: w, height: h, encoding, kept: false })
+    Ok(Converted {
+        data,
+        width: w,
+        height: h,
+        encoding,
+        kept: false,
+    })
 }
 
 /// Baseline JPEG, 4:2:0 chroma subsampling (as PIL and libjpeg default to).
 pub fn encode_jpeg(rgb: &[u8], w: u32, h: u32, quality: u8) -> Result<Vec<u8>, String> {
     if w > u16::MAX as u32 || h > u16::MAX as u32 {
-        return Err(format!("{w}x{h} is too large for JPEG (65535 max); use --max-side"));
+        return Err(format!(
+            "{w}x{h} is too large for JPEG (65535 max); use --max-side"
+        ));
     }
     let mut out = Vec::with_capacity(rgb.len() / 8);
     let mut enc = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));

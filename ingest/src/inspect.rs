@@ -76,7 +76,11 @@ impl Acc {
         Stat {
             min: self.min,
             max: self.max,
-            mean: if self.n == 0 { 0.0 } else { self.sum / self.n as f64 },
+            mean: if self.n == 0 {
+                0.0
+            } else {
+                self.sum / self.n as f64
+            },
         }
     }
 }
@@ -149,7 +153,11 @@ pub struct VerifyReport {
     pub faults: Vec<String>,
 }
 
-fn verify_shard(path: &Path, expected_records: u64, expected_checksum: &str) -> (u64, u64, Vec<String>) {
+fn verify_shard(
+    path: &Path,
+    expected_records: u64,
+    expected_checksum: &str,
+) -> (u64, u64, Vec<String>) {
     let shard = match Shard::open(path) {
         Ok(s) => s,
         Err(e) => return (0, 0, vec![e.to_string()]),

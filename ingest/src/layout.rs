@@ -138,10 +138,14 @@ fn collect_classes(
     let per_class: Vec<Listing> = dirs
         .par_iter()
         .map(|d| {
-            let label = labels.get(&file_name(d)).copied().ok_or_else(|| IngestError::BadSource {
-                path: d.clone(),
-                detail: "this class folder is not among the training classes".into(),
-            })?;
+            let label =
+                labels
+                    .get(&file_name(d))
+                    .copied()
+                    .ok_or_else(|| IngestError::BadSource {
+                        path: d.clone(),
+                        detail: "this class folder is not among the training classes".into(),
+                    })?;
             class_files(root, d, label)
         })
         .collect::<Result<_, _>>()?;
@@ -187,10 +191,13 @@ fn read_val_solution(path: &Path) -> Result<HashMap<String, String>, IngestError
             path: path.to_path_buf(),
             detail: format!("line {}: expected `ImageId,PredictionString`", n + 1),
         })?;
-        let wnid = pred.split_whitespace().next().ok_or_else(|| IngestError::BadSource {
-            path: path.to_path_buf(),
-            detail: format!("line {}: empty PredictionString", n + 1),
-        })?;
+        let wnid = pred
+            .split_whitespace()
+            .next()
+            .ok_or_else(|| IngestError::BadSource {
+                path: path.to_path_buf(),
+                detail: format!("line {}: empty PredictionString", n + 1),
+            })?;
         map.insert(id.trim().to_string(), wnid.to_string());
     }
     Ok(map)
@@ -255,7 +262,10 @@ pub fn discover(src: &Path, val_fraction: f64, seed: u64) -> Result<Plan, Ingest
             if !vdirs.is_empty() {
                 let val = collect_classes(&root, &vdirs, &labels)?;
                 if val.ignored > 0 {
-                    notes.push(format!("val: {} files without an image extension ignored", val.ignored));
+                    notes.push(format!(
+                        "val: {} files without an image extension ignored",
+                        val.ignored
+                    ));
                 }
                 splits.insert("val".to_string(), val.items);
             } else if !vfiles.is_empty() {
@@ -274,19 +284,32 @@ pub fn discover(src: &Path, val_fraction: f64, seed: u64) -> Result<Plan, Ingest
                         ignored += 1;
                         continue;
                     }
-                    let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    let stem = f
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     let Some(label) = solution.get(&stem).and_then(|w| labels.get(w)) else {
                         unlabelled += 1;
                         continue;
                     };
                     let size = fs::metadata(&f).map_err(|e| IngestError::io(&f, e))?.len();
-                    items.push(SourceItem { name: rel_name(&root, &f), path: f, label: *label, size });
+                    items.push(SourceItem {
+                        name: rel_name(&root, &f),
+                        path: f,
+                        label: *label,
+                        size,
+                    });
                 }
                 if unlabelled > 0 {
-                    notes.push(format!("val: {unlabelled} images without a label in {} ignored", csv.display()));
+                    notes.push(format!(
+                        "val: {unlabelled} images without a label in {} ignored",
+                        csv.display()
+                    ));
                 }
                 if ignored > 0 {
-                    notes.push(format!("val: {ignored} files without an image extension ignored"));
+                    notes.push(format!(
+                        "val: {ignored} files without an image extension ignored"
+                    ));
                 }
                 splits.insert("val".to_string(), items);
             }
@@ -294,7 +317,12 @@ pub fn discover(src: &Path, val_fraction: f64, seed: u64) -> Result<Plan, Ingest
         if root.join("test").is_dir() {
             notes.push("test/ ignored: its images have no labels".into());
         }
-        Plan { layout: Layout::Ilsvrc, classes, splits, notes }
+        Plan {
+            layout: Layout::Ilsvrc,
+            classes,
+            splits,
+            notes,
+        }
     } else {
         let (dirs, _) = list_dir(src)?;
         let mut class_dirs = Vec::new();
@@ -316,15 +344,24 @@ pub fn discover(src: &Path, val_fraction: f64, seed: u64) -> Result<Plan, Ingest
             classes.iter().map(|c| (c.wnid.clone(), c.index)).collect();
         let all = collect_classes(src, &class_dirs, &labels)?;
         if all.ignored > 0 {
-            notes.push(format!("{} files without an image extension ignored", all.ignored));
+            notes.push(format!(
+                "{} files without an image extension ignored",
+                all.ignored
+            ));
         }
         let mut splits = BTreeMap::new();
         splits.insert("train".to_string(), all.items);
-        Plan { layout: Layout::ImageFolder, classes, splits, notes }
+        Plan {
+            layout: Layout::ImageFolder,
+            classes,
+            splits,
+            notes,
+        }
     };
     if val_fraction > 0.0 {
         if plan.splits.contains_key("val") {
-            plan.notes.push("--val-fraction ignored: the source has a val split".into());
+            plan.notes
+                .push("--val-fraction ignored: the source has a val split".into());
         } else {
             carve_val(&mut plan, val_fraction, seed);
         }
@@ -344,7 +381,8 @@ fn carve_val(plan: &mut Plan, fraction: f64, seed: u64) {
     }
     let (mut tr, mut va) = (Vec::new(), Vec::new());
     for (label, mut items) in by_class {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (0x9e37_79b9 * (label as u64 + 1)));
+        let mut rng =
+            rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (0x9e37_79b9 * (label as u64 + 1)));
         items.shuffle(&mut rng);
         let n_val = ((items.len() as f64) * fraction).round() as usize;
         let rest = items.split_off(n_val.min(items.len()));

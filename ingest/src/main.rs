@@ -186,26 +186,45 @@ fn human_bytes(b: u64) -> String {
 
 fn print_report(r: &IngestReport) {
     if r.already_complete {
-        println!("{} already holds this dataset (id {}); nothing to do.", r.out, r.dataset_id);
+        println!(
+            "{} already holds this dataset (id {}); nothing to do.",
+            r.out, r.dataset_id
+        );
     } else if r.resumed {
         println!("Resumed the interrupted ingest into {}.", r.out);
     }
-    println!("{:<8} {:>10} {:>7} {:>12} {:>9} {:>10} {:>8}", "split", "records", "shards", "bytes", "kept", "converted", "skipped");
+    println!(
+        "{:<8} {:>10} {:>7} {:>12} {:>9} {:>10} {:>8}",
+        "split", "records", "shards", "bytes", "kept", "converted", "skipped"
+    );
     for (name, s) in &r.splits {
         println!(
             "{:<8} {:>10} {:>7} {:>12} {:>9} {:>10} {:>8}",
-            name, s.records, s.shards, human_bytes(s.bytes), s.kept, s.converted, s.skipped
+            name,
+            s.records,
+            s.shards,
+            human_bytes(s.bytes),
+            s.kept,
+            s.converted,
+            s.skipped
         );
     }
     println!("{} classes, layout {}", r.classes, r.layout);
     if !r.already_complete {
-        println!("{} files in {:.1} s: {:.0} images/s", r.processed, r.seconds, r.images_per_s);
+        println!(
+            "{} files in {:.1} s: {:.0} images/s",
+            r.processed, r.seconds, r.images_per_s
+        );
     }
     for n in &r.notes {
         println!("note: {n}");
     }
     if !r.skipped.is_empty() {
-        println!("{} files could not be used (also in {}/skipped.txt):", r.skipped.len(), r.out);
+        println!(
+            "{} files could not be used (also in {}/skipped.txt):",
+            r.skipped.len(),
+            r.out
+        );
         for s in &r.skipped {
             println!("  {}: {}", s.path, s.reason);
         }
@@ -242,7 +261,11 @@ fn run_ingest(a: &IngestArgs, src: &PathBuf) -> Result<ExitCode> {
     } else {
         print_report(&report);
     }
-    Ok(if report.skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if report.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn run() -> Result<ExitCode> {
@@ -255,20 +278,34 @@ fn run() -> Result<ExitCode> {
             run_ingest(&cli.ingest, src)
         }
         Some(Command::Inspect { dir, json }) => {
-            let ins = fnc_ingest::inspect(&dir).with_context(|| format!("inspecting {}", dir.display()))?;
+            let ins = fnc_ingest::inspect(&dir)
+                .with_context(|| format!("inspecting {}", dir.display()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&ins)?);
             } else {
-                println!("{} (format v{}, {} layout, id {}), {} classes", ins.dir, ins.format_version, ins.layout, ins.dataset_id, ins.classes);
+                println!(
+                    "{} (format v{}, {} layout, id {}), {} classes",
+                    ins.dir, ins.format_version, ins.layout, ins.dataset_id, ins.classes
+                );
                 for (name, s) in &ins.splits {
-                    let enc: Vec<String> = s.encodings.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    let enc: Vec<String> = s
+                        .encodings
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect();
                     println!(
                         "  {name}: {} records in {} classes, {} shards, {}; {}; width {}..{} (mean {:.0}), height {}..{} (mean {:.0})",
                         s.records, s.classes, s.shards, human_bytes(s.bytes), enc.join(", "),
                         s.width.min, s.width.max, s.width.mean, s.height.min, s.height.max, s.height.mean
                     );
                     for c in &s.per_class {
-                        println!("    {:>4} {:<12} {:>8}  {}", c.index, c.wnid, c.records, c.name.as_deref().unwrap_or(""));
+                        println!(
+                            "    {:>4} {:<12} {:>8}  {}",
+                            c.index,
+                            c.wnid,
+                            c.records,
+                            c.name.as_deref().unwrap_or("")
+                        );
                     }
                 }
             }
@@ -277,7 +314,8 @@ fn run() -> Result<ExitCode> {
         Some(Command::Verify { dir, json }) => {
             let bar = progress_bar(0);
             bar.set_message("verifying");
-            let r = fnc_ingest::verify(&dir).with_context(|| format!("verifying {}", dir.display()))?;
+            let r =
+                fnc_ingest::verify(&dir).with_context(|| format!("verifying {}", dir.display()))?;
             bar.finish_and_clear();
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -285,13 +323,27 @@ fn run() -> Result<ExitCode> {
                 for f in &r.faults {
                     eprintln!("FAULT {f}");
                 }
-                println!("{} shards, {} records, {}: {}", r.shards, r.records, human_bytes(r.bytes),
-                    if r.faults.is_empty() { "all checksums OK".to_string() } else { format!("{} faults", r.faults.len()) });
+                println!(
+                    "{} shards, {} records, {}: {}",
+                    r.shards,
+                    r.records,
+                    human_bytes(r.bytes),
+                    if r.faults.is_empty() {
+                        "all checksums OK".to_string()
+                    } else {
+                        format!("{} faults", r.faults.len())
+                    }
+                );
             }
             if r.faults.is_empty() {
                 Ok(ExitCode::SUCCESS)
             } else {
-                anyhow::bail!("{}: {} faults; the first: {}", dir.display(), r.faults.len(), r.faults[0])
+                anyhow::bail!(
+                    "{}: {} faults; the first: {}",
+                    dir.display(),
+                    r.faults.len(),
+                    r.faults[0]
+                )
             }
         }
         Some(Command::Synth(a)) => {
@@ -302,11 +354,15 @@ fn run() -> Result<ExitCode> {
                 size: a.size,
                 seed: a.seed,
             };
-            let r = fnc_ingest::synth(&a.dir, &opts).with_context(|| format!("writing synth data to {}", a.dir.display()))?;
+            let r = fnc_ingest::synth(&a.dir, &opts)
+                .with_context(|| format!("writing synth data to {}", a.dir.display()))?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!("wrote {} train + {} val images in {} classes to {}", r.train, r.val, r.classes, r.dir);
+                println!(
+                    "wrote {} train + {} val images in {} classes to {}",
+                    r.train, r.val, r.classes, r.dir
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -215,7 +215,8 @@ fn examine_out(out: &Path, id: &str) -> Result<OutState, IngestError> {
     }
     let state_path = out.join(STATE_FILE);
     if state_path.exists() {
-        let text = std::fs::read_to_string(&state_path).map_err(|e| IngestError::io(&state_path, e))?;
+        let text =
+            std::fs::read_to_string(&state_path).map_err(|e| IngestError::io(&state_path, e))?;
         let state: State = serde_json::from_str(&text).map_err(|e| IngestError::BadSource {
             path: state_path.clone(),
             detail: format!("unreadable ingest state: {e}"),
@@ -329,9 +330,18 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
 
         let shard_path = |k: usize| out.join(format!("{split}-{k:05}.fncs"));
         let mut writer = ShardWriter::new(shard_path(ss.shards.len()));
-        let (mut pending_skipped, mut pending_kept, mut pending_converted) = (Vec::new(), 0u64, 0u64);
-        let skipped_before: usize = state.splits.values().map(|s| s.skipped.len()).sum::<usize>()
-            - state.splits.get(split).map(|s| s.skipped.len()).unwrap_or(0);
+        let (mut pending_skipped, mut pending_kept, mut pending_converted) =
+            (Vec::new(), 0u64, 0u64);
+        let skipped_before: usize = state
+            .splits
+            .values()
+            .map(|s| s.skipped.len())
+            .sum::<usize>()
+            - state
+                .splits
+                .get(split)
+                .map(|s| s.skipped.len())
+                .unwrap_or(0);
 
         let mut pos = ss.cursor as usize;
         while pos < order.len() {
@@ -351,16 +361,31 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
                 let item_pos = pos + k;
                 match result {
                     Err(reason) => {
-                        pending_skipped.push(Skipped { path: item.name.clone(), reason });
+                        pending_skipped.push(Skipped {
+                            path: item.name.clone(),
+                            reason,
+                        });
                         let n = skipped_before + ss.skipped.len() + pending_skipped.len();
                         if n > opts.max_errors {
-                            let last = pending_skipped.last().map(|s| format!("{}: {}", s.path, s.reason)).unwrap_or_default();
-                            return Err(IngestError::TooManyErrors { skipped: n, max: opts.max_errors, last });
+                            let last = pending_skipped
+                                .last()
+                                .map(|s| format!("{}: {}", s.path, s.reason))
+                                .unwrap_or_default();
+                            return Err(IngestError::TooManyErrors {
+                                skipped: n,
+                                max: opts.max_errors,
+                                last,
+                            });
                         }
                     }
                     Ok(c) => {
-                        if !writer.is_empty() && writer.bytes() + c.data.len() as u64 + 128 > opts.shard_size {
-                            let full = std::mem::replace(&mut writer, ShardWriter::new(shard_path(ss.shards.len() + 1)));
+                        if !writer.is_empty()
+                            && writer.bytes() + c.data.len() as u64 + 128 > opts.shard_size
+                        {
+                            let full = std::mem::replace(
+                                &mut writer,
+                                ShardWriter::new(shard_path(ss.shards.len() + 1)),
+                            );
                             ss.shards.push(full.finish()?);
                             ss.cursor = item_pos as u64;
                             ss.skipped.append(&mut pending_skipped);
@@ -417,7 +442,13 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
             .iter()
             .map(|(name, s)| {
                 let records = s.shards.iter().map(|x| x.records).sum();
-                (name.clone(), SplitInfo { records, shards: s.shards.clone() })
+                (
+                    name.clone(),
+                    SplitInfo {
+                        records,
+                        shards: s.shards.clone(),
+                    },
+                )
             })
             .collect(),
         params: params_json(opts),
@@ -445,7 +476,11 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
                 )
             })
             .collect(),
-        skipped: state.splits.values().flat_map(|s| s.skipped.iter().cloned()).collect(),
+        skipped: state
+            .splits
+            .values()
+            .flat_map(|s| s.skipped.iter().cloned())
+            .collect(),
         notes: plan.notes.clone(),
         processed,
         seconds,
@@ -470,7 +505,10 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
 }
 
 fn remove_stale_tmp(out: &Path) -> Result<(), IngestError> {
-    for e in std::fs::read_dir(out).map_err(|e| IngestError::io(out, e))?.flatten() {
+    for e in std::fs::read_dir(out)
+        .map_err(|e| IngestError::io(out, e))?
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') && name.ends_with(".tmp") {
             let _ = std::fs::remove_file(e.path());

@@ -77,7 +77,11 @@ fn class_style(c: u32) -> ClassStyle {
 pub fn synth_class_name(c: u32) -> String {
     let s = class_style(c);
     let hue_name = HUE_NAMES[((s.hue * 6.0 + 0.5) as usize) % 6];
-    let texture = if s.texture == 0 { String::new() } else { format!("{} ", TEXTURES[s.texture]) };
+    let texture = if s.texture == 0 {
+        String::new()
+    } else {
+        format!("{} ", TEXTURES[s.texture])
+    };
     format!("{texture}{hue_name} {}", SHAPES[s.shape])
 }
 
@@ -129,7 +133,14 @@ struct Placed {
 }
 
 impl Placed {
-    fn random(rng: &mut ChaCha8Rng, size: f32, shape: usize, texture: usize, color: [f32; 3], scale: (f32, f32)) -> Placed {
+    fn random(
+        rng: &mut ChaCha8Rng,
+        size: f32,
+        shape: usize,
+        texture: usize,
+        color: [f32; 3],
+        scale: (f32, f32),
+    ) -> Placed {
         let radius = size * rng.gen_range(scale.0..scale.1);
         let margin = radius * 0.6;
         let angle = rng.gen_range(0.0..2.0 * PI);
@@ -157,7 +168,10 @@ impl Placed {
         let dark = match self.texture {
             1 => ((u / self.period).floor() as i32).rem_euclid(2) == 1,
             2 => {
-                let (fu, fv) = ((u / self.period).rem_euclid(1.0) - 0.5, (v / self.period).rem_euclid(1.0) - 0.5);
+                let (fu, fv) = (
+                    (u / self.period).rem_euclid(1.0) - 0.5,
+                    (v / self.period).rem_euclid(1.0) - 0.5,
+                );
                 fu * fu + fv * fv < 0.09
             }
             _ => false,
@@ -185,12 +199,12 @@ pub fn render(class: u32, size: u32, rng: &mut ChaCha8Rng) -> Vec<u8> {
         .collect();
     // Colour is only a weak cue: half of the objects take a random hue, so a
     // class must be told by shape and texture (what augmentations preserve).
-    let hue = if rng.gen_bool(0.5) { style.hue + rng.gen_range(-0.08..0.08) } else { rng.gen() };
-    let color = hsv_to_rgb(
-        hue,
-        rng.gen_range(0.55..1.0),
-        rng.gen_range(0.55..1.0),
-    );
+    let hue = if rng.gen_bool(0.5) {
+        style.hue + rng.gen_range(-0.08..0.08)
+    } else {
+        rng.gen()
+    };
+    let color = hsv_to_rgb(hue, rng.gen_range(0.55..1.0), rng.gen_range(0.55..1.0));
     let object = Placed::random(rng, s, style.shape, style.texture, color, (0.22, 0.42));
     let noise_sigma = rng.gen_range(0.02..0.06);
     let mut out = Vec::with_capacity((size * size * 3) as usize);
@@ -230,10 +244,7 @@ pub struct SynthReport {
 }
 
 fn image_seed(seed: u64, split: u64, class: u32, i: u32) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (split << 56)
-        ^ ((class as u64) << 28)
-        ^ i as u64
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (split << 56) ^ ((class as u64) << 28) ^ i as u64
 }
 
 /// Writes the dataset under `dir` (`train/<wnid>/`, `val/<wnid>/`,
@@ -269,15 +280,20 @@ pub fn synth(dir: &Path, opts: &SynthOptions) -> Result<SynthReport, IngestError
     jobs.par_iter().try_for_each(|&(split, c, i)| {
         let mut rng = ChaCha8Rng::seed_from_u64(image_seed(opts.seed, split, c, i));
         let px = render(c, opts.size, &mut rng);
-        let jpeg = encode_jpeg(&px, opts.size, opts.size, 92).map_err(|detail| IngestError::Encode {
-            path: dir.to_path_buf(),
-            detail,
-        })?;
+        let jpeg =
+            encode_jpeg(&px, opts.size, opts.size, 92).map_err(|detail| IngestError::Encode {
+                path: dir.to_path_buf(),
+                detail,
+            })?;
         let wnid = synth_wnid(c);
         let path: PathBuf = if split == 0 {
-            dir.join("train").join(&wnid).join(format!("{wnid}_{i}.JPEG"))
+            dir.join("train")
+                .join(&wnid)
+                .join(format!("{wnid}_{i}.JPEG"))
         } else {
-            dir.join("val").join(&wnid).join(format!("{wnid}_val_{i}.JPEG"))
+            dir.join("val")
+                .join(&wnid)
+                .join(format!("{wnid}_val_{i}.JPEG"))
         };
         std::fs::write(&path, jpeg).map_err(|e| IngestError::io(&path, e))
     })?;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The fnc-ingest binary, end to end.
 
 mod common;
@@ -10,7 +11,16 @@ use fnc_formats::{Dataset, Encoding};
 use jpeg_encoder::ColorType;
 
 fn synth_tree(dir: &Path, per_class: &str) {
-    let o = run(&["synth", p(dir), "--classes", "4", "--per-class", per_class, "--size", "48"]);
+    let o = run(&[
+        "synth",
+        p(dir),
+        "--classes",
+        "4",
+        "--per-class",
+        per_class,
+        "--size",
+        "48",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -40,7 +50,10 @@ fn synth_ingest_inspect_verify() {
     assert_eq!(i["splits"]["train"]["encodings"]["jpeg"], 80);
     assert_eq!(i["splits"]["train"]["width"]["max"], 48);
     // Class names come from LOC_synset_mapping.txt.
-    assert!(i["splits"]["train"]["per_class"][0]["name"].as_str().unwrap().contains("disk"));
+    assert!(i["splits"]["train"]["per_class"][0]["name"]
+        .as_str()
+        .unwrap()
+        .contains("disk"));
 
     let o = run(&["verify", p(&out)]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -48,7 +61,8 @@ fn synth_ingest_inspect_verify() {
     // Shards mix classes: the first 20 records of train are not one class.
     let ds = Dataset::open(&out).unwrap();
     let train = ds.split("train").unwrap();
-    let labels: std::collections::BTreeSet<u32> = (0..20).map(|i| train.get(i).unwrap().label).collect();
+    let labels: std::collections::BTreeSet<u32> =
+        (0..20).map(|i| train.get(i).unwrap().label).collect();
     assert!(labels.len() >= 3, "first 20 records come from {labels:?}");
 }
 
@@ -82,11 +96,27 @@ fn shards_are_identical_for_any_thread_count() {
     for threads in ["1", "2", "3"] {
         let out = t.path().join(format!("out{threads}"));
         // Small shards and re-encoding: several shards, real work per image.
-        let o = run(&[p(&src), "--out", p(&out), "--threads", threads, "--shard-size", "40K", "--encoding", "jpeg", "--max-side", "40"]);
+        let o = run(&[
+            p(&src),
+            "--out",
+            p(&out),
+            "--threads",
+            threads,
+            "--shard-size",
+            "40K",
+            "--encoding",
+            "jpeg",
+            "--max-side",
+            "40",
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         outs.push(shard_bytes(&out));
     }
-    assert!(outs[0].len() >= 4, "expected several shards, got {}", outs[0].len());
+    assert!(
+        outs[0].len() >= 4,
+        "expected several shards, got {}",
+        outs[0].len()
+    );
     assert_eq!(outs[0], outs[1]);
     assert_eq!(outs[0], outs[2]);
 }
@@ -98,13 +128,32 @@ fn odd_tree(root: &Path) {
     fs::create_dir_all(&c1).unwrap();
     fs::create_dir_all(&c2).unwrap();
     let px = pattern(64, 48);
-    let cmyk: Vec<u8> = px.chunks(3).flat_map(|c| [255 - c[0], 255 - c[1], 255 - c[2], 0]).collect();
-    fs::write(c1.join("cmyk.JPEG"), jpeg(&cmyk, 64, 48, ColorType::Cmyk, false)).unwrap();
+    let cmyk: Vec<u8> = px
+        .chunks(3)
+        .flat_map(|c| [255 - c[0], 255 - c[1], 255 - c[2], 0])
+        .collect();
+    fs::write(
+        c1.join("cmyk.JPEG"),
+        jpeg(&cmyk, 64, 48, ColorType::Cmyk, false),
+    )
+    .unwrap();
     fs::write(c1.join("png_named.JPEG"), png(&px, 64, 48)).unwrap();
-    fs::write(c1.join("progressive.JPEG"), jpeg(&px, 64, 48, ColorType::Rgb, true)).unwrap();
+    fs::write(
+        c1.join("progressive.JPEG"),
+        jpeg(&px, 64, 48, ColorType::Rgb, true),
+    )
+    .unwrap();
     let grey: Vec<u8> = px.chunks(3).map(|c| c[1]).collect();
-    fs::write(c2.join("grey.JPEG"), jpeg(&grey, 64, 48, ColorType::Luma, false)).unwrap();
-    fs::write(c2.join("big.JPEG"), jpeg(&pattern(3000, 2000), 3000, 2000, ColorType::Rgb, false)).unwrap();
+    fs::write(
+        c2.join("grey.JPEG"),
+        jpeg(&grey, 64, 48, ColorType::Luma, false),
+    )
+    .unwrap();
+    fs::write(
+        c2.join("big.JPEG"),
+        jpeg(&pattern(3000, 2000), 3000, 2000, ColorType::Rgb, false),
+    )
+    .unwrap();
     let good = jpeg(&px, 64, 48, ColorType::Rgb, false);
     fs::write(c2.join("truncated.JPEG"), &good[..good.len() / 2]).unwrap();
     fs::write(c2.join("empty.JPEG"), b"").unwrap();
@@ -117,16 +166,32 @@ fn odd_files_are_packed_or_reported() {
     let (src, out) = (t.path().join("src"), t.path().join("out"));
     odd_tree(&src);
     let o = run(&[p(&src), "--out", p(&out), "--json"]);
-    assert_eq!(o.status.code(), Some(2), "skips give exit 2: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "skips give exit 2: {}",
+        stderr(&o)
+    );
     let r = json(&o);
     assert_eq!(r["splits"]["train"]["records"], 5);
-    let skipped: Vec<String> = r["skipped"].as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap().to_string()).collect();
+    let skipped: Vec<String> = r["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(skipped.len(), 3, "{skipped:?}");
     for name in ["truncated.JPEG", "empty.JPEG", "text.JPEG"] {
-        assert!(skipped.iter().any(|s| s.ends_with(name)), "{name} not in {skipped:?}");
+        assert!(
+            skipped.iter().any(|s| s.ends_with(name)),
+            "{name} not in {skipped:?}"
+        );
     }
     let listed = fs::read_to_string(out.join("skipped.txt")).unwrap();
-    assert!(listed.contains("train/n00000002/truncated.JPEG\ttruncated JPEG"), "{listed}");
+    assert!(
+        listed.contains("train/n00000002/truncated.JPEG\ttruncated JPEG"),
+        "{listed}"
+    );
     assert!(listed.contains("empty.JPEG\tempty file"), "{listed}");
     assert!(listed.contains("text.JPEG\tnot an image"), "{listed}");
 
@@ -153,7 +218,10 @@ fn odd_files_are_packed_or_reported() {
     let want = &src_px[((y * 64 + x) * 3) as usize..][..3];
     let got = cmyk.get_pixel(x, y).0;
     for c in 0..3 {
-        assert!((want[c] as i32 - got[c] as i32).abs() < 40, "CMYK pixel {got:?} vs {want:?}");
+        assert!(
+            (want[c] as i32 - got[c] as i32).abs() < 40,
+            "CMYK pixel {got:?} vs {want:?}"
+        );
     }
     let kept = r["splits"]["train"]["kept"].as_u64().unwrap();
     assert_eq!(kept, 2, "progressive and grey JPEGs are kept as they are");
@@ -216,7 +284,18 @@ fn interrupted_ingest_resumes_to_the_same_bytes() {
     let src = t.path().join("src");
     synth_tree(&src, "40");
     let args = |out: &Path| -> Vec<String> {
-        [p(&src), "--out", p(out), "--shard-size", "30K", "--encoding", "jpeg"].iter().map(|s| s.to_string()).collect()
+        [
+            p(&src),
+            "--out",
+            p(out),
+            "--shard-size",
+            "30K",
+            "--encoding",
+            "jpeg",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let full = t.path().join("full");
     assert!(bin().args(args(&full)).output().unwrap().status.success());
@@ -225,7 +304,11 @@ fn interrupted_ingest_resumes_to_the_same_bytes() {
 
     // Killed (abort, as kill -9 would) right after the second shard.
     let part = t.path().join("part");
-    let o = bin().args(args(&part)).env("FNC_INGEST_TEST_ABORT_AFTER_SHARDS", "2").output().unwrap();
+    let o = bin()
+        .args(args(&part))
+        .env("FNC_INGEST_TEST_ABORT_AFTER_SHARDS", "2")
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(!part.join("manifest.json").exists());
     assert!(part.join("ingest-state.json").exists());
@@ -233,11 +316,18 @@ fn interrupted_ingest_resumes_to_the_same_bytes() {
     assert!(o.status.success(), "{}", stderr(&o));
     let r = json(&o);
     assert_eq!(r["resumed"], true);
-    assert!(r["processed"].as_u64().unwrap() < 200, "only the missing part is redone");
+    assert!(
+        r["processed"].as_u64().unwrap() < 200,
+        "only the missing part is redone"
+    );
     assert_eq!(shard_bytes(&part), want);
     assert_eq!(
-        fs::read_to_string(part.join("manifest.json")).unwrap().replace(p(&part), ""),
-        fs::read_to_string(full.join("manifest.json")).unwrap().replace(p(&full), "")
+        fs::read_to_string(part.join("manifest.json"))
+            .unwrap()
+            .replace(p(&part), ""),
+        fs::read_to_string(full.join("manifest.json"))
+            .unwrap()
+            .replace(p(&full), "")
     );
 
     // Real SIGKILLs at several moments; at least one must land mid-run.
@@ -245,7 +335,11 @@ fn interrupted_ingest_resumes_to_the_same_bytes() {
     for delay_ms in [1u64, 5, 15, 40, 120] {
         let out = t.path().join(format!("kill{delay_ms}"));
         let exe = assert_cmd::cargo::cargo_bin("fnc-ingest");
-        let mut child = std::process::Command::new(&exe).args(args(&out)).stdout(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = std::process::Command::new(&exe)
+            .args(args(&out))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
@@ -253,7 +347,11 @@ fn interrupted_ingest_resumes_to_the_same_bytes() {
             interrupted += 1;
         }
         let o = bin().args(args(&out)).output().unwrap();
-        assert!(o.status.success(), "resume after kill at {delay_ms} ms: {}", stderr(&o));
+        assert!(
+            o.status.success(),
+            "resume after kill at {delay_ms} ms: {}",
+            stderr(&o)
+        );
         assert_eq!(shard_bytes(&out), want, "kill at {delay_ms} ms");
     }
     assert!(interrupted > 0, "no kill landed before the run finished");
@@ -275,14 +373,22 @@ fn kaggle_flat_val_and_imagefolder_val_fraction() {
     fs::create_dir_all(root.join("val")).unwrap();
     fs::create_dir_all(root.join("test")).unwrap();
     for i in 0..4 {
-        fs::write(root.join("val").join(format!("ILSVRC2012_val_{i:08}.JPEG")), &j).unwrap();
+        fs::write(
+            root.join("val").join(format!("ILSVRC2012_val_{i:08}.JPEG")),
+            &j,
+        )
+        .unwrap();
     }
     fs::write(
         src.join("LOC_val_solution.csv"),
         "ImageId,PredictionString\nILSVRC2012_val_00000000,n02 1 2 3 4\nILSVRC2012_val_00000001,n01 1 2 3 4 n01 5 6 7 8\nILSVRC2012_val_00000002,n02 0 0 1 1\n",
     )
     .unwrap();
-    fs::write(src.join("LOC_synset_mapping.txt"), "n01 tench, Tinca tinca\nn02 goldfish\n").unwrap();
+    fs::write(
+        src.join("LOC_synset_mapping.txt"),
+        "n01 tench, Tinca tinca\nn02 goldfish\n",
+    )
+    .unwrap();
     let out = t.path().join("out");
     let o = run(&[p(&src), "--out", p(&out), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -290,11 +396,22 @@ fn kaggle_flat_val_and_imagefolder_val_fraction() {
     assert_eq!(r["splits"]["train"]["records"], 6);
     assert_eq!(r["splits"]["val"]["records"], 3);
     let notes = r["notes"].to_string();
-    assert!(notes.contains("test/ ignored") && notes.contains("1 images without a label"), "{notes}");
+    assert!(
+        notes.contains("test/ ignored") && notes.contains("1 images without a label"),
+        "{notes}"
+    );
     let ds = Dataset::open(&out).unwrap();
-    assert_eq!(ds.manifest().classes[0].name.as_deref(), Some("tench, Tinca tinca"));
+    assert_eq!(
+        ds.manifest().classes[0].name.as_deref(),
+        Some("tench, Tinca tinca")
+    );
     let val = ds.split("val").unwrap();
-    let mut labels: Vec<(String, u32)> = (0..3).map(|i| { let r = val.get(i).unwrap(); (r.name.to_string(), r.label) }).collect();
+    let mut labels: Vec<(String, u32)> = (0..3)
+        .map(|i| {
+            let r = val.get(i).unwrap();
+            (r.name.to_string(), r.label)
+        })
+        .collect();
     labels.sort();
     assert_eq!(labels[0].1, 1);
     assert_eq!(labels[1].1, 0);
@@ -310,7 +427,14 @@ fn kaggle_flat_val_and_imagefolder_val_fraction() {
     }
     fs::write(folder.join("a_cls/readme.txt"), "x").unwrap();
     let out2 = t.path().join("out2");
-    let o = run(&[p(&folder), "--out", p(&out2), "--val-fraction", "0.2", "--json"]);
+    let o = run(&[
+        p(&folder),
+        "--out",
+        p(&out2),
+        "--val-fraction",
+        "0.2",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let r = json(&o);
     assert_eq!(r["layout"], "imagefolder");
@@ -323,7 +447,9 @@ fn kaggle_flat_val_and_imagefolder_val_fraction() {
 
 #[test]
 fn imagenette_mini_gives_800_and_200_in_10_classes() {
-    let Some(src) = shared_dataset("imagenette2-mini") else { return };
+    let Some(src) = shared_dataset("imagenette2-mini") else {
+        return;
+    };
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
     let o = run(&[p(&src), "--out", p(&out), "--json"]);

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 //! Helpers shared by the CLI tests: run the real binary, build odd source trees.
 
@@ -26,11 +27,16 @@ pub fn p(path: &Path) -> &str {
 
 /// Shared real photos, when this machine has them.
 pub fn shared_dataset(name: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/datasets")
+        .join(name);
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("SKIP: {} is absent (shared datasets exist on developer machines and CI only)", dir.display());
+        eprintln!(
+            "SKIP: {} is absent (shared datasets exist on developer machines and CI only)",
+            dir.display()
+        );
         None
     }
 }
@@ -41,7 +47,12 @@ pub fn shard_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .expect("read out dir")
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(".fncs"))
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).expect("read shard")))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read shard"),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -60,11 +71,18 @@ pub fn pattern(w: u32, h: u32) -> Vec<u8> {
     px
 }
 
-pub fn jpeg(px: &[u8], w: u32, h: u32, color: jpeg_encoder::ColorType, progressive: bool) -> Vec<u8> {
+pub fn jpeg(
+    px: &[u8],
+    w: u32,
+    h: u32,
+    color: jpeg_encoder::ColorType,
+    progressive: bool,
+) -> Vec<u8> {
     let mut out = Vec::new();
     let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
     enc.set_progressive(progressive);
-    enc.encode(px, w as u16, h as u16, color).expect("encode test JPEG");
+    enc.encode(px, w as u16, h as u16, color)
+        .expect("encode test JPEG");
     out
 }
 
