@@ -1,0 +1,58 @@
+//! Per-op cost of one 224 px view: `cargo run --release -p fnc-augment --example op_time -- FILE.jpg`
+use std::time::Instant;
+
+use fnc_augment::ops::{self, Scratch};
+use fnc_augment::{CropBox, Jitter};
+
+fn time<F: FnMut()>(name: &str, n: u32, mut f: F) {
+    let t = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    println!(
+        "{name:>10}: {:.3} ms",
+        t.elapsed().as_secs_f64() * 1e3 / n as f64
+    );
+}
+
+fn main() {
+    let path = std::env::args().nth(1).expect("usage: op_time FILE.jpg");
+    let data = std::fs::read(&path).expect("read");
+    let rec = fnc_formats::Record {
+        data: &data,
+        label: 0,
+        width: 0,
+        height: 0,
+        encoding: fnc_formats::Encoding::Jpeg,
+        name: "",
+    };
+    let mut buf = Vec::new();
+    let mut wh = (0, 0);
+    time("decode", 50, || {
+        wh = fnc_augment::decode_into(&rec, &mut buf).expect("decode")
+    });
+    let (w, h) = wh;
+    let mut s = Scratch::default();
+    let mut out = vec![0u8; 224 * 224 * 3];
+    let crop = CropBox {
+        x: w / 8,
+        y: h / 8,
+        w: w * 3 / 4,
+        h: h * 3 / 4,
+    };
+    time("crop+resize", 200, || {
+        ops::crop_resize(&buf, w, h, crop, 224, &mut out, &mut s).expect("resize")
+    });
+    time("flip", 200, || ops::flip_horizontal(&mut out, 224));
+    let j = Jitter {
+        order: [0, 1, 2, 3],
+        brightness: 1.1,
+        contrast: 0.9,
+        saturation: 1.2,
+        hue: 0.1,
+    };
+    time("jitter", 200, || ops::jitter(&mut out, &j, false, &mut s));
+    time("grey", 200, || ops::grey_u8(&mut out));
+    time("blur s=2", 200, || ops::blur(&mut out, 224, 2.0, &mut s));
+    time("blur s=.5", 200, || ops::blur(&mut out, 224, 0.5, &mut s));
+}

@@ -1,0 +1,197 @@
+//! `fnc-augment`: look at the augmentations (`preview`) and time the engine (`bench`).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use fnc_augment::{EngineConfig, Loader, Recipe, Sampler};
+
+/// The fnc multi-view augmentation engine: preview and benchmark.
+#[derive(Debug, Parser)]
+#[command(name = "fnc-augment", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Dataset directory written by fnc-ingest (holding manifest.json).
+    #[arg(long)]
+    shards: PathBuf,
+    /// Split to read.
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Seed of every random draw; the same seed gives the same views.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads; 0 = one per core. Output does not depend on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Support views per image (V = 2 + S).
+    #[arg(long, default_value_t = 8)]
+    support: usize,
+    /// Side of the 2 main views in pixels.
+    #[arg(long, default_value_t = 224)]
+    size: u32,
+    /// Side of the support views in pixels.
+    #[arg(long, default_value_t = 224)]
+    support_size: u32,
+    /// Solarize probability (BYOL-style; off in the reference recipe).
+    #[arg(long, default_value_t = 0.0)]
+    solarize: f64,
+    /// Colour distortion strength s.
+    #[arg(long, default_value_t = 1.0)]
+    color_strength: f64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a contact sheet: per image, the original then its 2 main and S support views.
+    Preview {
+        #[command(flatten)]
+        common: Common,
+        /// Output PNG.
+        #[arg(long, default_value = "preview.png")]
+        out: PathBuf,
+        /// Number of images (rows).
+        #[arg(long, default_value_t = 6)]
+        images: usize,
+    },
+    /// Measure engine throughput in source images/s and views/s.
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds to measure (after one warm-up batch).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Images per batch.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn config(c: &Common, batch: usize) -> Result<EngineConfig> {
+    let recipe = Recipe {
+        solarize_p: c.solarize,
+        jitter_strength: c.color_strength,
+        ..Recipe::default()
+    };
+    Ok(EngineConfig::builder()
+        .batch_size(batch)
+        .support(c.support)
+        .size(c.size)
+        .support_size(c.support_size)
+        .seed(c.seed)
+        .threads(c.threads)
+        .recipe(recipe)
+        .build()?)
+}
+
+fn open(c: &Common) -> Result<Arc<fnc_formats::SplitReader>> {
+    let ds = fnc_formats::Dataset::open(&c.shards)
+        .with_context(|| format!("--shards {}", c.shards.display()))?;
+    Ok(Arc::new(
+        ds.split(&c.split)
+            .with_context(|| format!("--split {}", c.split))?,
+    ))
+}
+
+fn run() -> Result<()> {
+    match Cli::parse().command {
+        Command::Preview {
+            common,
+            out,
+            images,
+        } => {
+            let split = open(&common)?;
+            let cfg = config(&common, 1)?;
+            let sheet = fnc_augment::contact_sheet(split, &cfg, images)?;
+            sheet
+                .save_with_format(&out, image::ImageFormat::Png)
+                .with_context(|| format!("writing --out {}", out.display()))?;
+            println!(
+                "wrote {} ({}x{})",
+                out.display(),
+                sheet.width(),
+                sheet.height()
+            );
+        }
+        Command::Bench {
+            common,
+            seconds,
+            batch_size,
+            json,
+        } => {
+            let split = open(&common)?;
+            let cfg = config(&common, batch_size)?;
+            let views = cfg.views();
+            let threads = if common.threads == 0 {
+                rayon::current_num_threads()
+            } else {
+                common.threads
+            };
+            let sampler = Sampler::new(split.len(), common.seed, 0, 1);
+            let mut loader = Loader::start(split, cfg, sampler)?;
+            let first = loader.next_batch().context("the engine stopped")??;
+            drop(first);
+            let bar = if std::io::stderr().is_terminal() {
+                indicatif::ProgressBar::new_spinner()
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let (t0, w0) = (Instant::now(), loader.waited());
+            let mut images = 0u64;
+            while t0.elapsed() < Duration::from_secs_f64(seconds) {
+                let b = loader.next_batch().context("the engine stopped")??;
+                images += b.indices.len() as u64;
+                bar.set_message(format!("{images} images"));
+                bar.tick();
+            }
+            bar.finish_and_clear();
+            let secs = t0.elapsed().as_secs_f64();
+            let wait = (loader.waited() - w0).as_secs_f64() / secs;
+            let r = serde_json::json!({
+                "images_per_s": images as f64 / secs,
+                "views_per_s": (images * views as u64) as f64 / secs,
+                "views_per_image": views,
+                "size": common.size,
+                "support_size": common.support_size,
+                "threads": threads,
+                "seconds": secs,
+                "consumer_wait_fraction": wait,
+            });
+            if json {
+                println!("{r}");
+            } else {
+                println!(
+                    "{:.0} images/s, {:.0} views/s ({} views/image: 2x{} + {}x{}), {} threads",
+                    images as f64 / secs,
+                    (images * views as u64) as f64 / secs,
+                    views,
+                    common.size,
+                    common.support,
+                    common.support_size,
+                    threads
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The augmentation recipe and what one view draws from it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::ViewRng;
+
+/// Strengths and probabilities of the recipe (SPEC §3). Defaults are SimCLR v2's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// Crop area fraction range (default 0.08..1.0).
+    pub crop_scale: (f64, f64),
+    /// Crop aspect ratio range, sampled log-uniformly (default 3/4..4/3).
+    pub crop_ratio: (f64, f64),
+    /// Horizontal flip probability (default 0.5).
+    pub flip_p: f64,
+    /// Colour distortion probability (default 0.8).
+    pub jitter_p: f64,
+    /// Colour distortion strength s: brightness, contrast and saturation factors in
+    /// U(1-0.8s, 1+0.8s), hue shift in U(-0.2s, 0.2s) of a turn (default 1.0).
+    pub jitter_strength: f64,
+    /// Greyscale probability (default 0.2).
+    pub grey_p: f64,
+    /// Gaussian blur probability (default 0.5).
+    pub blur_p: f64,
+    /// Blur sigma range in pixels (default 0.1..2.0).
+    pub blur_sigma: (f64, f64),
+    /// Solarize probability (default 0: off).
+    pub solarize_p: f64,
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        Recipe {
+            crop_scale: (0.08, 1.0),
+            crop_ratio: (3.0 / 4.0, 4.0 / 3.0),
+            flip_p: 0.5,
+            jitter_p: 0.8,
+            jitter_strength: 1.0,
+            grey_p: 0.2,
+            blur_p: 0.5,
+            blur_sigma: (0.1, 2.0),
+            solarize_p: 0.0,
+        }
+    }
+}
+
+/// A crop box in source pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CropBox {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
+/// Colour distortion factors and the order they are applied in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Jitter {
+    /// Permutation of 0 = brightness, 1 = contrast, 2 = saturation, 3 = hue.
+    pub order: [u8; 4],
+    pub brightness: f32,
+    pub contrast: f32,
+    pub saturation: f32,
+    /// Hue shift as a fraction of a full turn.
+    pub hue: f32,
+}
+
+/// Everything one view drew: applying it is deterministic.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ViewDraw {
+    pub crop: CropBox,
+    pub flip: bool,
+    pub jitter: Option<Jitter>,
+    pub grey: bool,
+    pub blur_sigma: Option<f32>,
+    pub solarize: bool,
+}
+
+/// Random resized crop box with torchvision's semantics: 10 attempts, then a
+/// centre crop clamped to the ratio range.
+pub fn draw_crop(
+    rng: &mut ViewRng,
+    w: u32,
+    h: u32,
+    scale: (f64, f64),
+    ratio: (f64, f64),
+) -> CropBox {
+    let area = w as f64 * h as f64;
+    let (lr0, lr1) = (ratio.0.ln(), ratio.1.ln());
+    for _ in 0..10 {
+        let target = area * rng.uniform(scale.0, scale.1);
+        let aspect = rng.uniform(lr0, lr1).exp();
+        let cw = (target * aspect).sqrt().round() as u32;
+        let ch = (target / aspect).sqrt().round() as u32;
+        if cw > 0 && ch > 0 && cw <= w && ch <= h {
+            let y = rng.below((h - ch + 1) as u64) as u32;
+            let x = rng.below((w - cw + 1) as u64) as u32;
+            return CropBox { x, y, w: cw, h: ch };
+        }
+    }
+    let in_ratio = w as f64 / h as f64;
+    let (cw, ch) = if in_ratio < ratio.0 {
+        (w, ((w as f64 / ratio.0).round() as u32).clamp(1, h))
+    } else if in_ratio > ratio.1 {
+        (((h as f64 * ratio.1).round() as u32).clamp(1, w), h)
+    } else {
+        (w, h)
+    };
+    CropBox {
+        x: (w - cw) / 2,
+        y: (h - ch) / 2,
+        w: cw,
+        h: ch,
+    }
+}
+
+/// Draws every random choice of one view of a `w` x `h` source.
+pub fn draw_view(rng: &mut ViewRng, w: u32, h: u32, r: &Recipe) -> ViewDraw {
+    let crop = draw_crop(rng, w, h, r.crop_scale, r.crop_ratio);
+    let flip = rng.bernoulli(r.flip_p);
+    let jitter = if rng.bernoulli(r.jitter_p) {
+        let s = r.jitter_strength;
+        let b = 0.8 * s;
+        let factor = |rng: &mut ViewRng| rng.uniform((1.0 - b).max(0.0), 1.0 + b) as f32;
+        let brightness = factor(rng);
+        let contrast = factor(rng);
+        let saturation = factor(rng);
+        let hs = (0.2 * s).min(0.5);
+        let hue = rng.uniform(-hs, hs) as f32;
+        let mut order = [0u8, 1, 2, 3];
+        for i in (1..4).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        Some(Jitter {
+            order,
+            brightness,
+            contrast,
+            saturation,
+            hue,
+        })
+    } else {
+        None
+    };
+    let grey = rng.bernoulli(r.grey_p);
+    let blur_sigma = if rng.bernoulli(r.blur_p) {
+        Some(rng.uniform(r.blur_sigma.0, r.blur_sigma.1) as f32)
+    } else {
+        None
+    };
+    let solarize = rng.bernoulli(r.solarize_p);
+    ViewDraw {
+        crop,
+        flip,
+        jitter,
+        grey,
+        blur_sigma,
+        solarize,
+    }
+}

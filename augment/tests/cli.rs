@@ -1,0 +1,106 @@
+//! The fnc-augment binary: preview and bench.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+fn shards(dir: &Path) -> std::path::PathBuf {
+    let src = dir.join("src");
+    let out = dir.join("out");
+    let opts = fnc_ingest::SynthOptions {
+        classes: 3,
+        per_class: 10,
+        val_per_class: 2,
+        size: 48,
+        seed: 1,
+    };
+    fnc_ingest::synth(&src, &opts).unwrap();
+    fnc_ingest::ingest(
+        &fnc_ingest::IngestOptions::new(&src, &out),
+        &fnc_ingest::NoProgress,
+    )
+    .unwrap();
+    out
+}
+
+fn augment(args: &[&str]) -> std::process::Output {
+    assert_cmd::Command::cargo_bin("fnc-augment")
+        .unwrap()
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn preview_is_identical_for_any_thread_count() {
+    let t = tempfile::tempdir().unwrap();
+    let out = shards(t.path());
+    let mut pngs = Vec::new();
+    for threads in ["1", "2"] {
+        let png = t.path().join(format!("p{threads}.png"));
+        let o = augment(&[
+            "preview",
+            "--shards",
+            out.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+            "--images",
+            "3",
+            "--support",
+            "4",
+            "--size",
+            "64",
+            "--support-size",
+            "32",
+            "--threads",
+            threads,
+            "--seed",
+            "9",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        pngs.push(std::fs::read(&png).unwrap());
+    }
+    assert_eq!(pngs[0], pngs[1]);
+    let img = image::load_from_memory(&pngs[0]).unwrap();
+    // 3 rows; original + 6 views per row, each cell 64 px plus label and gaps.
+    assert_eq!(img.width(), 7 * (64 + 4) + 4);
+    assert_eq!(img.height(), 3 * (64 + 14 + 4) + 4);
+}
+
+#[test]
+fn bench_reports_images_and_views_per_second() {
+    let t = tempfile::tempdir().unwrap();
+    let out = shards(t.path());
+    let o = augment(&[
+        "bench",
+        "--shards",
+        out.to_str().unwrap(),
+        "--seconds",
+        "0.5",
+        "--batch-size",
+        "8",
+        "--support",
+        "2",
+        "--size",
+        "32",
+        "--support-size",
+        "32",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ips = r["images_per_s"].as_f64().unwrap();
+    let vps = r["views_per_s"].as_f64().unwrap();
+    assert!(ips > 0.0);
+    assert!((vps / ips - 4.0).abs() < 1e-9, "4 views per image");
+}
+
+#[test]
+fn missing_shards_name_the_flag() {
+    let o = augment(&["bench", "--shards", "/nonexistent/x"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--shards"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -1,0 +1,419 @@
+//! Each op against a reference computed another way: plain f64 code here, and
+//! torchvision outputs saved as fixtures by `fixtures/make_fixtures.py`.
+#![allow(clippy::unwrap_used)]
+
+use fnc_augment::ops::{self, Scratch};
+use fnc_augment::simd::available_paths;
+use fnc_augment::{CropBox, Jitter};
+
+fn fixture(name: &str) -> (Vec<u8>, u32, u32) {
+    let path = format!("{}/tests/fixtures/{name}.png", env!("CARGO_MANIFEST_DIR"));
+    let img = image::open(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    (img.into_raw(), w, h)
+}
+
+/// (max, mean) absolute difference.
+fn diff(a: &[u8], b: &[u8]) -> (u8, f64) {
+    assert_eq!(a.len(), b.len());
+    let mut max = 0u8;
+    let mut sum = 0u64;
+    for (x, y) in a.iter().zip(b) {
+        let d = x.abs_diff(*y);
+        max = max.max(d);
+        sum += d as u64;
+    }
+    (max, sum as f64 / a.len() as f64)
+}
+
+fn assert_close(what: &str, got: &[u8], want: &[u8], max_tol: u8, mean_tol: f64) {
+    let (max, mean) = diff(got, want);
+    assert!(
+        max <= max_tol && mean <= mean_tol,
+        "{what}: max diff {max} (tolerance {max_tol}), mean {mean:.3} (tolerance {mean_tol})"
+    );
+}
+
+const IDENTITY: Jitter = Jitter {
+    order: [0, 1, 2, 3],
+    brightness: 1.0,
+    contrast: 1.0,
+    saturation: 1.0,
+    hue: 0.0,
+};
+
+fn jittered(j: Jitter, grey: bool) -> Vec<u8> {
+    let (mut img, _, _) = fixture("input");
+    ops::jitter(&mut img, &j, grey, &mut Scratch::default());
+    img
+}
+
+#[test]
+fn colour_ops_match_torchvision() {
+    let cases: [(&str, Jitter, u8, f64); 5] = [
+        (
+            "brightness_1.5",
+            Jitter {
+                brightness: 1.5,
+                ..IDENTITY
+            },
+            1,
+            0.1,
+        ),
+        (
+            "contrast_0.6",
+            Jitter {
+                contrast: 0.6,
+                ..IDENTITY
+            },
+            1,
+            0.1,
+        ),
+        (
+            "saturation_1.7",
+            Jitter {
+                saturation: 1.7,
+                ..IDENTITY
+            },
+            1,
+            0.1,
+        ),
+        (
+            "hue_0.15",
+            Jitter {
+                hue: 0.15,
+                ..IDENTITY
+            },
+            2,
+            0.1,
+        ),
+        (
+            "hue_-0.2",
+            Jitter {
+                hue: -0.2,
+                ..IDENTITY
+            },
+            2,
+            0.1,
+        ),
+    ];
+    for (name, j, max_tol, mean_tol) in cases {
+        let (want, _, _) = fixture(name);
+        assert_close(name, &jittered(j, false), &want, max_tol, mean_tol);
+    }
+    let (want, _, _) = fixture("grey");
+    assert_close(
+        "grey (float path)",
+        &jittered(IDENTITY, true),
+        &want,
+        1,
+        0.1,
+    );
+    let (mut img, _, _) = fixture("input");
+    ops::grey_u8(&mut img);
+    assert_close("grey (integer path)", &img, &want, 1, 0.1);
+}
+
+#[test]
+fn an_identity_jitter_changes_nothing() {
+    let (input, _, _) = fixture("input");
+    assert_close("identity", &jittered(IDENTITY, false), &input, 1, 0.01);
+}
+
+#[test]
+fn blur_matches_torchvision_on_every_cpu_path() {
+    for (name, k, sigma) in [("blur_k9_s1.5", 9, 1.5f32), ("blur_k23_s0.7", 23, 0.7)] {
+        let (want, w, h) = fixture(name);
+        let mut outs = Vec::new();
+        for path in available_paths() {
+            let (mut img, _, _) = fixture("input");
+            ops::blur_with(
+                path,
+                &mut img,
+                (w as usize, h as usize),
+                k,
+                sigma,
+                &mut Scratch::default(),
+            );
+            assert_close(&format!("{name} on {path:?}"), &img, &want, 2, 0.5);
+            outs.push(img);
+        }
+        assert!(
+            outs.windows(2).all(|p| p[0] == p[1]),
+            "{name}: CPU paths differ"
+        );
+    }
+}
+
+/// Plain f64 Gaussian blur with the full kernel and reflect borders.
+fn blur_reference(img: &[u8], w: usize, h: usize, k: usize, sigma: f64) -> Vec<u8> {
+    let r = (k / 2) as isize;
+    let wts: Vec<f64> = (-r..=r)
+        .map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let sum: f64 = wts.iter().sum();
+    let refl = |i: isize, n: usize| -> usize {
+        let n = n as isize;
+        let mut i = i;
+        while i < 0 || i >= n {
+            if i < 0 {
+                i = -i;
+            }
+            if i >= n {
+                i = 2 * (n - 1) - i;
+            }
+        }
+        i as usize
+    };
+    let mut tmp = vec![0f64; w * h * 3];
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let mut a = 0.0;
+                for (t, wt) in wts.iter().enumerate() {
+                    a += wt * img[(y * w + refl(x as isize + t as isize - r, w)) * 3 + c] as f64;
+                }
+                tmp[(y * w + x) * 3 + c] = a / sum;
+            }
+        }
+    }
+    let mut out = vec![0u8; w * h * 3];
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let mut a = 0.0;
+                for (t, wt) in wts.iter().enumerate() {
+                    a += wt * tmp[(refl(y as isize + t as isize - r, h) * w + x) * 3 + c];
+                }
+                out[(y * w + x) * 3 + c] = (a / sum).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn blur_matches_a_float_reference_for_many_sigmas_and_sizes() {
+    for &(side, sigma) in &[
+        (224usize, 2.0f32),
+        (224, 0.1),
+        (96, 1.3),
+        (32, 2.0),
+        (17, 0.6),
+    ] {
+        let mut img: Vec<u8> = (0..side * side * 3)
+            .map(|i| ((i * 7919) % 251) as u8)
+            .collect();
+        let k = ops::blur_kernel_size(side as u32);
+        let want = blur_reference(&img, side, side, k, sigma as f64);
+        let mut outs = Vec::new();
+        for path in available_paths() {
+            let mut x = img.clone();
+            ops::blur_with(
+                path,
+                &mut x,
+                (side, side),
+                k,
+                sigma,
+                &mut Scratch::default(),
+            );
+            assert_close(
+                &format!("side {side} sigma {sigma} {path:?}"),
+                &x,
+                &want,
+                2,
+                0.6,
+            );
+            outs.push(x);
+        }
+        assert!(outs.windows(2).all(|p| p[0] == p[1]), "CPU paths differ");
+        ops::blur(&mut img, side, sigma, &mut Scratch::default());
+        assert_eq!(img, outs[0]);
+    }
+    assert_eq!(ops::blur_kernel_size(224), 23);
+    assert_eq!(ops::blur_kernel_size(96), 9);
+}
+
+#[test]
+fn crop_resize_matches_torchvision_antialiased_bilinear() {
+    let (input, w, h) = fixture("input");
+    let (want, _, _) = fixture("crop_5_3_40_30_to_24");
+    let mut out = vec![0u8; 24 * 24 * 3];
+    ops::crop_resize(
+        &input,
+        w,
+        h,
+        CropBox {
+            x: 5,
+            y: 3,
+            w: 40,
+            h: 30,
+        },
+        24,
+        &mut out,
+        &mut Scratch::default(),
+    )
+    .unwrap();
+    assert_close("resized crop", &out, &want, 3, 0.8);
+}
+
+#[test]
+fn crop_without_scaling_is_a_copy_and_flip_mirrors() {
+    let (input, w, h) = fixture("input");
+    let mut out = vec![0u8; 20 * 20 * 3];
+    ops::crop_resize(
+        &input,
+        w,
+        h,
+        CropBox {
+            x: 7,
+            y: 9,
+            w: 20,
+            h: 20,
+        },
+        20,
+        &mut out,
+        &mut Scratch::default(),
+    )
+    .unwrap();
+    for y in 0..20 {
+        for x in 0..20 {
+            let s = (((y + 9) * w as usize) + x + 7) * 3;
+            assert_eq!(&out[(y * 20 + x) * 3..][..3], &input[s..s + 3]);
+        }
+    }
+    let mut f = out.clone();
+    ops::flip_horizontal(&mut f, 20);
+    for y in 0..20 {
+        for x in 0..20 {
+            assert_eq!(
+                &f[(y * 20 + x) * 3..][..3],
+                &out[(y * 20 + 19 - x) * 3..][..3]
+            );
+        }
+    }
+    ops::flip_horizontal(&mut f, 20);
+    assert_eq!(f, out);
+}
+
+/// Plain f64 versions of the colour ops, applied in order with clipping.
+fn jitter_reference(img: &[u8], j: &Jitter, grey: bool) -> Vec<u8> {
+    let mut px: Vec<[f64; 3]> = img
+        .chunks(3)
+        .map(|p| {
+            [
+                p[0] as f64 / 255.0,
+                p[1] as f64 / 255.0,
+                p[2] as f64 / 255.0,
+            ]
+        })
+        .collect();
+    let luma = |p: &[f64; 3]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+    for op in j.order {
+        match op {
+            0 => px.iter_mut().for_each(|p| {
+                p.iter_mut()
+                    .for_each(|v| *v = (*v * j.brightness as f64).clamp(0.0, 1.0))
+            }),
+            1 => {
+                let mean = px.iter().map(luma).sum::<f64>() / px.len() as f64;
+                let f = j.contrast as f64;
+                px.iter_mut().for_each(|p| {
+                    p.iter_mut()
+                        .for_each(|v| *v = (f * *v + (1.0 - f) * mean).clamp(0.0, 1.0))
+                });
+            }
+            2 => {
+                let f = j.saturation as f64;
+                for p in px.iter_mut() {
+                    let g = luma(p);
+                    p.iter_mut()
+                        .for_each(|v| *v = (f * *v + (1.0 - f) * g).clamp(0.0, 1.0));
+                }
+            }
+            _ => {
+                for p in px.iter_mut() {
+                    let (r, g, b) = (p[0], p[1], p[2]);
+                    let max = r.max(g).max(b);
+                    let min = r.min(g).min(b);
+                    let d = max - min;
+                    if d <= 0.0 {
+                        continue;
+                    }
+                    let s = d / max;
+                    let h = if max == r {
+                        ((g - b) / d).rem_euclid(6.0)
+                    } else if max == g {
+                        (b - r) / d + 2.0
+                    } else {
+                        (r - g) / d + 4.0
+                    } / 6.0;
+                    let h = (h + j.hue as f64).rem_euclid(1.0) * 6.0;
+                    let c = max * s;
+                    let x = c * (1.0 - ((h % 2.0) - 1.0).abs());
+                    let m = max - c;
+                    let (r1, g1, b1) = match h as u32 {
+                        0 => (c, x, 0.0),
+                        1 => (x, c, 0.0),
+                        2 => (0.0, c, x),
+                        3 => (0.0, x, c),
+                        4 => (x, 0.0, c),
+                        _ => (c, 0.0, x),
+                    };
+                    *p = [r1 + m, g1 + m, b1 + m];
+                }
+            }
+        }
+    }
+    if grey {
+        px.iter_mut().for_each(|p| {
+            let g = luma(p);
+            *p = [g; 3];
+        });
+    }
+    px.iter()
+        .flat_map(|p| p.map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8))
+        .collect()
+}
+
+#[test]
+fn jitter_matches_a_float_reference_in_every_order() {
+    let (input, _, _) = fixture("input");
+    let orders = [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]];
+    for (k, order) in orders.into_iter().enumerate() {
+        let j = Jitter {
+            order,
+            brightness: 0.4 + 0.4 * k as f32,
+            contrast: 1.6 - 0.3 * k as f32,
+            saturation: 0.3 + 0.5 * k as f32,
+            hue: -0.2 + 0.13 * k as f32,
+        };
+        for grey in [false, true] {
+            let mut outs = Vec::new();
+            for path in available_paths() {
+                let mut img = input.clone();
+                ops::jitter_with(path, &mut img, &j, grey, &mut Scratch::default());
+                outs.push(img);
+            }
+            assert!(outs.windows(2).all(|p| p[0] == p[1]), "CPU paths differ");
+            assert_close(
+                &format!("{j:?} grey={grey}"),
+                &outs[0],
+                &jitter_reference(&input, &j, grey),
+                2,
+                0.2,
+            );
+        }
+    }
+}
+
+#[test]
+fn solarize_inverts_the_upper_half() {
+    let mut v: Vec<u8> = (0..=255).collect();
+    ops::solarize(&mut v);
+    for (i, x) in v.iter().enumerate() {
+        assert_eq!(*x as usize, if i >= 128 { 255 - i } else { i });
+    }
+}
