@@ -12,6 +12,7 @@ pub struct Scratch {
     float: Vec<f32>,
     rows: Vec<u16>,
     acc: Vec<u32>,
+    padded: Vec<u8>,
 }
 
 impl std::fmt::Debug for Scratch {
@@ -61,99 +62,99 @@ pub fn resize_box(
 /// Mirrors each row.
 pub fn flip_horizontal(img: &mut [u8], side: usize) {
     for row in img.chunks_exact_mut(side * 3) {
-        let (mut i, mut j) = (0, side - 1);
-        while i < j {
-            for c in 0..3 {
-                row.swap(i * 3 + c, j * 3 + c);
-            }
-            i += 1;
-            j -= 1;
-        }
+        let (pixels, _) = row.as_chunks_mut::<3>();
+        pixels.reverse();
     }
 }
 
 const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
-#[inline(always)]
-fn luma(p: &[f32]) -> f32 {
-    LUMA[0] * p[0] + LUMA[1] * p[1] + LUMA[2] * p[2]
-}
+// The colour ops work on three float planes (R, G, B) so that every loop runs
+// over contiguous lanes and vectorises; hue is written without branches.
 
 #[inline(always)]
-fn brightness(px: &mut [f32], f: f32) {
-    for v in px.iter_mut() {
+fn brightness(planes: &mut [f32], f: f32) {
+    for v in planes.iter_mut() {
         *v = (*v * f).clamp(0.0, 1.0);
     }
 }
 
 #[inline(always)]
-fn contrast(px: &mut [f32], f: f32) {
-    let n = (px.len() / 3).max(1) as f32;
-    let mean = px.chunks_exact(3).map(luma).sum::<f32>() / n;
+fn split3(planes: &mut [f32]) -> (&mut [f32], &mut [f32], &mut [f32]) {
+    let n = planes.len() / 3;
+    let (r, gb) = planes.split_at_mut(n);
+    let (g, b) = gb.split_at_mut(n);
+    (r, g, b)
+}
+
+#[inline(always)]
+fn contrast(planes: &mut [f32], f: f32) {
+    let n = planes.len() / 3;
+    let mean = {
+        let (r, g, b) = (&planes[..n], &planes[n..2 * n], &planes[2 * n..]);
+        let mut acc = [0f32; 8];
+        for (k, ((r, g), b)) in r.iter().zip(g).zip(b).enumerate() {
+            acc[k % 8] += LUMA[0] * r + LUMA[1] * g + LUMA[2] * b;
+        }
+        acc.iter().sum::<f32>() / n.max(1) as f32
+    };
     let off = (1.0 - f) * mean;
-    for v in px.iter_mut() {
+    for v in planes.iter_mut() {
         *v = (f * *v + off).clamp(0.0, 1.0);
     }
 }
 
 #[inline(always)]
-fn saturation(px: &mut [f32], f: f32) {
-    for p in px.chunks_exact_mut(3) {
-        let g = (1.0 - f) * luma(p);
-        for v in p.iter_mut() {
-            *v = (f * *v + g).clamp(0.0, 1.0);
-        }
+fn saturation(planes: &mut [f32], f: f32) {
+    let (r, g, b) = split3(planes);
+    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+        let grey = (1.0 - f) * (LUMA[0] * *r + LUMA[1] * *g + LUMA[2] * *b);
+        *r = (f * *r + grey).clamp(0.0, 1.0);
+        *g = (f * *g + grey).clamp(0.0, 1.0);
+        *b = (f * *b + grey).clamp(0.0, 1.0);
     }
 }
 
-/// Rotates hue by `shift` of a turn (RGB -> HSV -> RGB, as torchvision does).
+/// Rotates hue by `shift` of a turn: RGB -> HSV -> RGB as torchvision does,
+/// written with selects. With d = max - min (= V * S), the channel with offset n
+/// is `max - d * clamp(min(k, 4 - k), 0, 1)`, k = (n + 6 h) mod 6.
 #[inline(always)]
-fn hue(px: &mut [f32], shift: f32) {
-    for p in px.chunks_exact_mut(3) {
-        let (r, g, b) = (p[0], p[1], p[2]);
-        let max = r.max(g).max(b);
-        let min = r.min(g).min(b);
+fn hue(planes: &mut [f32], shift: f32) {
+    let (r, g, b) = split3(planes);
+    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+        let (rv, gv, bv) = (*r, *g, *b);
+        let max = rv.max(gv).max(bv);
+        let min = rv.min(gv).min(bv);
         let d = max - min;
-        if d <= 0.0 {
-            continue; // grey: hue is undefined and the shift changes nothing
-        }
-        let s = d / max;
-        let mut h = if max == r {
-            (g - b) / d
-        } else if max == g {
-            2.0 + (b - r) / d
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let h = if max == rv {
+            (gv - bv) * inv
+        } else if max == gv {
+            2.0 + (bv - rv) * inv
         } else {
-            4.0 + (r - g) / d
-        } / 6.0;
-        h += shift;
-        h -= h.floor(); // wrap to [0, 1): one rounding instruction, unlike rem_euclid
-        if h >= 1.0 {
-            h = 0.0;
-        }
-        let v = max;
-        let h6 = h * 6.0;
-        let i = h6.floor();
-        let f = h6 - i;
-        let (pp, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
-        let (nr, ng, nb) = match i as i32 % 6 {
-            0 => (v, t, pp),
-            1 => (q, v, pp),
-            2 => (pp, v, t),
-            3 => (pp, q, v),
-            4 => (t, pp, v),
-            _ => (v, pp, q),
+            4.0 + (rv - gv) * inv
         };
-        p[0] = nr;
-        p[1] = ng;
-        p[2] = nb;
+        let h6 = h + shift * 6.0;
+        let h6 = h6 - 6.0 * (h6 * (1.0 / 6.0)).floor();
+        let chan = |n: f32| {
+            let k = n + h6;
+            let k = if k >= 6.0 { k - 6.0 } else { k };
+            max - d * k.min(4.0 - k).clamp(0.0, 1.0)
+        };
+        *r = chan(5.0);
+        *g = chan(3.0);
+        *b = chan(1.0);
     }
 }
 
 #[inline(always)]
-fn grey_f32(px: &mut [f32]) {
-    for p in px.chunks_exact_mut(3) {
-        let g = luma(p);
-        p.fill(g);
+fn grey_planes(planes: &mut [f32]) {
+    let (r, g, b) = split3(planes);
+    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+        let y = LUMA[0] * *r + LUMA[1] * *g + LUMA[2] * *b;
+        *r = y;
+        *g = y;
+        *b = y;
     }
 }
 
@@ -178,22 +179,34 @@ pub fn jitter_with(path: CpuPath, img: &mut [u8], j: &Jitter, grey: bool, scratc
 }
 
 #[inline(always)]
-fn jitter_scalar(img: &mut [u8], j: &Jitter, grey: bool, px: &mut Vec<f32>) {
-    px.clear();
-    px.extend(img.iter().map(|&v| v as f32 * (1.0 / 255.0)));
+fn jitter_scalar(img: &mut [u8], j: &Jitter, grey: bool, planes: &mut Vec<f32>) {
+    let n = img.len() / 3;
+    // Every element is overwritten below: no need to clear.
+    planes.resize(3 * n, 0.0);
+    {
+        let (r, g, b) = split3(planes);
+        for (k, p) in img.chunks_exact(3).enumerate() {
+            r[k] = p[0] as f32 * (1.0 / 255.0);
+            g[k] = p[1] as f32 * (1.0 / 255.0);
+            b[k] = p[2] as f32 * (1.0 / 255.0);
+        }
+    }
     for op in j.order {
         match op {
-            0 => brightness(px, j.brightness),
-            1 => contrast(px, j.contrast),
-            2 => saturation(px, j.saturation),
-            _ => hue(px, j.hue),
+            0 => brightness(planes, j.brightness),
+            1 => contrast(planes, j.contrast),
+            2 => saturation(planes, j.saturation),
+            _ => hue(planes, j.hue),
         }
     }
     if grey {
-        grey_f32(px);
+        grey_planes(planes);
     }
-    for (o, v) in img.iter_mut().zip(px.iter()) {
-        *o = (v * 255.0 + 0.5) as u8;
+    let (r, g, b) = (&planes[..n], &planes[n..2 * n], &planes[2 * n..]);
+    for (k, p) in img.chunks_exact_mut(3).enumerate() {
+        p[0] = (r[k] * 255.0 + 0.5) as u8;
+        p[1] = (g[k] * 255.0 + 0.5) as u8;
+        p[2] = (b[k] * 255.0 + 0.5) as u8;
     }
 }
 
@@ -261,38 +274,30 @@ pub fn blur_with(
     let wts = blur_weights(kernel, sigma);
     let r = wts.len() / 2;
     let stride = w * 3;
-    // Horizontal: u8 -> u16 in Q8 (value * 256). The interior accumulates one
-    // tap at a time over the whole row (vectorisable); borders reflect.
+    // Horizontal: u8 -> u16 in Q8 (value * 256). Each row is copied into a
+    // reflect-padded buffer, then accumulated one tap at a time over the whole
+    // row (vectorisable, no border cases).
     let rows = &mut scratch.rows;
-    rows.clear();
+    // Every element is overwritten below: no need to clear.
     rows.resize(h * stride, 0);
     let acc = &mut scratch.acc;
     acc.resize(stride, 0);
-    let (lo, hi) = (r.min(w), w.saturating_sub(r).max(r.min(w)));
+    let padded = &mut scratch.padded;
+    padded.resize((w + 2 * r) * 3, 0);
     for y in 0..h {
         let src = &img[y * stride..(y + 1) * stride];
-        let dst = &mut rows[y * stride..(y + 1) * stride];
-        if hi > lo {
-            let n = (hi - lo) * 3;
-            let a = &mut acc[..n];
-            a.fill(1 << 6);
-            for (k, &wt) in wts.iter().enumerate() {
-                let s = &src[(lo + k - r) * 3..(lo + k - r) * 3 + n];
-                mac_u8(path, a, s, wt as u32);
-            }
-            for (d, &a) in dst[lo * 3..hi * 3].iter_mut().zip(a.iter()) {
-                *d = (a >> 7) as u16;
-            }
+        padded[r * 3..(r + w) * 3].copy_from_slice(src);
+        for p in (0..r).chain(r + w..w + 2 * r) {
+            let x = reflect(p as isize - r as isize, w);
+            padded[p * 3..p * 3 + 3].copy_from_slice(&src[x * 3..x * 3 + 3]);
         }
-        for x in (0..lo).chain(hi..w) {
-            for c in 0..3 {
-                let mut sum = 1i32 << 6;
-                for (k, &wt) in wts.iter().enumerate() {
-                    let xx = reflect(x as isize + k as isize - r as isize, w);
-                    sum += wt * src[xx * 3 + c] as i32;
-                }
-                dst[x * 3 + c] = (sum >> 7) as u16;
-            }
+        let a = &mut acc[..stride];
+        a.fill(1 << 6);
+        for (k, &wt) in wts.iter().enumerate() {
+            mac_u8(path, a, &padded[k * 3..k * 3 + stride], wt as u32);
+        }
+        for (d, &a) in rows[y * stride..(y + 1) * stride].iter_mut().zip(a.iter()) {
+            *d = (a >> 7) as u16;
         }
     }
     // Vertical: accumulate whole rows (vectorisable), Q8 * Q15 -> Q23.
