@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN   := target/release
 DEMO  ?= demo
 
-.PHONY: all build test demo bench-ingest fmt lint clean
+.PHONY: all build test demo bench-ingest bench-augment fmt lint clean
 
 all: build
 
@@ -22,10 +22,16 @@ demo: build
 	$(BIN)/fnc-ingest $(DEMO)/synth --out $(DEMO)/out
 	$(BIN)/fnc-ingest inspect $(DEMO)/out
 	$(BIN)/fnc-ingest verify $(DEMO)/out
+	$(BIN)/fnc-augment preview --shards $(DEMO)/out --out $(DEMO)/preview.png --support-size 96
+	$(BIN)/fnc-augment bench --shards $(DEMO)/out --seconds 3 --size 96 --support-size 64
 
-## bench-ingest: fnc-ingest against PIL on real photos (writes bench/results/)
+## bench-ingest: fnc-ingest against PIL on real photos (markdown table on stdout)
 bench-ingest: build
 	bash bench/ingest.sh
+
+## bench-augment: fnc-augment against PIL + torchvision on real photos
+bench-augment: build
+	bash bench/augment.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -7,10 +7,15 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# --torch adds torch==2.11.0 and torchvision (about 5 GB; the trainer's libtorch).
 want="pillow numpy"
+if [ "${1:-}" = "--torch" ]; then
+  want="$want torch==2.11.0 torchvision==0.26.0"
+fi
 missing=""
 for pkg in $want; do
-  .venv/bin/python -c "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec('${pkg/pillow/PIL}') else 1)" || missing="$missing $pkg"
+  mod=${pkg%%==*}; mod=${mod/pillow/PIL}
+  .venv/bin/python -c "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec('$mod') else 1)" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check $missing

@@ -71,6 +71,11 @@ enum Command {
         /// Images per batch.
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
+        /// Simulate a consumer that needs this many images/s (e.g. a training
+        /// step's rate); 0 = a consumer that only pops. The wait fraction then
+        /// says whether the engine keeps up with it.
+        #[arg(long, default_value_t = 0.0)]
+        consumer_rate: f64,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -127,6 +132,7 @@ fn run() -> Result<()> {
             common,
             seconds,
             batch_size,
+            consumer_rate,
             json,
         } => {
             let split = open(&common)?;
@@ -151,6 +157,12 @@ fn run() -> Result<()> {
             while t0.elapsed() < Duration::from_secs_f64(seconds) {
                 let b = loader.next_batch().context("the engine stopped")??;
                 images += b.indices.len() as u64;
+                if consumer_rate > 0.0 {
+                    // Stands for the consumer's own work on the batch.
+                    std::thread::sleep(Duration::from_secs_f64(
+                        b.indices.len() as f64 / consumer_rate,
+                    ));
+                }
                 bar.set_message(format!("{images} images"));
                 bar.tick();
             }
@@ -166,6 +178,7 @@ fn run() -> Result<()> {
                 "threads": threads,
                 "seconds": secs,
                 "consumer_wait_fraction": wait,
+                "consumer_rate": consumer_rate,
             });
             if json {
                 println!("{r}");
