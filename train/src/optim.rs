@@ -1,0 +1,136 @@
+//! Optimisers with their state as named tensors (saved in checkpoints): LARS
+//! (SimCLR's), SGD with momentum, AdamW. Biases and BatchNorm parameters (the
+//! one-dimensional variables) get no weight decay and no LARS adaptation.
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// Optimiser kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Lars,
+    Sgd,
+    Adamw,
+}
+
+/// One optimiser over a list of named variables.
+#[derive(Debug)]
+pub struct Optimizer {
+    kind: OptimizerKind,
+    weight_decay: f64,
+    momentum: f64,
+    trust: f64,
+    params: Vec<(String, Tensor)>,
+    /// First moment / momentum buffer per parameter.
+    m: Vec<Tensor>,
+    /// Second moment per parameter (AdamW).
+    v: Vec<Tensor>,
+    step: i64,
+}
+
+impl Optimizer {
+    /// LARS: momentum 0.9, trust coefficient 0.001 (SPEC §5).
+    pub fn new(kind: OptimizerKind, params: Vec<(String, Tensor)>, weight_decay: f64) -> Optimizer {
+        let m = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        let v = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        Optimizer { kind, weight_decay, momentum: 0.9, trust: 0.001, params, m, v, step: 0 }
+    }
+
+    fn excluded(p: &Tensor) -> bool {
+        p.dim() <= 1
+    }
+
+    /// One update with learning rate `lr` from the variables' gradients.
+    pub fn step(&mut self, lr: f64) {
+        self.step += 1;
+        tch::no_grad(|| {
+            for (k, (_, p)) in self.params.iter().enumerate() {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let mut p = p.shallow_clone();
+                let excluded = Self::excluded(&p);
+                match self.kind {
+                    OptimizerKind::Lars | OptimizerKind::Sgd => {
+                        let g = if excluded { g } else { g + &p * self.weight_decay };
+                        let scaled = if self.kind == OptimizerKind::Lars && !excluded {
+                            let wn = p.norm().double_value(&[]);
+                            let gn = g.norm().double_value(&[]);
+                            if wn > 0.0 && gn > 0.0 { lr * self.trust * wn / gn } else { lr }
+                        } else {
+                            lr
+                        };
+                        let m = &mut self.m[k];
+                        let _ = m.g_mul_scalar_(self.momentum);
+                        let _ = m.g_add_(&(g * scaled));
+                        let _ = p.g_sub_(m);
+                    }
+                    OptimizerKind::Adamw => {
+                        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+                        if !excluded {
+                            let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
+                        }
+                        let m = &mut self.m[k];
+                        let _ = m.g_mul_scalar_(b1);
+                        let _ = m.g_add_(&(&g * (1.0 - b1)));
+                        let v = &mut self.v[k];
+                        let _ = v.g_mul_scalar_(b2);
+                        let _ = v.g_add_(&(&g * &g * (1.0 - b2)));
+                        let mh = &*m / (1.0 - b1.powi(self.step as i32));
+                        let vh = &*v / (1.0 - b2.powi(self.step as i32));
+                        let _ = p.g_sub_(&(mh / (vh.sqrt() + eps) * lr));
+                    }
+                }
+            }
+        });
+    }
+
+    pub fn zero_grad(&mut self) {
+        for (_, p) in &self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+    }
+
+    /// State tensors, named for a checkpoint.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("opt.step".to_string(), Tensor::from_slice(&[self.step]))];
+        for (k, (name, _)) in self.params.iter().enumerate() {
+            out.push((format!("opt.m.{name}"), self.m[k].shallow_clone()));
+            if self.kind == OptimizerKind::Adamw {
+                out.push((format!("opt.v.{name}"), self.v[k].shallow_clone()));
+            }
+        }
+        out
+    }
+
+    /// Restores [`Optimizer::state`]; missing entries are an error naming them.
+    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
+        let get = |n: &str| named.get(n).ok_or_else(|| format!("checkpoint lacks optimiser state {n}"));
+        self.step = get("opt.step")?.int64_value(&[0]);
+        tch::no_grad(|| -> Result<(), String> {
+            for (k, (name, _)) in self.params.iter().enumerate() {
+                let dev = self.m[k].device();
+                self.m[k].copy_(&get(&format!("opt.m.{name}"))?.to_device(dev).to_kind(Kind::Float));
+                if self.kind == OptimizerKind::Adamw {
+                    self.v[k].copy_(&get(&format!("opt.v.{name}"))?.to_device(dev).to_kind(Kind::Float));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Linear warm-up to `peak` over `warmup` steps, then cosine decay to 0 at `total`.
+pub fn learning_rate(step: i64, peak: f64, warmup: i64, total: i64) -> f64 {
+    if warmup > 0 && step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let span = (total - warmup).max(1) as f64;
+    let t = ((step - warmup) as f64 / span).clamp(0.0, 1.0);
+    peak * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+}
