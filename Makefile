@@ -2,17 +2,25 @@
 CARGO ?= cargo
 BIN   := target/release
 DEMO  ?= demo
+# libtorch comes from the project venv's PyPI torch: torch-sys asks the python3
+# on PATH for it (with LIBTORCH_USE_PYTORCH=1 from .cargo/config.toml).
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export VIRTUAL_ENV := $(CURDIR)/.venv
 
-.PHONY: all build test demo bench-ingest bench-augment fmt lint clean
+.PHONY: all setup build test demo bench-ingest bench-augment fmt lint clean
 
 all: build
 
+## setup: the project venv with torch==2.11.0 (about 5 GB; reused when present)
+setup:
+	scripts/setup-python.sh --torch
+
 ## build: release binaries in target/release/
-build:
+build: setup
 	$(CARGO) build --release --workspace --bins
 
 ## test: the whole test suite (uses ../shared/datasets when present, skips otherwise)
-test:
+test: setup
 	$(CARGO) test --workspace
 
 ## demo: the main job on the embedded default dataset
@@ -36,7 +44,7 @@ bench-augment: build
 fmt:
 	$(CARGO) fmt --all
 
-lint:
+lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

@@ -10,7 +10,7 @@ fi
 # --torch adds torch==2.11.0 and torchvision (about 5 GB; the trainer's libtorch).
 want="pillow numpy"
 if [ "${1:-}" = "--torch" ]; then
-  want="$want torch==2.11.0 torchvision==0.26.0"
+  want="$want torch==2.11.0 torchvision==0.26.0 safetensors"
 fi
 missing=""
 for pkg in $want; do

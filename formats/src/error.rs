@@ -5,12 +5,10 @@ use std::path::PathBuf;
 /// Every variant names the file, and where it applies the record, at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is in the message, not chained as a source, so that it is
+    // printed once both by Display and by anyhow's `{:#}`.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("{path}: not an fnc shard (bad magic bytes)")]
     BadMagic { path: PathBuf },
     #[error("{path}: shard format version {found} is not supported (this build reads version {supported}); re-ingest with this version of fnc-ingest")]
@@ -54,7 +52,7 @@ impl FormatError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         FormatError::Io {
             path: path.into(),
-            source,
+            err: source,
         }
     }
 }

@@ -6,12 +6,10 @@ use std::path::PathBuf;
 /// are [`crate::Skipped`] entries in the report, until `--max-errors` is exceeded.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is in the message, not chained as a source, so that it is
+    // printed once both by Display and by anyhow's `{:#}`.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("source {path} does not exist or is not a directory")]
     MissingSource { path: PathBuf },
     #[error("{path}: unknown layout: {detail}")]
@@ -38,7 +36,7 @@ impl IngestError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         IngestError::Io {
             path: path.into(),
-            source,
+            err: source,
         }
     }
 }

@@ -105,21 +105,34 @@ pub enum LossError {
 
 /// Computes the FNC loss of `z` (`[V*B, d]`, view-major). `labels` (`[B]`, int64)
 /// only feed the FN precision statistic.
-pub fn fnc_loss(z: &Tensor, views: i64, cfg: &LossConfig, labels: Option<&Tensor>) -> Result<LossOutput, LossError> {
+pub fn fnc_loss(
+    z: &Tensor,
+    views: i64,
+    cfg: &LossConfig,
+    labels: Option<&Tensor>,
+) -> Result<LossOutput, LossError> {
     let size = z.size();
     let n = size.first().copied().unwrap_or(0);
     if views < 2 || n == 0 || n % views != 0 || size.len() != 2 {
         return Err(LossError::Shape { views, rows: n });
     }
     if cfg.temperature <= 0.0 {
-        return Err(LossError::Option { flag: "--temperature", detail: "must be positive".into() });
+        return Err(LossError::Option {
+            flag: "--temperature",
+            detail: "must be positive".into(),
+        });
     }
     if cfg.support_set == SupportSet::Support && views < 3 {
-        return Err(LossError::Option { flag: "--fn-support", detail: "'support' needs support views (V > 2)".into() });
+        return Err(LossError::Option {
+            flag: "--fn-support",
+            detail: "'support' needs support views (V > 2)".into(),
+        });
     }
     let b = n / views;
     let dev = z.device();
-    let z = z / z.f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?.clamp_min(1e-12);
+    let z = z / z
+        .f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?
+        .clamp_min(1e-12);
     let loss_views = match cfg.anchors {
         Anchors::All => views,
         Anchors::Main => 2,
@@ -143,7 +156,9 @@ pub fn fnc_loss(z: &Tensor, views: i64, cfg: &LossConfig, labels: Option<&Tensor
         let img = Tensor::f_arange(b, (Kind::Int64, dev))?;
         let col_img = Tensor::f_arange(n, (Kind::Int64, dev))?.f_remainder(b)?;
         let same = img.unsqueeze(1).f_eq_tensor(&col_img.unsqueeze(0))?; // [B, N]
-        let in_loss = Tensor::f_arange(n, (Kind::Int64, dev))?.f_lt(m)?.unsqueeze(0); // [1, N]
+        let in_loss = Tensor::f_arange(n, (Kind::Int64, dev))?
+            .f_lt(m)?
+            .unsqueeze(0); // [1, N]
         let candidate = same.logical_not().f_logical_and(&in_loss)?; // [B, N]
         let score = score.f_masked_fill(&candidate.logical_not(), f64::NEG_INFINITY)?;
         let mut f = candidate.shallow_clone();
@@ -162,11 +177,22 @@ pub fn fnc_loss(z: &Tensor, views: i64, cfg: &LossConfig, labels: Option<&Tensor
         let (precision, chance) = match labels {
             Some(l) => {
                 let l = l.to_device(dev).to_kind(Kind::Int64);
-                let same_label = l.unsqueeze(1).f_eq_tensor(&l.f_index_select(0, &col_img)?.unsqueeze(0))?;
-                let hit = f.f_logical_and(&same_label)?.f_sum(Kind::Float)?.double_value(&[]);
-                let c_hit = candidate.f_logical_and(&same_label)?.f_sum(Kind::Float)?.double_value(&[]);
+                let same_label = l
+                    .unsqueeze(1)
+                    .f_eq_tensor(&l.f_index_select(0, &col_img)?.unsqueeze(0))?;
+                let hit = f
+                    .f_logical_and(&same_label)?
+                    .f_sum(Kind::Float)?
+                    .double_value(&[]);
+                let c_hit = candidate
+                    .f_logical_and(&same_label)?
+                    .f_sum(Kind::Float)?
+                    .double_value(&[]);
                 let c_all = candidate.f_sum(Kind::Float)?.double_value(&[]);
-                ((total > 0.0).then(|| hit / total), (c_all > 0.0).then(|| c_hit / c_all))
+                (
+                    (total > 0.0).then(|| hit / total),
+                    (c_all > 0.0).then(|| c_hit / c_all),
+                )
             }
             None => (None, None),
         };
@@ -197,5 +223,11 @@ pub fn fnc_loss(z: &Tensor, views: i64, cfg: &LossConfig, labels: Option<&Tensor
         / t.f_sum_dim_intlist([1i64].as_slice(), false, kind)?;
     // L = (2 / V_a) sum_a mean_i l(i, a) = 2 * mean over the V_a * B anchor rows.
     let loss = per_row.f_mean(kind)? * 2.0;
-    Ok(LossOutput { loss, false_negatives: fmask, mean_fn, fn_precision, fn_chance })
+    Ok(LossOutput {
+        loss,
+        false_negatives: fmask,
+        mean_fn,
+        fn_precision,
+        fn_chance,
+    })
 }

@@ -1,1 +1,355 @@
-fn main() {}
+//! `fnc-train`: pretrain an encoder with the FNC loss; compute the loss of saved
+//! embeddings; export the encoder.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use fnc_train::{
+    Aggregate, Anchors, Arch, LossConfig, LrScaling, OptimizerKind, Strategy, SupportSet,
+    TrainConfig,
+};
+
+/// Pretrain an image encoder with the FNC loss (GPU when present, CPU otherwise).
+#[derive(Debug, Parser)]
+#[command(name = "fnc-train", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The FNC loss of a saved float32 embedding matrix (rows view-major: rows
+    /// [v*B, (v+1)*B) are view v of images 0..B-1), printed as JSON.
+    Loss {
+        /// .npy file, float32 or float64, shape [V*B, d].
+        #[arg(long)]
+        embeddings: PathBuf,
+        /// Views per image, V.
+        #[arg(long)]
+        views: i64,
+        /// Optional .npy of B integer labels, for FN precision.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        #[command(flatten)]
+        loss: LossArgs,
+        /// Print JSON (the only output format; accepted for symmetry).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the encoder of a run's latest checkpoint as safetensors with
+    /// torchvision ResNet names (load with `resnet50().load_state_dict` after
+    /// dropping `fc`).
+    Export {
+        /// Run directory.
+        #[arg(long)]
+        run: PathBuf,
+        /// Output file [default: RUN/encoder.safetensors].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LossArgs {
+    /// Softmax temperature [default: 0.1].
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// none (SimCLR / multi-view NT-Xent), elimination, or attraction [default: attraction].
+    #[arg(long, value_enum)]
+    fn_strategy: Option<Strategy>,
+    /// How similarities to the support set are combined [default: max].
+    #[arg(long, value_enum)]
+    fn_aggregate: Option<Aggregate>,
+    /// Top-k filter of false-negative detection; 0 = off [default: 10].
+    #[arg(long)]
+    fn_topk: Option<i64>,
+    /// Similarity threshold of detection, or `none` [default: 0.7].
+    #[arg(long)]
+    fn_threshold: Option<String>,
+    /// Anchor views: all, or main (views 0 and 1) [default: all].
+    #[arg(long, value_enum)]
+    fn_anchors: Option<Anchors>,
+    /// Support set for detection: all views, or support views only [default: all].
+    #[arg(long, value_enum)]
+    fn_support: Option<SupportSet>,
+}
+
+impl LossArgs {
+    fn apply(&self, c: &mut LossConfig) -> Result<()> {
+        if let Some(v) = self.temperature {
+            c.temperature = v;
+        }
+        if let Some(v) = self.fn_strategy {
+            c.strategy = v;
+        }
+        if let Some(v) = self.fn_aggregate {
+            c.aggregate = v;
+        }
+        if let Some(v) = self.fn_topk {
+            c.topk = v;
+        }
+        if let Some(v) = &self.fn_threshold {
+            c.threshold = if v == "none" {
+                None
+            } else {
+                Some(
+                    v.parse()
+                        .with_context(|| format!("--fn-threshold {v:?}: a number or `none`"))?,
+                )
+            };
+        }
+        if let Some(v) = self.fn_anchors {
+            c.anchors = v;
+        }
+        if let Some(v) = self.fn_support {
+            c.support_set = v;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Dataset directory written by fnc-ingest [default: out].
+    #[arg(long)]
+    shards: Option<PathBuf>,
+    /// Run directory [default: runs/<time>-<arch>-<strategy>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A config TOML (as written to a run directory); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue the run in --out from its latest checkpoint (its config.toml applies).
+    #[arg(long)]
+    resume: bool,
+    /// Encoder: small, resnet18, resnet50 [default: resnet50].
+    #[arg(long, value_enum)]
+    arch: Option<Arch>,
+    /// Main view side in pixels [default: 224].
+    #[arg(long)]
+    image_size: Option<u32>,
+    /// Support views per image [default: 8].
+    #[arg(long)]
+    support: Option<usize>,
+    /// Support view side in pixels [default: 224].
+    #[arg(long)]
+    support_size: Option<u32>,
+    /// Images per step [default: 256].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Training length in epochs [default: 100].
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// Training length in steps (overrides --epochs).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Base learning rate, scaled by --lr-scaling [default: 0.1].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// sqrt (lr * sqrt(batch)), linear (lr * batch / 256) or none [default: sqrt].
+    #[arg(long, value_enum)]
+    lr_scaling: Option<LrScaling>,
+    /// lars, sgd or adamw [default: lars].
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerKind>,
+    /// Weight decay (not on biases and BatchNorm) [default: 1e-4].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Warm-up length in epochs [default: 10].
+    #[arg(long)]
+    warmup_epochs: Option<f64>,
+    /// Augmentation worker threads, 0 = one per core [default: 0].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// auto (CUDA when available), cpu, cuda or cuda:N [default: auto].
+    #[arg(long)]
+    device: Option<String>,
+    /// Seed of the model, the sampler and every augmentation [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Checkpoint every N steps (and at the end) [default: 500].
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    #[command(flatten)]
+    loss: LossArgs,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+macro_rules! set {
+    ($cfg:ident, $args:ident, $($f:ident),*) => { $( if let Some(v) = $args.$f.clone() { $cfg.$f = v; } )* };
+}
+
+fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
+    let mut cfg = TrainConfig::default();
+    let from_run = a
+        .resume
+        .then(|| a.out.as_ref().map(|o| o.join("config.toml")))
+        .flatten();
+    if let Some(path) = a.config.as_ref().or(from_run.as_ref()) {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --config {}", path.display()))?;
+        cfg = toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?;
+    }
+    set!(
+        cfg,
+        a,
+        shards,
+        arch,
+        image_size,
+        support,
+        support_size,
+        batch_size,
+        epochs,
+        steps,
+        lr,
+        lr_scaling,
+        optimizer,
+        weight_decay,
+        warmup_epochs,
+        workers,
+        device,
+        seed,
+        checkpoint_every
+    );
+    a.loss.apply(&mut cfg.loss)?;
+    if a.resume && a.out.is_none() {
+        anyhow::bail!("--resume needs --out RUN_DIR (the run to continue)");
+    }
+    let out = a.out.clone().unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let strategy = serde_json::to_value(cfg.loss.strategy)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        PathBuf::from("runs").join(format!(
+            "{}-{}-{}",
+            utc_stamp(secs),
+            cfg.arch.name(),
+            strategy
+        ))
+    });
+    Ok((cfg, out))
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC (civil-from-days).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Loss {
+            embeddings,
+            views,
+            labels,
+            loss,
+            json: _,
+        }) => {
+            let mut cfg = LossConfig::default();
+            loss.apply(&mut cfg)?;
+            let z = tch::Tensor::read_npy(&embeddings)
+                .with_context(|| format!("--embeddings {}", embeddings.display()))?;
+            let z = z.to_kind(tch::Kind::Double);
+            let labels = match &labels {
+                Some(p) => Some(
+                    tch::Tensor::read_npy(p)
+                        .with_context(|| format!("--labels {}", p.display()))?
+                        .to_kind(tch::Kind::Int64),
+                ),
+                None => None,
+            };
+            let out = fnc_train::fnc_loss(&z, views, &cfg, labels.as_ref())?;
+            let r = serde_json::json!({
+                "loss": out.loss.double_value(&[]),
+                "mean_fn": out.mean_fn,
+                "fn_total": out.mean_fn * (z.size()[0] / views) as f64,
+                "fn_precision": out.fn_precision,
+                "fn_chance": out.fn_chance,
+                "config": cfg,
+            });
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Some(Command::Export { run, out }) => {
+            let out = out.unwrap_or_else(|| run.join("encoder.safetensors"));
+            let n = fnc_train::export_encoder(&run, &out)
+                .with_context(|| format!("exporting --run {}", run.display()))?;
+            println!("wrote {} tensors to {}", n, out.display());
+        }
+        None => {
+            let (cfg, out) = resolve(&cli.train)?;
+            let bar = if std::io::stderr().is_terminal() {
+                indicatif::ProgressBar::new(0)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let observe = |m: &fnc_train::StepMetrics, total: u64| {
+                bar.set_length(total);
+                bar.set_position(m.step);
+                bar.set_message(format!(
+                    "loss {:.4} {:.0} img/s wait {:.0}% |F| {:.2}",
+                    m.loss,
+                    m.images_per_s,
+                    m.data_wait * 100.0,
+                    m.mean_fn
+                ));
+            };
+            let s = fnc_train::train(&cfg, &out, cli.train.resume, &observe)
+                .with_context(|| format!("training into {}", out.display()))?;
+            bar.finish_and_clear();
+            if cli.train.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "{} steps on {}: final loss {:.4}, data wait {:.1}%; checkpoint {}",
+                    s.steps,
+                    s.device,
+                    s.final_loss,
+                    s.mean_data_wait * 100.0,
+                    s.checkpoint
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

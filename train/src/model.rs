@@ -36,10 +36,19 @@ impl Arch {
 }
 
 fn conv_bn(p: &nn::Path, c_in: i64, c_out: i64, stride: i64, i: usize) -> nn::SequentialT {
-    let conv = nn::ConvConfig { stride, padding: 1, bias: false, ..Default::default() };
+    let conv = nn::ConvConfig {
+        stride,
+        padding: 1,
+        bias: false,
+        ..Default::default()
+    };
     nn::seq_t()
         .add(nn::conv2d(p / "features" / (3 * i), c_in, c_out, 3, conv))
-        .add(nn::batch_norm2d(p / "features" / (3 * i + 1), c_out, Default::default()))
+        .add(nn::batch_norm2d(
+            p / "features" / (3 * i + 1),
+            c_out,
+            Default::default(),
+        ))
         .add_fn(|x| x.relu())
 }
 
@@ -67,7 +76,10 @@ pub fn encoder(p: &nn::Path, arch: Arch) -> Box<dyn ModuleT + Send> {
 /// `hidden`, `out`, each followed by BatchNorm; ReLU after the first two only;
 /// no bias anywhere (BatchNorm's shift replaces it).
 pub fn projection_head(p: &nn::Path, input: i64, hidden: i64, out: i64) -> nn::SequentialT {
-    let lin = nn::LinearConfig { bias: false, ..Default::default() };
+    let lin = nn::LinearConfig {
+        bias: false,
+        ..Default::default()
+    };
     nn::seq_t()
         .add(nn::linear(p / "0", input, hidden, lin))
         .add(nn::batch_norm1d(p / "1", hidden, Default::default()))
@@ -89,14 +101,20 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("arch", &self.arch).finish_non_exhaustive()
+        f.debug_struct("Model")
+            .field("arch", &self.arch)
+            .finish_non_exhaustive()
     }
 }
 
 impl Model {
     pub fn new(root: &nn::Path, arch: Arch, proj_dim: i64) -> Model {
         let d = arch.feature_dim();
-        Model { arch, encoder: encoder(root, arch), head: projection_head(&(root / "head"), d, d, proj_dim) }
+        Model {
+            arch,
+            encoder: encoder(root, arch),
+            head: projection_head(&(root / "head"), d, d, proj_dim),
+        }
     }
 
     /// Features of normalised NCHW float images.

@@ -34,7 +34,16 @@ impl Optimizer {
     pub fn new(kind: OptimizerKind, params: Vec<(String, Tensor)>, weight_decay: f64) -> Optimizer {
         let m = params.iter().map(|(_, p)| p.zeros_like()).collect();
         let v = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        Optimizer { kind, weight_decay, momentum: 0.9, trust: 0.001, params, m, v, step: 0 }
+        Optimizer {
+            kind,
+            weight_decay,
+            momentum: 0.9,
+            trust: 0.001,
+            params,
+            m,
+            v,
+            step: 0,
+        }
     }
 
     fn excluded(p: &Tensor) -> bool {
@@ -54,11 +63,19 @@ impl Optimizer {
                 let excluded = Self::excluded(&p);
                 match self.kind {
                     OptimizerKind::Lars | OptimizerKind::Sgd => {
-                        let g = if excluded { g } else { g + &p * self.weight_decay };
+                        let g = if excluded {
+                            g
+                        } else {
+                            g + &p * self.weight_decay
+                        };
                         let scaled = if self.kind == OptimizerKind::Lars && !excluded {
                             let wn = p.norm().double_value(&[]);
                             let gn = g.norm().double_value(&[]);
-                            if wn > 0.0 && gn > 0.0 { lr * self.trust * wn / gn } else { lr }
+                            if wn > 0.0 && gn > 0.0 {
+                                lr * self.trust * wn / gn
+                            } else {
+                                lr
+                            }
                         } else {
                             lr
                         };
@@ -109,15 +126,30 @@ impl Optimizer {
     }
 
     /// Restores [`Optimizer::state`]; missing entries are an error naming them.
-    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
-        let get = |n: &str| named.get(n).ok_or_else(|| format!("checkpoint lacks optimiser state {n}"));
+    pub fn load_state(
+        &mut self,
+        named: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<(), String> {
+        let get = |n: &str| {
+            named
+                .get(n)
+                .ok_or_else(|| format!("checkpoint lacks optimiser state {n}"))
+        };
         self.step = get("opt.step")?.int64_value(&[0]);
         tch::no_grad(|| -> Result<(), String> {
             for (k, (name, _)) in self.params.iter().enumerate() {
                 let dev = self.m[k].device();
-                self.m[k].copy_(&get(&format!("opt.m.{name}"))?.to_device(dev).to_kind(Kind::Float));
+                self.m[k].copy_(
+                    &get(&format!("opt.m.{name}"))?
+                        .to_device(dev)
+                        .to_kind(Kind::Float),
+                );
                 if self.kind == OptimizerKind::Adamw {
-                    self.v[k].copy_(&get(&format!("opt.v.{name}"))?.to_device(dev).to_kind(Kind::Float));
+                    self.v[k].copy_(
+                        &get(&format!("opt.v.{name}"))?
+                            .to_device(dev)
+                            .to_kind(Kind::Float),
+                    );
                 }
             }
             Ok(())

@@ -1,117 +1,13 @@
-//! The FNC loss against an independent implementation written plainly here
-//! (double precision, loops), on clustered embeddings where false negatives are
-//! really found; hand-checkable cases; a finite-difference gradient check.
+//! The FNC loss against an independent implementation written plainly in
+//! `common/` (double precision, loops), on clustered embeddings where false
+//! negatives are really found; hand-checkable cases; a finite-difference check.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::*;
 use fnc_train::{fnc_loss, Aggregate, Anchors, LossConfig, Strategy, SupportSet};
 use tch::{Device, Kind, Tensor};
-
-/// Deterministic pseudo-random numbers (no RNG crate needed).
-fn noise(seed: u64, n: usize) -> Vec<f64> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        })
-        .collect()
-}
-
-/// V views of B images in `clusters` clusters, view-major rows; and labels.
-fn clustered(v: usize, b: usize, d: usize, clusters: usize, spread: f64, seed: u64) -> (Vec<Vec<f64>>, Vec<i64>) {
-    let centers: Vec<Vec<f64>> = (0..clusters).map(|c| noise(seed + 100 + c as u64, d)).collect();
-    let labels: Vec<i64> = (0..b).map(|i| (i % clusters) as i64).collect();
-    let mut rows = Vec::new();
-    for view in 0..v {
-        for i in 0..b {
-            let image_offset = noise(seed + 1000 + i as u64, d);
-            let n = noise(seed + 5000 + (view * b + i) as u64, d);
-            rows.push((0..d).map(|k| centers[labels[i] as usize][k] + 0.6 * spread * image_offset[k] + 0.3 * spread * n[k]).collect());
-        }
-    }
-    (rows, labels)
-}
-
-struct Reference {
-    loss: f64,
-    /// fnc[i] = sorted candidate rows detected for image i.
-    fnc: Vec<Vec<usize>>,
-}
-
-fn reference(z: &[Vec<f64>], v: usize, cfg: &LossConfig) -> Reference {
-    let n = z.len();
-    let b = n / v;
-    let z: Vec<Vec<f64>> = z
-        .iter()
-        .map(|r| {
-            let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
-            r.iter().map(|x| x / norm).collect()
-        })
-        .collect();
-    let dot = |a: usize, c: usize| -> f64 { z[a].iter().zip(&z[c]).map(|(x, y)| x * y).sum() };
-    let va = if cfg.anchors == Anchors::Main { 2 } else { v };
-    let m = va * b;
-    let support: Vec<usize> = if cfg.support_set == SupportSet::Support { (2..v).collect() } else { (0..v).collect() };
-    let mut fnc = Vec::new();
-    for i in 0..b {
-        let mut cands: Vec<(f64, usize)> = Vec::new();
-        for c in 0..m {
-            if c % b == i {
-                continue;
-            }
-            let sims: Vec<f64> = support.iter().map(|&u| dot(u * b + i, c)).collect();
-            let score = match cfg.aggregate {
-                Aggregate::Max => sims.iter().cloned().fold(f64::MIN, f64::max),
-                Aggregate::Mean => sims.iter().sum::<f64>() / sims.len() as f64,
-            };
-            cands.push((score, c));
-        }
-        cands.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
-        let k = if cfg.topk > 0 { cfg.topk as usize } else { cands.len() };
-        let mut f: Vec<usize> = cands
-            .iter()
-            .take(k)
-            .filter(|(s, _)| cfg.threshold.map(|t| *s > t).unwrap_or(true))
-            .map(|&(_, c)| c)
-            .collect();
-        f.sort();
-        fnc.push(f);
-    }
-    let tau = cfg.temperature;
-    let mut total = 0.0;
-    for r in 0..m {
-        let i = r % b;
-        let f = &fnc[i];
-        let mut d = 0.0;
-        for c in 0..m {
-            if c == r || (cfg.strategy == Strategy::Elimination && f.contains(&c)) {
-                continue;
-            }
-            d += (dot(r, c) / tau).exp();
-        }
-        let mut targets: Vec<usize> = (0..m).filter(|&c| c != r && c % b == i).collect();
-        if cfg.strategy == Strategy::Attraction {
-            targets.extend(f.iter().copied());
-        }
-        let l = -targets.iter().map(|&p| dot(r, p) / tau - d.ln()).sum::<f64>() / targets.len() as f64;
-        total += l;
-    }
-    Reference { loss: 2.0 * total / m as f64, fnc }
-}
-
-fn tensor(rows: &[Vec<f64>]) -> Tensor {
-    let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-    Tensor::from_slice(&flat).view([rows.len() as i64, rows[0].len() as i64])
-}
-
-fn detected(f: &Tensor, b: usize) -> Vec<Vec<usize>> {
-    let n = f.size()[1] as usize;
-    (0..b)
-        .map(|i| (0..n).filter(|&c| f.int64_value(&[i as i64, c as i64]) != 0).collect())
-        .collect()
-}
 
 #[test]
 fn every_option_combination_matches_the_reference() {
@@ -127,19 +23,35 @@ fn every_option_combination_matches_the_reference() {
                 for threshold in [None, Some(0.7)] {
                     for anchors in [Anchors::All, Anchors::Main] {
                         for support_set in [SupportSet::All, SupportSet::Support] {
-                            let cfg = LossConfig { temperature: 0.1, strategy, aggregate, topk, threshold, anchors, support_set };
+                            let cfg = LossConfig {
+                                temperature: 0.1,
+                                strategy,
+                                aggregate,
+                                topk,
+                                threshold,
+                                anchors,
+                                support_set,
+                            };
                             let want = reference(&rows, v, &cfg);
                             let got = fnc_loss(&z, v as i64, &cfg, Some(&labels_t)).unwrap();
                             let loss = got.loss.double_value(&[]);
-                            assert!((loss - want.loss).abs() < 1e-9 * want.loss.abs().max(1.0), "{cfg:?}: {loss} vs {}", want.loss);
+                            assert!(
+                                (loss - want.loss).abs() < 1e-9 * want.loss.abs().max(1.0),
+                                "{cfg:?}: {loss} vs {}",
+                                want.loss
+                            );
                             assert_eq!(detected(&got.false_negatives, b), want.fnc, "{cfg:?}");
-                            let mean_fn = want.fnc.iter().map(|f| f.len()).sum::<usize>() as f64 / b as f64;
+                            let mean_fn =
+                                want.fnc.iter().map(|f| f.len()).sum::<usize>() as f64 / b as f64;
                             assert!((got.mean_fn - mean_fn).abs() < 1e-12);
                             combos += 1;
                             if mean_fn > 0.0 && threshold.is_some() {
                                 with_fn += 1;
                                 // Clustered data: detections mostly share the label.
-                                assert!(got.fn_precision.unwrap() > got.fn_chance.unwrap(), "{cfg:?}");
+                                assert!(
+                                    got.fn_precision.unwrap() > got.fn_chance.unwrap(),
+                                    "{cfg:?}"
+                                );
                             }
                         }
                     }
@@ -148,7 +60,10 @@ fn every_option_combination_matches_the_reference() {
         }
     }
     assert_eq!(combos, 96);
-    assert!(with_fn >= 40, "false negatives were found in only {with_fn} thresholded combinations");
+    assert!(
+        with_fn >= 40,
+        "false negatives were found in only {with_fn} thresholded combinations"
+    );
 }
 
 #[test]
@@ -157,18 +72,31 @@ fn simclr_case_checks_by_hand() {
     // Anchor (0,0): positive (0,1) at similarity 1; the denominator has the
     // positive e^1 and two negatives e^0: l = ln(2 + e) - 1 for every anchor.
     let z = Tensor::from_slice(&[1.0f64, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0]).view([4, 2]);
-    let cfg = LossConfig { temperature: 1.0, strategy: Strategy::None, ..LossConfig::default() };
+    let cfg = LossConfig {
+        temperature: 1.0,
+        strategy: Strategy::None,
+        ..LossConfig::default()
+    };
     let got = fnc_loss(&z, 2, &cfg, None).unwrap().loss.double_value(&[]);
     let want = 2.0 * ((2.0 + std::f64::consts::E).ln() - 1.0);
     assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     // Elimination with every other image detected: negatives leave the
     // denominator, so l = ln(e) - 1 = 0.
-    let cfg = LossConfig { temperature: 1.0, strategy: Strategy::Elimination, topk: 0, threshold: None, ..LossConfig::default() };
+    let cfg = LossConfig {
+        temperature: 1.0,
+        strategy: Strategy::Elimination,
+        topk: 0,
+        threshold: None,
+        ..LossConfig::default()
+    };
     let got = fnc_loss(&z, 2, &cfg, None).unwrap().loss.double_value(&[]);
     assert!(got.abs() < 1e-12, "{got}");
     // Attraction with the same detections: targets are all three other rows,
     // D = e + 2: l = -(1/3) (1 + 0 + 0 - 3 ln(2 + e)).
-    let cfg = LossConfig { strategy: Strategy::Attraction, ..cfg };
+    let cfg = LossConfig {
+        strategy: Strategy::Attraction,
+        ..cfg
+    };
     let got = fnc_loss(&z, 2, &cfg, None).unwrap().loss.double_value(&[]);
     let want = 2.0 * ((2.0 + std::f64::consts::E).ln() - 1.0 / 3.0);
     assert!((got - want).abs() < 1e-12, "{got} vs {want}");
@@ -178,10 +106,18 @@ fn simclr_case_checks_by_hand() {
 fn gradient_matches_finite_differences() {
     let (v, b) = (4usize, 6usize);
     let (rows, _) = clustered(v, b, 8, 2, 0.5, 7);
-    let cfg = LossConfig { strategy: Strategy::Attraction, topk: 4, threshold: Some(0.6), ..LossConfig::default() };
+    let cfg = LossConfig {
+        strategy: Strategy::Attraction,
+        topk: 4,
+        threshold: Some(0.6),
+        ..LossConfig::default()
+    };
     let z = tensor(&rows).set_requires_grad(true);
     let out = fnc_loss(&z, v as i64, &cfg, None).unwrap();
-    assert!(out.mean_fn > 0.0, "the check should cover detected false negatives");
+    assert!(
+        out.mean_fn > 0.0,
+        "the check should cover detected false negatives"
+    );
     out.loss.backward();
     let grad = z.grad();
     let eps = 1e-6;
@@ -190,20 +126,34 @@ fn gradient_matches_finite_differences() {
         let f = |delta: f64| {
             let zz = tensor(&rows);
             let _ = zz.get(r).get(c).f_add_scalar_(delta).unwrap();
-            fnc_loss(&zz, v as i64, &cfg, None).unwrap().loss.double_value(&[])
+            fnc_loss(&zz, v as i64, &cfg, None)
+                .unwrap()
+                .loss
+                .double_value(&[])
         };
         let numeric = (f(eps) - f(-eps)) / (2.0 * eps);
         let analytic = grad.double_value(&[r, c]);
-        assert!((numeric - analytic).abs() < 1e-5 * analytic.abs().max(1.0), "z[{r},{c}]: {analytic} vs {numeric}");
+        assert!(
+            (numeric - analytic).abs() < 1e-5 * analytic.abs().max(1.0),
+            "z[{r},{c}]: {analytic} vs {numeric}"
+        );
     }
 }
 
 #[test]
 fn bad_shapes_and_options_are_named() {
     let z = Tensor::zeros([7, 4], (Kind::Float, Device::Cpu));
-    let e = fnc_loss(&z, 2, &LossConfig::default(), None).unwrap_err().to_string();
+    let e = fnc_loss(&z, 2, &LossConfig::default(), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("--views"), "{e}");
     let z = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
-    let cfg = LossConfig { support_set: SupportSet::Support, ..LossConfig::default() };
-    assert!(fnc_loss(&z, 2, &cfg, None).unwrap_err().to_string().contains("--fn-support"));
+    let cfg = LossConfig {
+        support_set: SupportSet::Support,
+        ..LossConfig::default()
+    };
+    assert!(fnc_loss(&z, 2, &cfg, None)
+        .unwrap_err()
+        .to_string()
+        .contains("--fn-support"));
 }

@@ -1,0 +1,475 @@
+//! The training loop: engine batches -> device -> model -> FNC loss -> optimiser,
+//! with metrics, atomic checkpoints and exact resume.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use fnc_augment::{EngineConfig, Loader, Sampler, SamplerState};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::config::TrainConfig;
+use crate::loss::fnc_loss;
+use crate::model::{normalise, Model};
+use crate::optim::{learning_rate, Optimizer};
+
+/// Errors that stop a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    // The cause is in the message, not chained as a source, so that it is
+    // printed once both by Display and by anyhow's `{:#}`.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("--shards {path}: {err}")]
+    Shards {
+        path: PathBuf,
+        err: fnc_formats::FormatError,
+    },
+    #[error(transparent)]
+    Augment(#[from] fnc_augment::AugmentError),
+    #[error(transparent)]
+    Loss(#[from] crate::loss::LossError),
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+    #[error("invalid option {flag}: {detail}")]
+    Config { flag: &'static str, detail: String },
+    #[error("the loss is not finite at step {step}; stopped without updating. {checkpoint}")]
+    NonFinite { step: u64, checkpoint: String },
+    #[error("cannot resume {path}: {detail}")]
+    Resume { path: PathBuf, detail: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |err| TrainError::Io {
+        path: path.to_path_buf(),
+        err,
+    }
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub epoch: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub images_per_s: f64,
+    /// Share of the step spent waiting for the augmentation engine.
+    pub data_wait: f64,
+    /// Mean |F_i|.
+    pub mean_fn: f64,
+    /// Share of detected false negatives carrying the anchor's label.
+    pub fn_precision: Option<f64>,
+    /// The same share among all candidates: the chance rate.
+    pub fn_chance: Option<f64>,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub out: String,
+    pub steps: u64,
+    pub device: String,
+    pub final_loss: f64,
+    pub mean_data_wait: f64,
+    pub checkpoint: String,
+}
+
+/// Checkpoint bookkeeping kept next to the tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    step: u64,
+    sampler: SamplerState,
+    arch: String,
+}
+
+/// Parses `--device`.
+pub fn parse_device(s: &str) -> Result<Device, TrainError> {
+    let bad = |detail: String| TrainError::Config {
+        flag: "--device",
+        detail,
+    };
+    match s {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        _ => {
+            let n = match s.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| bad(format!("{s:?} is not auto, cpu, cuda or cuda:N")))?,
+                None => return Err(bad(format!("{s:?} is not auto, cpu, cuda or cuda:N"))),
+            };
+            if !tch::Cuda::is_available() || n >= tch::Cuda::device_count() as usize {
+                return Err(bad(format!("{s}: no such CUDA device on this machine")));
+            }
+            Ok(Device::Cuda(n))
+        }
+    }
+}
+
+/// Directory of the newest complete checkpoint of a run, if any.
+pub fn latest_checkpoint(run: &Path) -> Option<PathBuf> {
+    let name = fs::read_to_string(run.join("checkpoints").join("latest")).ok()?;
+    let dir = run.join("checkpoints").join(name.trim());
+    dir.join("state.json").is_file().then_some(dir)
+}
+
+/// Trainable variables, sorted by name (a stable order for the optimiser).
+fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn save_checkpoint(
+    run: &Path,
+    vs: &nn::VarStore,
+    opt: &Optimizer,
+    state: &CheckpointState,
+) -> Result<PathBuf, TrainError> {
+    let dir = run.join("checkpoints");
+    let name = format!("step-{:08}", state.step);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    vs.save(tmp.join("model.safetensors"))?;
+    let named = opt.state();
+    Tensor::write_safetensors(
+        &named
+            .iter()
+            .map(|(n, t)| (n.as_str(), t))
+            .collect::<Vec<_>>(),
+        tmp.join("optimizer.safetensors"),
+    )?;
+    let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Resume {
+        path: tmp.clone(),
+        detail: e.to_string(),
+    })?;
+    fs::write(tmp.join("state.json"), json).map_err(io(&tmp))?;
+    let final_dir = dir.join(&name);
+    let _ = fs::remove_dir_all(&final_dir);
+    fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
+    fnc_formats::write_atomic(&dir.join("latest"), name.as_bytes()).map_err(|e| {
+        TrainError::Resume {
+            path: dir.clone(),
+            detail: e.to_string(),
+        }
+    })?;
+    // Keep the two newest.
+    let mut all: Vec<PathBuf> = fs::read_dir(&dir)
+        .map_err(io(&dir))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+        })
+        .collect();
+    all.sort();
+    for old in all.iter().rev().skip(2) {
+        let _ = fs::remove_dir_all(old);
+    }
+    Ok(final_dir)
+}
+
+/// Builds the model of `cfg` in `vs` (seeded).
+pub fn build_model(vs: &nn::VarStore, cfg: &TrainConfig) -> Model {
+    tch::manual_seed(cfg.seed as i64);
+    Model::new(&vs.root(), cfg.arch, cfg.proj_dim)
+}
+
+/// Loads the latest checkpoint of `run` into `vs` and returns its step.
+pub fn load_latest(run: &Path, vs: &mut nn::VarStore) -> Result<u64, TrainError> {
+    let dir = latest_checkpoint(run).ok_or_else(|| TrainError::Resume {
+        path: run.to_path_buf(),
+        detail: "no complete checkpoint".into(),
+    })?;
+    let state = read_state(&dir)?;
+    vs.load(dir.join("model.safetensors"))
+        .map_err(|e| TrainError::Resume {
+            path: dir.clone(),
+            detail: format!("model weights do not fit this architecture: {e}"),
+        })?;
+    Ok(state.step)
+}
+
+fn read_state(dir: &Path) -> Result<CheckpointState, TrainError> {
+    let p = dir.join("state.json");
+    let text = fs::read_to_string(&p).map_err(io(&p))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Resume {
+        path: p,
+        detail: e.to_string(),
+    })
+}
+
+fn batch_tensor(views: &[fnc_augment::ViewBatch], b: usize, device: Device) -> Tensor {
+    let side = views[0].side as i64;
+    let parts: Vec<Tensor> = views
+        .iter()
+        .map(|v| Tensor::from_slice(&v.data).view([b as i64, side, side, 3]))
+        .collect();
+    let x = Tensor::cat(&parts, 0);
+    if device.is_cuda() {
+        // Pinned host memory lets the copy overlap with compute.
+        x.pin_memory(device)
+            .to_device_(device, Kind::Uint8, true, false)
+    } else {
+        x
+    }
+}
+
+/// Trains per `cfg` into `out` (a run directory); `resume` continues the latest
+/// checkpoint there. `observe` sees every step's metrics.
+pub fn train(
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    observe: &dyn Fn(&StepMetrics, u64),
+) -> Result<TrainSummary, TrainError> {
+    let device = parse_device(&cfg.device)?;
+    let ds = fnc_formats::Dataset::open(&cfg.shards).map_err(|err| TrainError::Shards {
+        path: cfg.shards.clone(),
+        err,
+    })?;
+    let split = Arc::new(ds.split(&cfg.split).map_err(|err| TrainError::Shards {
+        path: cfg.shards.clone(),
+        err,
+    })?);
+    let epoch_len = split.len();
+    if cfg.batch_size < 2 || cfg.batch_size as u64 > epoch_len {
+        return Err(TrainError::Config {
+            flag: "--batch-size",
+            detail: format!(
+                "{} does not fit the {epoch_len} records of split {} (2..={epoch_len})",
+                cfg.batch_size, cfg.split
+            ),
+        });
+    }
+    let steps_per_epoch = epoch_len / cfg.batch_size as u64;
+    let total = if cfg.steps > 0 {
+        cfg.steps
+    } else {
+        ((cfg.epochs * steps_per_epoch as f64).ceil() as u64).max(1)
+    };
+    let warmup = ((cfg.warmup_epochs * steps_per_epoch as f64) as u64).min(total / 2) as i64;
+    let peak = cfg.peak_lr();
+
+    fs::create_dir_all(out).map_err(io(out))?;
+    let mut vs = nn::VarStore::new(device);
+    let model = build_model(&vs, cfg);
+    let mut opt = Optimizer::new(cfg.optimizer, trainable(&vs), cfg.weight_decay);
+    let mut step = 0u64;
+    let mut sampler = Sampler::new(epoch_len, cfg.seed, 0, 1);
+    let metrics_path = out.join("metrics.jsonl");
+    if resume {
+        if let Some(dir) = latest_checkpoint(out) {
+            let state = read_state(&dir)?;
+            if state.arch != cfg.arch.name() {
+                return Err(TrainError::Resume {
+                    path: dir,
+                    detail: format!(
+                        "checkpoint of {} but --arch {}",
+                        state.arch,
+                        cfg.arch.name()
+                    ),
+                });
+            }
+            vs.load(dir.join("model.safetensors"))
+                .map_err(|e| TrainError::Resume {
+                    path: dir.clone(),
+                    detail: e.to_string(),
+                })?;
+            let named: HashMap<String, Tensor> =
+                Tensor::read_safetensors(dir.join("optimizer.safetensors"))?
+                    .into_iter()
+                    .collect();
+            opt.load_state(&named)
+                .map_err(|detail| TrainError::Resume {
+                    path: dir.clone(),
+                    detail,
+                })?;
+            step = state.step;
+            sampler = Sampler::restore(epoch_len, 0, 1, state.sampler);
+        }
+        // Lines past the checkpoint belong to steps that will be redone.
+        if metrics_path.exists() {
+            let keep: Vec<String> =
+                BufReader::new(File::open(&metrics_path).map_err(io(&metrics_path))?)
+                    .lines()
+                    .map_while(Result::ok)
+                    .filter(|l| {
+                        serde_json::from_str::<StepMetrics>(l).is_ok_and(|m| m.step <= step)
+                    })
+                    .collect();
+            let mut text = keep.join("\n");
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            fnc_formats::write_atomic(&metrics_path, text.as_bytes()).map_err(|e| {
+                TrainError::Resume {
+                    path: metrics_path.clone(),
+                    detail: e.to_string(),
+                }
+            })?;
+        }
+    } else if latest_checkpoint(out).is_some() {
+        return Err(TrainError::Config {
+            flag: "--out",
+            detail: format!(
+                "{} already holds a run; pass --resume to continue it or choose another --out",
+                out.display()
+            ),
+        });
+    }
+    let toml = toml::to_string_pretty(cfg).map_err(|e| TrainError::Config {
+        flag: "--config",
+        detail: e.to_string(),
+    })?;
+    fs::write(out.join("config.toml"), toml).map_err(io(out))?;
+    let mut metrics = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(io(&metrics_path))?;
+
+    let engine = EngineConfig::builder()
+        .batch_size(cfg.batch_size)
+        .support(cfg.support)
+        .size(cfg.image_size)
+        .support_size(cfg.support_size)
+        .seed(cfg.seed)
+        .threads(cfg.workers)
+        .build()?;
+    let mut loader = Loader::start(split, engine, sampler)?;
+    let views = cfg.views() as i64;
+    let b = cfg.batch_size;
+    let mut last_ckpt = latest_checkpoint(out);
+    let (mut wait_sum, mut time_sum, mut final_loss) = (0.0, 0.0, f64::NAN);
+    while step < total {
+        let t0 = Instant::now();
+        let batch = loader.next_batch().ok_or_else(|| TrainError::Config {
+            flag: "--shards",
+            detail: "the augmentation engine stopped".into(),
+        })??;
+        let waited = t0.elapsed().as_secs_f64();
+        let lr = learning_rate(step as i64, peak, warmup, total as i64);
+        let main = normalise(&batch_tensor(&batch.views[..2], b, device));
+        let mut z = model.project(&main, true);
+        if cfg.support > 0 {
+            let sup = normalise(&batch_tensor(&batch.views[2..], b, device));
+            z = Tensor::cat(&[z, model.project(&sup, true)], 0);
+        }
+        let labels =
+            Tensor::from_slice(&batch.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+        let outp = fnc_loss(&z, views, &cfg.loss, Some(&labels))?;
+        let loss = outp.loss.double_value(&[]);
+        if !loss.is_finite() {
+            let checkpoint = match &last_ckpt {
+                Some(p) => format!("The last good checkpoint is {}.", p.display()),
+                None => "No checkpoint was written yet.".into(),
+            };
+            return Err(TrainError::NonFinite {
+                step: step + 1,
+                checkpoint,
+            });
+        }
+        opt.zero_grad();
+        outp.loss.backward();
+        opt.step(lr);
+        step += 1;
+        let dt = t0.elapsed().as_secs_f64();
+        wait_sum += waited;
+        time_sum += dt;
+        final_loss = loss;
+        let m = StepMetrics {
+            step,
+            epoch: batch.epoch,
+            loss,
+            lr,
+            images_per_s: b as f64 / dt,
+            data_wait: waited / dt,
+            mean_fn: outp.mean_fn,
+            fn_precision: outp.fn_precision,
+            fn_chance: outp.fn_chance,
+        };
+        let line = serde_json::to_string(&m).map_err(|e| TrainError::Config {
+            flag: "--out",
+            detail: e.to_string(),
+        })?;
+        writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
+        metrics.flush().map_err(io(&metrics_path))?;
+        observe(&m, total);
+        if step % cfg.checkpoint_every.max(1) == 0 || step == total {
+            let state = CheckpointState {
+                step,
+                sampler: batch.sampler_after,
+                arch: cfg.arch.name().into(),
+            };
+            last_ckpt = Some(save_checkpoint(out, &vs, &opt, &state)?);
+        }
+    }
+    Ok(TrainSummary {
+        out: out.display().to_string(),
+        steps: step,
+        device: format!("{device:?}"),
+        final_loss,
+        mean_data_wait: if time_sum > 0.0 {
+            wait_sum / time_sum
+        } else {
+            0.0
+        },
+        checkpoint: last_ckpt
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    })
+}
+
+/// Writes the encoder of `run`'s latest checkpoint as safetensors with
+/// torchvision's names (head dropped, `num_batches_tracked` added).
+pub fn export_encoder(run: &Path, out_file: &Path) -> Result<usize, TrainError> {
+    let cfg_path = run.join("config.toml");
+    let text = fs::read_to_string(&cfg_path).map_err(io(&cfg_path))?;
+    let cfg: TrainConfig = toml::from_str(&text).map_err(|e| TrainError::Resume {
+        path: cfg_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let _model = build_model(&vs, &cfg);
+    load_latest(run, &mut vs)?;
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("head."))
+        .collect();
+    let extra: Vec<(String, Tensor)> = named
+        .iter()
+        .filter_map(|(n, _)| {
+            n.strip_suffix("running_mean").map(|p| {
+                (
+                    format!("{p}num_batches_tracked"),
+                    Tensor::from_slice(&[0i64]).view([]),
+                )
+            })
+        })
+        .collect();
+    named.extend(extra);
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Tensor::write_safetensors(
+        &named
+            .iter()
+            .map(|(n, t)| (n.as_str(), t))
+            .collect::<Vec<_>>(),
+        out_file,
+    )?;
+    Ok(named.len())
+}

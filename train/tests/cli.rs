@@ -1,0 +1,384 @@
+//! fnc-train end to end on the CPU: the loss command, training, resume after
+//! kill -9, export into PyTorch, and errors.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use fnc_train::{Aggregate, Anchors, LossConfig, Strategy, SupportSet};
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("fnc-train")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn shards(dir: &Path) -> PathBuf {
+    let src = dir.join("src");
+    let out = dir.join("out");
+    let opts = fnc_ingest::SynthOptions {
+        classes: 4,
+        per_class: 40,
+        val_per_class: 4,
+        size: 48,
+        seed: 2,
+    };
+    fnc_ingest::synth(&src, &opts).unwrap();
+    fnc_ingest::ingest(
+        &fnc_ingest::IngestOptions::new(&src, &out),
+        &fnc_ingest::NoProgress,
+    )
+    .unwrap();
+    out
+}
+
+fn losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
+const SMALL: [&str; 16] = [
+    "--arch",
+    "small",
+    "--image-size",
+    "32",
+    "--support",
+    "2",
+    "--support-size",
+    "16",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+    "--workers",
+    "2",
+    "--warmup-epochs",
+    "0",
+];
+
+#[test]
+fn loss_command_matches_the_reference() {
+    let t = tempfile::tempdir().unwrap();
+    let (rows, labels) = clustered(4, 6, 8, 2, 0.5, 3);
+    let z = tensor(&rows).to_kind(tch::Kind::Float);
+    let zp = t.path().join("z.npy");
+    z.write_npy(&zp).unwrap();
+    let lp = t.path().join("l.npy");
+    tch::Tensor::from_slice(&labels).write_npy(&lp).unwrap();
+    for (strategy, s) in [
+        (Strategy::None, "none"),
+        (Strategy::Elimination, "elimination"),
+        (Strategy::Attraction, "attraction"),
+    ] {
+        let o = run(&[
+            "loss",
+            "--embeddings",
+            zp.to_str().unwrap(),
+            "--views",
+            "4",
+            "--labels",
+            lp.to_str().unwrap(),
+            "--fn-strategy",
+            s,
+            "--fn-topk",
+            "3",
+            "--fn-threshold",
+            "0.6",
+            "--fn-aggregate",
+            "mean",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        // The reference sees the float32-rounded matrix the command read.
+        let rows32: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|r| r.iter().map(|&x| x as f32 as f64).collect())
+            .collect();
+        let cfg = LossConfig {
+            strategy,
+            topk: 3,
+            threshold: Some(0.6),
+            aggregate: Aggregate::Mean,
+            anchors: Anchors::All,
+            support_set: SupportSet::All,
+            temperature: 0.1,
+        };
+        let want = reference(&rows32, 4, &cfg);
+        let got = r["loss"].as_f64().unwrap();
+        assert!(
+            (got - want.loss).abs() < 1e-9,
+            "{s}: {got} vs {}",
+            want.loss
+        );
+        let total: usize = want.fnc.iter().map(|f| f.len()).sum();
+        assert!((r["fn_total"].as_f64().unwrap() - total as f64).abs() < 1e-9);
+        assert!(r["fn_precision"].is_number());
+    }
+    let o = run(&["loss", "--embeddings", "/nonexistent.npy", "--views", "2"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--embeddings"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_small_model_learns_and_resumes_exactly_after_kill_9() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let mut args: Vec<String> = SMALL.iter().map(|s| s.to_string()).collect();
+    args.extend(
+        [
+            "--shards",
+            data.to_str().unwrap(),
+            "--steps",
+            "40",
+            "--checkpoint-every",
+            "5",
+            "--lr",
+            "0.05",
+        ]
+        .map(String::from),
+    );
+
+    let full = t.path().join("full");
+    let o = Command::new(bin())
+        .args(&args)
+        .args(["--out", full.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = losses(&full);
+    assert_eq!(want.len(), 40);
+    let first: f64 = want[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = want[35..].iter().sum::<f64>() / 5.0;
+    assert!(
+        last < first - 0.3,
+        "loss did not go down: {first:.3} -> {last:.3}"
+    );
+    // The run directory holds what a person needs.
+    let config = std::fs::read_to_string(full.join("config.toml")).unwrap();
+    assert!(
+        config.contains("arch = \"small\"") && config.contains("strategy = \"attraction\""),
+        "{config}"
+    );
+    let m: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(full.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    for key in [
+        "step",
+        "epoch",
+        "loss",
+        "lr",
+        "images_per_s",
+        "data_wait",
+        "mean_fn",
+        "fn_precision",
+        "fn_chance",
+    ] {
+        assert!(m.get(key).is_some(), "metrics lack {key}: {m}");
+    }
+
+    // Killed with SIGKILL after step 17 (checkpoint at 15), then resumed.
+    let part = t.path().join("part");
+    let mut child = Command::new(bin())
+        .args(&args)
+        .args(["--out", part.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = part.join("metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 17
+    {
+        assert!(t0.elapsed().as_secs() < 120, "the run made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = losses(&part).len();
+    assert!(done < 40, "the kill came too late ({done} steps)");
+    let o = Command::new(bin())
+        .args(&args)
+        .args(["--out", part.to_str().unwrap(), "--resume"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(losses(&part), want, "resumed run logged other losses");
+
+    // A second run into the same directory without --resume is refused.
+    let o = Command::new(bin())
+        .args(&args)
+        .args(["--out", part.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+}
+
+#[test]
+fn export_loads_into_torchvision_resnet18() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if !python.exists() {
+        eprintln!(
+            "SKIP: {} is absent (scripts/setup-python.sh --torch creates it)",
+            python.display()
+        );
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let runp = t.path().join("r18");
+    let o = run(&[
+        "--shards",
+        data.to_str().unwrap(),
+        "--arch",
+        "resnet18",
+        "--image-size",
+        "32",
+        "--support",
+        "0",
+        "--batch-size",
+        "8",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        runp.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = t.path().join("enc.safetensors");
+    let o = run(&[
+        "export",
+        "--run",
+        runp.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = format!(
+        "import torch, torchvision, safetensors.torch as st\n\
+         sd = st.load_file({file:?})\n\
+         m = torchvision.models.resnet18()\n\
+         m.fc = torch.nn.Identity()\n\
+         missing, unexpected = m.load_state_dict(sd, strict=True), None\n\
+         m.eval()\n\
+         y = m(torch.zeros(2, 3, 32, 32))\n\
+         assert y.shape == (2, 512), y.shape\n\
+         assert float(sd['conv1.weight'].abs().sum()) > 0\n\
+         print('ok', len(sd))\n",
+        file = file.to_str().unwrap()
+    );
+    let o = Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "PyTorch could not load the export: {}",
+        stderr(&o)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok"));
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "--shards",
+        "/nonexistent",
+        "--out",
+        t.path().join("x").to_str().unwrap(),
+        "--arch",
+        "small",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--shards /nonexistent"),
+        "{}",
+        stderr(&o)
+    );
+    let data = shards(t.path());
+    let d = data.to_str().unwrap();
+    let o = run(&[
+        "--shards",
+        d,
+        "--arch",
+        "small",
+        "--batch-size",
+        "100000",
+        "--out",
+        t.path().join("y").to_str().unwrap(),
+    ]);
+    assert!(stderr(&o).contains("--batch-size"), "{}", stderr(&o));
+    let o = run(&["--shards", d, "--arch", "vgg"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--arch"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "--shards",
+        d,
+        "--arch",
+        "small",
+        "--device",
+        "tpu",
+        "--out",
+        t.path().join("z").to_str().unwrap(),
+    ]);
+    assert!(stderr(&o).contains("--device"), "{}", stderr(&o));
+    // An exploding learning rate: stop at the non-finite step, name the last
+    // good checkpoint.
+    let nan = t.path().join("nan");
+    let mut args: Vec<&str> = SMALL.to_vec();
+    args.extend([
+        "--shards",
+        d,
+        "--steps",
+        "30",
+        "--checkpoint-every",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e12",
+        "--lr-scaling",
+        "none",
+        "--out",
+        nan.to_str().unwrap(),
+    ]);
+    let o = run(&args);
+    let e = stderr(&o);
+    assert!(
+        !o.status.success()
+            && e.contains("not finite at step")
+            && e.contains("last good checkpoint"),
+        "{e}"
+    );
+}

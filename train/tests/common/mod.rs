@@ -1,0 +1,149 @@
+#![allow(dead_code, clippy::unwrap_used)]
+//! An independent FNC loss written plainly (double precision, loops) and the
+//! clustered embeddings the tests feed it.
+
+use fnc_train::{Aggregate, Anchors, LossConfig, Strategy, SupportSet};
+use tch::Tensor;
+
+/// Deterministic pseudo-random numbers (no RNG crate needed).
+pub fn noise(seed: u64, n: usize) -> Vec<f64> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// V views of B images in `clusters` clusters, view-major rows; and labels.
+pub fn clustered(
+    v: usize,
+    b: usize,
+    d: usize,
+    clusters: usize,
+    spread: f64,
+    seed: u64,
+) -> (Vec<Vec<f64>>, Vec<i64>) {
+    let centers: Vec<Vec<f64>> = (0..clusters)
+        .map(|c| noise(seed + 100 + c as u64, d))
+        .collect();
+    let labels: Vec<i64> = (0..b).map(|i| (i % clusters) as i64).collect();
+    let mut rows = Vec::new();
+    for view in 0..v {
+        for i in 0..b {
+            let image_offset = noise(seed + 1000 + i as u64, d);
+            let n = noise(seed + 5000 + (view * b + i) as u64, d);
+            rows.push(
+                (0..d)
+                    .map(|k| {
+                        centers[labels[i] as usize][k]
+                            + 0.6 * spread * image_offset[k]
+                            + 0.3 * spread * n[k]
+                    })
+                    .collect(),
+            );
+        }
+    }
+    (rows, labels)
+}
+
+pub struct Reference {
+    pub loss: f64,
+    /// fnc[i] = sorted candidate rows detected for image i.
+    pub fnc: Vec<Vec<usize>>,
+}
+
+pub fn reference(z: &[Vec<f64>], v: usize, cfg: &LossConfig) -> Reference {
+    let n = z.len();
+    let b = n / v;
+    let z: Vec<Vec<f64>> = z
+        .iter()
+        .map(|r| {
+            let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+            r.iter().map(|x| x / norm).collect()
+        })
+        .collect();
+    let dot = |a: usize, c: usize| -> f64 { z[a].iter().zip(&z[c]).map(|(x, y)| x * y).sum() };
+    let va = if cfg.anchors == Anchors::Main { 2 } else { v };
+    let m = va * b;
+    let support: Vec<usize> = if cfg.support_set == SupportSet::Support {
+        (2..v).collect()
+    } else {
+        (0..v).collect()
+    };
+    let mut fnc = Vec::new();
+    for i in 0..b {
+        let mut cands: Vec<(f64, usize)> = Vec::new();
+        for c in 0..m {
+            if c % b == i {
+                continue;
+            }
+            let sims: Vec<f64> = support.iter().map(|&u| dot(u * b + i, c)).collect();
+            let score = match cfg.aggregate {
+                Aggregate::Max => sims.iter().cloned().fold(f64::MIN, f64::max),
+                Aggregate::Mean => sims.iter().sum::<f64>() / sims.len() as f64,
+            };
+            cands.push((score, c));
+        }
+        cands.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+        let k = if cfg.topk > 0 {
+            cfg.topk as usize
+        } else {
+            cands.len()
+        };
+        let mut f: Vec<usize> = cands
+            .iter()
+            .take(k)
+            .filter(|(s, _)| cfg.threshold.map(|t| *s > t).unwrap_or(true))
+            .map(|&(_, c)| c)
+            .collect();
+        f.sort();
+        fnc.push(f);
+    }
+    let tau = cfg.temperature;
+    let mut total = 0.0;
+    for r in 0..m {
+        let i = r % b;
+        let f = &fnc[i];
+        let mut d = 0.0;
+        for c in 0..m {
+            if c == r || (cfg.strategy == Strategy::Elimination && f.contains(&c)) {
+                continue;
+            }
+            d += (dot(r, c) / tau).exp();
+        }
+        let mut targets: Vec<usize> = (0..m).filter(|&c| c != r && c % b == i).collect();
+        if cfg.strategy == Strategy::Attraction {
+            targets.extend(f.iter().copied());
+        }
+        let l = -targets
+            .iter()
+            .map(|&p| dot(r, p) / tau - d.ln())
+            .sum::<f64>()
+            / targets.len() as f64;
+        total += l;
+    }
+    Reference {
+        loss: 2.0 * total / m as f64,
+        fnc,
+    }
+}
+
+pub fn tensor(rows: &[Vec<f64>]) -> Tensor {
+    let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+    Tensor::from_slice(&flat).view([rows.len() as i64, rows[0].len() as i64])
+}
+
+pub fn detected(f: &Tensor, b: usize) -> Vec<Vec<usize>> {
+    let n = f.size()[1] as usize;
+    (0..b)
+        .map(|i| {
+            (0..n)
+                .filter(|&c| f.int64_value(&[i as i64, c as i64]) != 0)
+                .collect()
+        })
+        .collect()
+}
