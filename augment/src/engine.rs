@@ -39,6 +39,7 @@ pub struct EngineConfig {
     queue_depth: usize,
     recipe: Recipe,
     on_error: OnError,
+    subset: Option<Arc<Vec<u64>>>,
 }
 
 /// Builds an [`EngineConfig`]; every setter says its default.
@@ -57,6 +58,7 @@ impl EngineConfig {
             queue_depth: 4,
             recipe: Recipe::default(),
             on_error: OnError::Fail,
+            subset: None,
         })
     }
 
@@ -126,6 +128,12 @@ impl EngineConfigBuilder {
     /// The augmentation recipe (default: SimCLR v2's, [`Recipe::default`]).
     pub fn recipe(mut self, r: Recipe) -> Self {
         self.0.recipe = r;
+        self
+    }
+    /// Read only these records (e.g. a labelled fraction for fine-tuning); the
+    /// sampler then permutes positions in this list (default: the whole split).
+    pub fn subset(mut self, indices: Arc<Vec<u64>>) -> Self {
+        self.0.subset = Some(indices);
         self
     }
     /// Bad records: fail (default) or substitute and count.
@@ -317,6 +325,18 @@ impl Loader {
         cfg: EngineConfig,
         mut sampler: Sampler,
     ) -> Result<Loader, AugmentError> {
+        if let Some(map) = &cfg.subset {
+            if let Some(bad) = map.iter().find(|&&i| i >= split.len()) {
+                return Err(AugmentError::Config {
+                    flag: "subset",
+                    detail: format!(
+                        "record {bad} is beyond the {} records of split {}",
+                        split.len(),
+                        split.name()
+                    ),
+                });
+            }
+        }
         if sampler.epoch_len() < cfg.batch_size as u64 {
             return Err(AugmentError::Config {
                 flag: "--batch-size",
@@ -348,6 +368,11 @@ impl Loader {
                     let Some((epoch, mut indices)) = sampler.next_batch(b as u64) else {
                         break;
                     };
+                    if let Some(map) = &cfg.subset {
+                        for i in indices.iter_mut() {
+                            *i = map[*i as usize];
+                        }
+                    }
                     let mut views = recycle_rx.try_recv().unwrap_or_else(|_| {
                         (0..cfg.views())
                             .map(|v| {

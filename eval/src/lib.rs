@@ -1,1 +1,28 @@
-//! fnc-eval: not yet implemented (see the project's open issues).
+//! Evaluation of fnc encoders (SPEC §6): linear probe, weighted k-NN and
+//! semi-supervised fine-tuning on frozen or fine-tuned features, each with a
+//! random-initialisation baseline; and a PNG report of a run's training curves.
+//!
+//! ```no_run
+//! use fnc_eval::{features, linear_probe, resolve, LinearConfig};
+//! # fn main() -> Result<(), fnc_eval::EvalError> {
+//! let src = resolve(Some("runs/demo-fnc".as_ref()), None)?;
+//! let f = features(&src, &src.config.shards, None, tch::Device::Cpu)?;
+//! let acc = linear_probe(&f.train, &f.val, f.classes, &LinearConfig::default())?;
+//! println!("top-1 {:.1}%", acc.top1);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod error;
+mod features;
+mod finetune;
+mod linear;
+mod report;
+mod source;
+
+pub use error::EvalError;
+pub use features::{features, open_dataset, FeatureSet};
+pub use finetune::{balanced_subset, finetune, named_subset, FinetuneConfig};
+pub use linear::{accuracy, linear_probe, Accuracy, LinearConfig};
+pub use report::{read_metrics, report};
+pub use source::{latest_run, resolve, Source};

@@ -21,8 +21,10 @@ pub enum LrScaling {
     None,
 }
 
-/// Everything a training run is made of (SPEC §5 defaults).
+/// Everything a training run is made of (SPEC §5 defaults). Missing keys in a
+/// config file take their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TrainConfig {
     pub shards: PathBuf,
     pub split: String,
@@ -47,6 +49,8 @@ pub struct TrainConfig {
     pub device: String,
     pub seed: u64,
     pub checkpoint_every: u64,
+    /// Weighted k-NN (k = 20) on the val split every N steps; 0 = off.
+    pub knn_every: u64,
     pub loss: LossConfig,
 }
 
@@ -72,6 +76,7 @@ impl Default for TrainConfig {
             device: "auto".into(),
             seed: 0,
             checkpoint_every: 500,
+            knn_every: 0,
             loss: LossConfig::default(),
         }
     }

@@ -14,18 +14,20 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod features;
 mod loss;
 mod model;
 mod optim;
 mod run;
 
 pub use config::{LrScaling, TrainConfig};
+pub use features::{centre_crops, extract_features, knn_top1};
 pub use loss::{
     fnc_loss, Aggregate, Anchors, LossConfig, LossError, LossOutput, Strategy, SupportSet,
 };
 pub use model::{encoder, normalise, projection_head, small_cnn, Arch, Model};
 pub use optim::{learning_rate, Optimizer, OptimizerKind};
 pub use run::{
-    build_model, export_encoder, latest_checkpoint, load_latest, parse_device, train, StepMetrics,
-    TrainError, TrainSummary,
+    bench_steps, build_model, export_encoder, latest_checkpoint, load_latest, parse_device, train,
+    StepMetrics, TrainError, TrainSummary,
 };

@@ -41,6 +41,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time training steps of a model and loss on random views (no data loading),
+    /// for comparison with a PyTorch eager step (bench/train_step.py).
+    Bench {
+        #[command(flatten)]
+        train: Box<TrainArgs>,
+        /// Untimed warm-up steps.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 3)]
+        timed: usize,
+    },
     /// Write the encoder of a run's latest checkpoint as safetensors with
     /// torchvision ResNet names (load with `resnet50().load_state_dict` after
     /// dropping `fc`).
@@ -175,6 +187,10 @@ struct TrainArgs {
     /// Checkpoint every N steps (and at the end) [default: 500].
     #[arg(long)]
     checkpoint_every: Option<u64>,
+    /// Weighted k-NN top-1 on the val split every N steps, logged in
+    /// metrics.jsonl; 0 = off [default: 0].
+    #[arg(long)]
+    knn_every: Option<u64>,
     #[command(flatten)]
     loss: LossArgs,
     /// Print the summary as JSON.
@@ -216,7 +232,8 @@ fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
         workers,
         device,
         seed,
-        checkpoint_every
+        checkpoint_every,
+        knn_every
     );
     a.loss.apply(&mut cfg.loss)?;
     if a.resume && a.out.is_none() {
@@ -295,6 +312,25 @@ fn run() -> Result<()> {
                 "config": cfg,
             });
             println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Some(Command::Bench {
+            train,
+            warmup,
+            timed,
+        }) => {
+            let (cfg, _) = resolve(&train)?;
+            let (secs, device) = fnc_train::bench_steps(&cfg, warmup, timed)?;
+            let r = serde_json::json!({
+                "step_s": secs,
+                "images_per_s": cfg.batch_size as f64 / secs,
+                "device": device,
+                "arch": cfg.arch.name(),
+                "batch_size": cfg.batch_size,
+                "views": cfg.views(),
+                "image_size": cfg.image_size,
+                "support_size": cfg.support_size,
+            });
+            println!("{r}");
         }
         Some(Command::Export { run, out }) => {
             let out = out.unwrap_or_else(|| run.join("encoder.safetensors"));

@@ -66,6 +66,9 @@ pub struct StepMetrics {
     pub fn_precision: Option<f64>,
     /// The same share among all candidates: the chance rate.
     pub fn_chance: Option<f64>,
+    /// Weighted k-NN (k = 20) top-1 on val, percent, on `--knn-every` steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knn_top1: Option<f64>,
 }
 
 /// What a finished run reports.
@@ -228,6 +231,64 @@ fn batch_tensor(views: &[fnc_augment::ViewBatch], b: usize, device: Device) -> T
     }
 }
 
+/// Embeddings of the uint8 NHWC view groups (main views, then support views;
+/// each group view-major) and their FNC loss.
+fn forward_loss(
+    model: &Model,
+    main: &Tensor,
+    support: Option<&Tensor>,
+    labels: &Tensor,
+    views: i64,
+    cfg: &TrainConfig,
+) -> Result<crate::loss::LossOutput, TrainError> {
+    let mut z = model.project(&normalise(main), true);
+    if let Some(s) = support {
+        z = Tensor::cat(&[z, model.project(&normalise(s), true)], 0);
+    }
+    Ok(fnc_loss(&z, views, &cfg.loss, Some(labels))?)
+}
+
+/// Step time of `cfg`'s model and loss on random uint8 views (no data loading):
+/// `warmup` untimed steps, then the mean of `steps` timed ones, in seconds.
+pub fn bench_steps(
+    cfg: &TrainConfig,
+    warmup: usize,
+    steps: usize,
+) -> Result<(f64, String), TrainError> {
+    let device = parse_device(&cfg.device)?;
+    let vs = nn::VarStore::new(device);
+    let model = build_model(&vs, cfg);
+    let mut opt = Optimizer::new(cfg.optimizer, trainable(&vs), cfg.weight_decay);
+    let b = cfg.batch_size as i64;
+    let (s, ss) = (cfg.image_size as i64, cfg.support_size as i64);
+    let opts = (Kind::Uint8, device);
+    let main = Tensor::randint(256, [2 * b, s, s, 3], opts);
+    let support =
+        (cfg.support > 0).then(|| Tensor::randint(256, [cfg.support as i64 * b, ss, ss, 3], opts));
+    let labels = Tensor::arange(b, (Kind::Int64, device));
+    let mut timed = 0.0;
+    for k in 0..warmup + steps {
+        let t0 = Instant::now();
+        let out = forward_loss(
+            &model,
+            &main,
+            support.as_ref(),
+            &labels,
+            cfg.views() as i64,
+            cfg,
+        )?;
+        opt.zero_grad();
+        out.loss.backward();
+        opt.step(0.1);
+        // Reading the loss waits for the device.
+        let _ = out.loss.double_value(&[]);
+        if k >= warmup {
+            timed += t0.elapsed().as_secs_f64();
+        }
+    }
+    Ok((timed / steps.max(1) as f64, format!("{device:?}")))
+}
+
 /// Trains per `cfg` into `out` (a run directory); `resume` continues the latest
 /// checkpoint there. `observe` sees every step's metrics.
 pub fn train(
@@ -241,6 +302,19 @@ pub fn train(
         path: cfg.shards.clone(),
         err,
     })?;
+    let knn_splits = if cfg.knn_every > 0 {
+        let val = ds.split("val").map_err(|e| TrainError::Config {
+            flag: "--knn-every",
+            detail: format!("needs a val split: {e}"),
+        })?;
+        let train = ds.split(&cfg.split).map_err(|err| TrainError::Shards {
+            path: cfg.shards.clone(),
+            err,
+        })?;
+        Some((train, val, ds.manifest().classes.len().max(1) as i64))
+    } else {
+        None
+    };
     let split = Arc::new(ds.split(&cfg.split).map_err(|err| TrainError::Shards {
         path: cfg.shards.clone(),
         err,
@@ -363,15 +437,11 @@ pub fn train(
         })??;
         let waited = t0.elapsed().as_secs_f64();
         let lr = learning_rate(step as i64, peak, warmup, total as i64);
-        let main = normalise(&batch_tensor(&batch.views[..2], b, device));
-        let mut z = model.project(&main, true);
-        if cfg.support > 0 {
-            let sup = normalise(&batch_tensor(&batch.views[2..], b, device));
-            z = Tensor::cat(&[z, model.project(&sup, true)], 0);
-        }
+        let main = batch_tensor(&batch.views[..2], b, device);
+        let support = (cfg.support > 0).then(|| batch_tensor(&batch.views[2..], b, device));
         let labels =
             Tensor::from_slice(&batch.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
-        let outp = fnc_loss(&z, views, &cfg.loss, Some(&labels))?;
+        let outp = forward_loss(&model, &main, support.as_ref(), &labels, views, cfg)?;
         let loss = outp.loss.double_value(&[]);
         if !loss.is_finite() {
             let checkpoint = match &last_ckpt {
@@ -401,6 +471,18 @@ pub fn train(
             mean_fn: outp.mean_fn,
             fn_precision: outp.fn_precision,
             fn_chance: outp.fn_chance,
+            knn_top1: match &knn_splits {
+                Some((tr, va, classes)) if step % cfg.knn_every == 0 || step == total => {
+                    let (tf, tl) =
+                        crate::features::extract_features(&model, tr, cfg.image_size, 256, device)?;
+                    let (vf, vl) =
+                        crate::features::extract_features(&model, va, cfg.image_size, 256, device)?;
+                    Some(crate::features::knn_top1(
+                        &tf, &tl, &vf, &vl, 20, 0.07, *classes,
+                    ))
+                }
+                _ => None,
+            },
         };
         let line = serde_json::to_string(&m).map_err(|e| TrainError::Config {
             flag: "--out",

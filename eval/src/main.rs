@@ -1,0 +1,246 @@
+//! `fnc-eval`: linear, k-NN and fine-tuning evaluation; run reports.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use fnc_eval::{Accuracy, FinetuneConfig, LinearConfig, Source};
+
+/// Evaluate a trained encoder (the latest run under runs/ unless told otherwise).
+#[derive(Debug, Parser)]
+#[command(name = "fnc-eval", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Which {
+    /// Run directory [default: the newest run under runs/ with a checkpoint].
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// A checkpoint directory (runs/NAME/checkpoints/step-N) instead of a run's latest.
+    #[arg(long, conflicts_with = "run")]
+    checkpoint: Option<PathBuf>,
+    /// Dataset directory [default: the shards the run was trained on].
+    #[arg(long)]
+    shards: Option<PathBuf>,
+    /// Also evaluate a randomly initialised encoder of the same architecture.
+    #[arg(long)]
+    baseline: bool,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Seed (classifier init and order; the baseline's random encoder).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Linear probe on frozen features (centre crop 0.875, no augmentation): top-1/top-5 on val.
+    Linear {
+        #[command(flatten)]
+        which: Which,
+        /// Epochs of the linear classifier.
+        #[arg(long, default_value_t = 100)]
+        epochs: usize,
+        /// Peak learning rate (SGD, momentum 0.9, cosine).
+        #[arg(long, default_value_t = 0.1)]
+        lr: f64,
+    },
+    /// Weighted k-NN (k = 20 and 200, temperature 0.07) top-1 on frozen features.
+    Knn {
+        #[command(flatten)]
+        which: Which,
+    },
+    /// Fine-tune the whole network on a labelled fraction, then top-1/top-5 on val.
+    Finetune {
+        #[command(flatten)]
+        which: Which,
+        /// Labelled fraction of train, balanced per class and seeded (e.g. 0.01, 0.1).
+        #[arg(long, default_value_t = 0.1, conflicts_with = "subset")]
+        fraction: f64,
+        /// A file of image names to label instead (like imagenet_subsets/1percent.txt).
+        #[arg(long)]
+        subset: Option<PathBuf>,
+        /// Epochs over the labelled subset.
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        /// Images per step.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Peak learning rate (SGD with Nesterov momentum, cosine).
+        #[arg(long, default_value_t = 0.05)]
+        lr: f64,
+    },
+    /// A PNG of loss, lr, k-NN accuracy, mean |F_i| and FN precision over training.
+    Report {
+        /// Run directory.
+        #[arg(long)]
+        run: PathBuf,
+        /// Output PNG [default: RUN/report.png].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn source(w: &Which) -> Result<(Source, PathBuf, tch::Device)> {
+    let src = fnc_eval::resolve(w.run.as_deref(), w.checkpoint.as_deref())?;
+    let shards = w
+        .shards
+        .clone()
+        .unwrap_or_else(|| src.config.shards.clone());
+    let device = fnc_train::parse_device(&w.device)?;
+    Ok((src, shards, device))
+}
+
+fn table(rows: &[(&str, Accuracy)]) {
+    println!("{:<28} {:>8} {:>8}", "encoder", "top-1 %", "top-5 %");
+    for (name, a) in rows {
+        println!("{:<28} {:>8.2} {:>8.2}", name, a.top1, a.top5);
+    }
+}
+
+fn output(
+    w: &Which,
+    label: &str,
+    main: Accuracy,
+    base: Option<Accuracy>,
+    extra: serde_json::Value,
+) -> Result<()> {
+    if w.json {
+        let mut j = serde_json::json!({ "top1": main.top1, "top5": main.top5 });
+        if let Some(b) = base {
+            j["baseline"] = serde_json::json!({ "top1": b.top1, "top5": b.top5 });
+        }
+        if let (Some(o), Some(e)) = (j.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        let mut rows = vec![(label, main)];
+        if let Some(b) = base {
+            rows.push(("random init (baseline)", b));
+        }
+        table(&rows);
+    }
+    Ok(())
+}
+
+fn run() -> Result<()> {
+    match Cli::parse().command {
+        Command::Linear { which, epochs, lr } => {
+            let (src, shards, device) = source(&which)?;
+            let cfg = LinearConfig {
+                epochs,
+                lr,
+                seed: which.seed,
+                ..LinearConfig::default()
+            };
+            let f = fnc_eval::features(&src, &shards, None, device)
+                .context("features of the trained encoder")?;
+            let main = fnc_eval::linear_probe(&f.train, &f.val, f.classes, &cfg)?;
+            let base = if which.baseline {
+                let b = fnc_eval::features(&src, &shards, Some(which.seed), device)
+                    .context("features of the random encoder")?;
+                Some(fnc_eval::linear_probe(&b.train, &b.val, b.classes, &cfg)?)
+            } else {
+                None
+            };
+            let extra = serde_json::json!({ "run": src.run, "checkpoint": src.checkpoint, "arch": src.config.arch.name() });
+            output(
+                &which,
+                &format!("{} ({})", src.config.arch.name(), src.tag()),
+                main,
+                base,
+                extra,
+            )?;
+        }
+        Command::Knn { which } => {
+            let (src, shards, device) = source(&which)?;
+            let knn = |f: &fnc_eval::FeatureSet| -> serde_json::Value {
+                serde_json::json!({
+                    "k20": fnc_train::knn_top1(&f.train.0, &f.train.1, &f.val.0, &f.val.1, 20, 0.07, f.classes),
+                    "k200": fnc_train::knn_top1(&f.train.0, &f.train.1, &f.val.0, &f.val.1, 200, 0.07, f.classes),
+                })
+            };
+            let f = fnc_eval::features(&src, &shards, None, device)?;
+            let mut j = serde_json::json!({ "top1": knn(&f) });
+            if which.baseline {
+                let b = fnc_eval::features(&src, &shards, Some(which.seed), device)?;
+                j["baseline"] = serde_json::json!({ "top1": knn(&b) });
+            }
+            if which.json {
+                println!("{}", serde_json::to_string_pretty(&j)?);
+            } else {
+                println!("weighted k-NN top-1 %: {}", j);
+            }
+        }
+        Command::Finetune {
+            which,
+            fraction,
+            subset,
+            epochs,
+            batch_size,
+            lr,
+        } => {
+            let (src, shards, device) = source(&which)?;
+            let ds = fnc_eval::open_dataset(&shards)?;
+            let train = ds
+                .split("train")
+                .with_context(|| format!("--shards {}", shards.display()))?;
+            let ids = match &subset {
+                Some(file) => fnc_eval::named_subset(&train, file)?,
+                None => {
+                    if !(fraction > 0.0 && fraction <= 1.0) {
+                        anyhow::bail!("--fraction {fraction} is not in (0, 1]");
+                    }
+                    fnc_eval::balanced_subset(&train, fraction, which.seed)?
+                }
+            };
+            let labelled = ids.len();
+            let mut cfg = FinetuneConfig {
+                epochs,
+                batch_size,
+                lr,
+                seed: which.seed,
+                random_init: false,
+            };
+            let main = fnc_eval::finetune(&src, &shards, ids.clone(), &cfg, device)?;
+            let base = if which.baseline {
+                cfg.random_init = true;
+                Some(fnc_eval::finetune(&src, &shards, ids, &cfg, device)?)
+            } else {
+                None
+            };
+            output(
+                &which,
+                &format!("fine-tuned on {labelled} images"),
+                main,
+                base,
+                serde_json::json!({ "labelled": labelled }),
+            )?;
+        }
+        Command::Report { run, out } => {
+            let out = out.unwrap_or_else(|| run.join("report.png"));
+            let n =
+                fnc_eval::report(&run, &out).with_context(|| format!("--run {}", run.display()))?;
+            println!("wrote {} ({} steps)", out.display(), n);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `fnc-eval report`: a PNG of a run's training curves for a person to look at.
+
+use std::path::Path;
+
+use fnc_train::StepMetrics;
+use plotters::prelude::*;
+
+use crate::error::EvalError;
+
+/// Fonts tried for labels; without one the curves are drawn unlabelled.
+const FONTS: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+];
+
+fn register_font() -> bool {
+    for f in FONTS {
+        if let Ok(bytes) = std::fs::read(f) {
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Reads `RUN/metrics.jsonl`.
+pub fn read_metrics(run: &Path) -> Result<Vec<StepMetrics>, EvalError> {
+    let p = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&p).map_err(|e| EvalError::Input {
+        what: p.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| EvalError::Input {
+                what: format!("{} line {}", p.display(), i + 1),
+                detail: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+type Series = (&'static str, Vec<(f64, f64)>, Option<Vec<(f64, f64)>>);
+
+/// Draws loss, lr, k-NN top-1, mean |F_i| and FN precision (with its chance
+/// rate) against the step into `out`.
+pub fn report(run: &Path, out: &Path) -> Result<usize, EvalError> {
+    let m = read_metrics(run)?;
+    if m.is_empty() {
+        return Err(EvalError::Input {
+            what: run.join("metrics.jsonl").display().to_string(),
+            detail: "holds no steps".into(),
+        });
+    }
+    let labelled = register_font();
+    let xy = |f: &dyn Fn(&StepMetrics) -> Option<f64>| -> Vec<(f64, f64)> {
+        m.iter()
+            .filter_map(|s| f(s).map(|v| (s.step as f64, v)))
+            .collect()
+    };
+    let panels: Vec<Series> = vec![
+        ("loss", xy(&|s| Some(s.loss)), None),
+        ("learning rate", xy(&|s| Some(s.lr)), None),
+        ("k-NN top-1 (%)", xy(&|s| s.knn_top1), None),
+        ("mean |F_i|", xy(&|s| Some(s.mean_fn)), None),
+        (
+            "FN precision (chance dashed)",
+            xy(&|s| s.fn_precision),
+            Some(xy(&|s| s.fn_chance)),
+        ),
+    ];
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(out, (900, 1250)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let areas = root.split_evenly((panels.len(), 1));
+        let max_step = m.last().map(|s| s.step as f64).unwrap_or(1.0).max(1.0);
+        for ((name, ys, extra), area) in panels.iter().zip(areas.iter()) {
+            let all: Vec<f64> = ys
+                .iter()
+                .chain(extra.iter().flatten())
+                .map(|p| p.1)
+                .filter(|v| v.is_finite())
+                .collect();
+            let (mut lo, mut hi) = all
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            if all.is_empty() {
+                (lo, hi) = (0.0, 1.0);
+            }
+            if hi - lo < 1e-12 {
+                hi = lo + 1.0;
+            }
+            let pad = (hi - lo) * 0.05;
+            let mut b = ChartBuilder::on(area);
+            b.margin(10)
+                .x_label_area_size(if labelled { 25 } else { 0 })
+                .y_label_area_size(if labelled { 60 } else { 0 });
+            if labelled {
+                b.caption(*name, ("sans-serif", 18));
+            }
+            let mut chart = b.build_cartesian_2d(0.0..max_step, (lo - pad)..(hi + pad))?;
+            let mut mesh = chart.configure_mesh();
+            if !labelled {
+                mesh.disable_x_mesh().disable_y_mesh();
+            }
+            if labelled {
+                mesh.draw()?;
+            }
+            chart.draw_series(LineSeries::new(ys.iter().copied(), &BLUE))?;
+            if let Some(e) = extra {
+                chart.draw_series(DashedLineSeries::new(e.iter().copied(), 6, 4, RED.into()))?;
+            }
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| EvalError::Input {
+        what: out.display().to_string(),
+        detail: format!("cannot draw the report: {e}"),
+    })?;
+    Ok(m.len())
+}
