@@ -472,7 +472,7 @@ pub fn train(
             fn_precision: outp.fn_precision,
             fn_chance: outp.fn_chance,
             knn_top1: match &knn_splits {
-                Some((tr, va, classes)) if step % cfg.knn_every == 0 || step == total => {
+                Some((tr, va, classes)) if step.is_multiple_of(cfg.knn_every) || step == total => {
                     let (tf, tl) =
                         crate::features::extract_features(&model, tr, cfg.image_size, 256, device)?;
                     let (vf, vl) =
@@ -491,7 +491,7 @@ pub fn train(
         writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
         metrics.flush().map_err(io(&metrics_path))?;
         observe(&m, total);
-        if step % cfg.checkpoint_every.max(1) == 0 || step == total {
+        if step.is_multiple_of(cfg.checkpoint_every.max(1)) || step == total {
             let state = CheckpointState {
                 step,
                 sampler: batch.sampler_after,

@@ -1,0 +1,233 @@
+//! fnc-eval on the CPU: the probe and k-NN on features with known structure, and
+//! the commands end to end on a tiny synth run.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fnc_eval::{accuracy, linear_probe, LinearConfig};
+use tch::{Device, Kind, Tensor};
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("fnc-eval")
+}
+
+fn eval(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// Features = a class direction plus noise (informative), or noise alone.
+fn features(n: i64, classes: i64, informative: bool, seed: i64) -> (Tensor, Tensor) {
+    tch::manual_seed(seed);
+    let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(classes);
+    let noise = Tensor::randn([n, 32], (Kind::Float, Device::Cpu));
+    let f = if informative {
+        labels.one_hot(32).to_kind(Kind::Float) * 5.0 + noise
+    } else {
+        noise
+    };
+    (f, labels)
+}
+
+#[test]
+fn the_probe_separates_informative_features_and_not_noise() {
+    let cfg = LinearConfig {
+        epochs: 30,
+        ..LinearConfig::default()
+    };
+    let good = linear_probe(
+        &features(600, 5, true, 1),
+        &features(200, 5, true, 2),
+        5,
+        &cfg,
+    )
+    .unwrap();
+    assert!(good.top1 > 90.0, "{good:?}");
+    let noise = linear_probe(
+        &features(600, 5, false, 1),
+        &features(200, 5, false, 2),
+        5,
+        &cfg,
+    )
+    .unwrap();
+    assert!(noise.top1 < 35.0, "{noise:?}");
+    assert!(
+        (noise.top5 - 100.0).abs() < 1e-9,
+        "top-5 of 5 classes is everything"
+    );
+    let (tf, tl) = features(600, 5, true, 1);
+    let (vf, vl) = features(200, 5, true, 2);
+    assert!(fnc_train::knn_top1(&tf, &tl, &vf, &vl, 20, 0.07, 5) > 90.0);
+}
+
+#[test]
+fn accuracy_counts_by_hand() {
+    let logits = Tensor::from_slice(&[0.9f32, 0.1, 0.0, 0.2, 0.3, 0.5, 0.6, 0.3, 0.1]).view([3, 3]);
+    let labels = Tensor::from_slice(&[0i64, 1, 2]);
+    let a = accuracy(&logits, &labels);
+    assert!((a.top1 - 100.0 / 3.0).abs() < 1e-9, "{a:?}");
+    assert!((a.top5 - 100.0).abs() < 1e-9);
+}
+
+fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
+    let src = dir.join("src");
+    let out = dir.join("out");
+    let opts = fnc_ingest::SynthOptions {
+        classes: 3,
+        per_class: 24,
+        val_per_class: 6,
+        size: 40,
+        seed: 4,
+    };
+    fnc_ingest::synth(&src, &opts).unwrap();
+    fnc_ingest::ingest(
+        &fnc_ingest::IngestOptions::new(&src, &out),
+        &fnc_ingest::NoProgress,
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let o = Command::new(assert_cmd::cargo::cargo_bin("fnc-train"))
+        .args([
+            "--shards",
+            out.to_str().unwrap(),
+            "--arch",
+            "small",
+            "--image-size",
+            "32",
+            "--support",
+            "2",
+            "--support-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--steps",
+            "6",
+            "--knn-every",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            run.to_str().unwrap(),
+        ])
+        .output();
+    // fnc-train lives in another package: build it on demand when absent.
+    let ok = o.as_ref().map(|o| o.status.success()).unwrap_or(false);
+    assert!(ok, "fnc-train failed: {:?}", o.map(|o| stderr(&o)));
+    (out, run)
+}
+
+#[test]
+fn commands_end_to_end_and_their_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let (shards, run) = tiny_run(t.path());
+    let r = run.to_str().unwrap();
+    let lin = json(&eval(&[
+        "linear",
+        "--run",
+        r,
+        "--baseline",
+        "--epochs",
+        "20",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    for key in ["top1", "top5"] {
+        let v = lin[key].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&v));
+        let b = lin["baseline"][key].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&b));
+    }
+    assert!(
+        run.join("features")
+            .join("step-00000006-train.safetensors")
+            .is_file(),
+        "features are cached next to the run"
+    );
+    let knn = json(&eval(&["knn", "--run", r, "--device", "cpu", "--json"]));
+    assert!(knn["top1"]["k20"].as_f64().unwrap() >= 0.0);
+    let ft = json(&eval(&[
+        "finetune",
+        "--run",
+        r,
+        "--fraction",
+        "0.25",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!(ft["labelled"], 18, "a quarter of 24 per class, 3 classes");
+    // A subset file by image names.
+    let list = t.path().join("subset.txt");
+    std::fs::write(&list, "n90000000_0.JPEG\nn90000001_3\nn90000002_5.JPEG\n").unwrap();
+    let ft = json(&eval(&[
+        "finetune",
+        "--run",
+        r,
+        "--subset",
+        list.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!(ft["labelled"], 3);
+    // The report.
+    let png = t.path().join("report.png");
+    let o = eval(&["report", "--run", r, "--out", png.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(&png).unwrap();
+    assert_eq!((img.width(), img.height()), (900, 1250));
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        metrics.matches("knn_top1").count(),
+        2,
+        "k-NN logged at steps 3 and 6"
+    );
+
+    // Errors name what is wrong.
+    let o = eval(&["linear", "--run", t.path().join("nope").to_str().unwrap()]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("nope"),
+        "{}",
+        stderr(&o)
+    );
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    std::fs::write(
+        run.join("config.toml"),
+        cfg.replace("arch = \"small\"", "arch = \"resnet18\""),
+    )
+    .unwrap();
+    let o = eval(&["linear", "--run", r, "--device", "cpu"]);
+    assert!(
+        stderr(&o).contains("does not fit a resnet18 encoder"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(run.join("config.toml"), &cfg).unwrap();
+    // Shards without a val split.
+    let noval = t.path().join("noval");
+    std::fs::create_dir_all(&noval).unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shards.join("manifest.json")).unwrap())
+            .unwrap();
+    m["splits"].as_object_mut().unwrap().remove("val");
+    std::fs::write(noval.join("manifest.json"), m.to_string()).unwrap();
+    let o = eval(&["linear", "--run", r, "--shards", noval.to_str().unwrap()]);
+    assert!(stderr(&o).contains("no val split"), "{}", stderr(&o));
+}
