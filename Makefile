@@ -7,7 +7,7 @@ DEMO  ?= demo
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/.venv
 
-.PHONY: all setup build test demo bench-ingest bench-augment fmt lint clean
+.PHONY: all setup build test demo bench-ingest bench-augment bench-train compare-real fmt lint clean
 
 all: build
 
@@ -23,15 +23,9 @@ build: setup
 test: setup
 	$(CARGO) test --workspace
 
-## demo: the main job on the embedded default dataset
+## demo: the main job on the embedded default dataset (scripts/demo.sh)
 demo: build
-	rm -rf $(DEMO) && mkdir -p $(DEMO)
-	$(BIN)/fnc-ingest synth $(DEMO)/synth
-	$(BIN)/fnc-ingest $(DEMO)/synth --out $(DEMO)/out
-	$(BIN)/fnc-ingest inspect $(DEMO)/out
-	$(BIN)/fnc-ingest verify $(DEMO)/out
-	$(BIN)/fnc-augment preview --shards $(DEMO)/out --out $(DEMO)/preview.png --support-size 96
-	$(BIN)/fnc-augment bench --shards $(DEMO)/out --seconds 3 --size 96 --support-size 64
+	DEMO=$(DEMO) bash scripts/demo.sh
 
 ## bench-ingest: fnc-ingest against PIL on real photos (markdown table on stdout)
 bench-ingest: build
@@ -40,6 +34,14 @@ bench-ingest: build
 ## bench-augment: fnc-augment against PIL + torchvision on real photos
 bench-augment: build
 	bash bench/augment.sh
+
+## bench-train: fnc-train step time against PyTorch eager (CPU; `bench/train.sh cuda` on a GPU)
+bench-train: build
+	bash bench/train.sh cpu
+
+## compare-real: FNC vs SimCLR on ../shared/datasets (slow; see docs/benchmarks.md)
+compare-real: build
+	bash scripts/compare_real.sh
 
 fmt:
 	$(CARGO) fmt --all

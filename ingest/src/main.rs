@@ -268,6 +268,15 @@ fn run_ingest(a: &IngestArgs, src: &PathBuf) -> Result<ExitCode> {
     })
 }
 
+/// Writes to stdout; a closed pipe (the reader has seen enough) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
@@ -280,11 +289,14 @@ fn run() -> Result<ExitCode> {
         Some(Command::Inspect { dir, json }) => {
             let ins = fnc_ingest::inspect(&dir)
                 .with_context(|| format!("inspecting {}", dir.display()))?;
+            // Written in one piece, so that a reader that stops early (`| head`)
+            // ends the output quietly instead of a failed print.
+            let mut text = String::new();
             if json {
-                println!("{}", serde_json::to_string_pretty(&ins)?);
+                text = serde_json::to_string_pretty(&ins)? + "\n";
             } else {
-                println!(
-                    "{} (format v{}, {} layout, id {}), {} classes",
+                text += &format!(
+                    "{} (format v{}, {} layout, id {}), {} classes\n",
                     ins.dir, ins.format_version, ins.layout, ins.dataset_id, ins.classes
                 );
                 for (name, s) in &ins.splits {
@@ -293,14 +305,14 @@ fn run() -> Result<ExitCode> {
                         .iter()
                         .map(|(k, v)| format!("{k} {v}"))
                         .collect();
-                    println!(
-                        "  {name}: {} records in {} classes, {} shards, {}; {}; width {}..{} (mean {:.0}), height {}..{} (mean {:.0})",
+                    text += &format!(
+                        "  {name}: {} records in {} classes, {} shards, {}; {}; width {}..{} (mean {:.0}), height {}..{} (mean {:.0})\n",
                         s.records, s.classes, s.shards, human_bytes(s.bytes), enc.join(", "),
                         s.width.min, s.width.max, s.width.mean, s.height.min, s.height.max, s.height.mean
                     );
                     for c in &s.per_class {
-                        println!(
-                            "    {:>4} {:<12} {:>8}  {}",
+                        text += &format!(
+                            "    {:>4} {:<12} {:>8}  {}\n",
                             c.index,
                             c.wnid,
                             c.records,
@@ -309,6 +321,7 @@ fn run() -> Result<ExitCode> {
                     }
                 }
             }
+            emit(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Verify { dir, json }) => {
