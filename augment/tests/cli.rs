@@ -4,22 +4,7 @@
 use std::path::Path;
 
 fn shards(dir: &Path) -> std::path::PathBuf {
-    let src = dir.join("src");
-    let out = dir.join("out");
-    let opts = fnc_ingest::SynthOptions {
-        classes: 3,
-        per_class: 10,
-        val_per_class: 2,
-        size: 48,
-        seed: 1,
-    };
-    fnc_ingest::synth(&src, &opts).unwrap();
-    fnc_ingest::ingest(
-        &fnc_ingest::IngestOptions::new(&src, &out),
-        &fnc_ingest::NoProgress,
-    )
-    .unwrap();
-    out
+    fnc_tests::synth_shards(dir, 3, 10, 2, 48, 1)
 }
 
 fn augment(args: &[&str]) -> std::process::Output {

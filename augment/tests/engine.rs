@@ -8,21 +8,7 @@ use fnc_augment::{AugmentError, Batch, EngineConfig, Loader, OnError, Sampler};
 use fnc_formats::{Dataset, SplitReader};
 
 fn synth_shards(dir: &Path) -> Arc<SplitReader> {
-    let src = dir.join("src");
-    let out = dir.join("out");
-    let opts = fnc_ingest::SynthOptions {
-        classes: 4,
-        per_class: 12,
-        val_per_class: 2,
-        size: 40,
-        seed: 3,
-    };
-    fnc_ingest::synth(&src, &opts).unwrap();
-    fnc_ingest::ingest(
-        &fnc_ingest::IngestOptions::new(&src, &out),
-        &fnc_ingest::NoProgress,
-    )
-    .unwrap();
+    let out = fnc_tests::synth_shards(dir, 4, 12, 2, 40, 3);
     Arc::new(Dataset::open(&out).unwrap().split("train").unwrap())
 }
 

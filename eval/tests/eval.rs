@@ -120,7 +120,6 @@ fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
             run.to_str().unwrap(),
         ])
         .output();
-    // fnc-train lives in another package: build it on demand when absent.
     let ok = o.as_ref().map(|o| o.status.success()).unwrap_or(false);
     assert!(ok, "fnc-train failed: {:?}", o.map(|o| stderr(&o)));
     (out, run)

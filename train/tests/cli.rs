@@ -23,22 +23,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn shards(dir: &Path) -> PathBuf {
-    let src = dir.join("src");
-    let out = dir.join("out");
-    let opts = fnc_ingest::SynthOptions {
-        classes: 4,
-        per_class: 40,
-        val_per_class: 4,
-        size: 48,
-        seed: 2,
-    };
-    fnc_ingest::synth(&src, &opts).unwrap();
-    fnc_ingest::ingest(
-        &fnc_ingest::IngestOptions::new(&src, &out),
-        &fnc_ingest::NoProgress,
-    )
-    .unwrap();
-    out
+    fnc_tests::synth_shards(dir, 4, 40, 4, 48, 2)
 }
 
 fn losses(run: &Path) -> Vec<f64> {

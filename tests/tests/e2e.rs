@@ -1,0 +1,102 @@
+//! The user's path through all four binaries, on a tiny synth dataset.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+fn run(bin: &str, args: &[&str]) -> String {
+    let exe = assert_cmd::cargo::cargo_bin(bin);
+    assert!(
+        exe.exists(),
+        "{} is not built (run the workspace's tests: make test)",
+        exe.display()
+    );
+    let o = Command::new(&exe).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{bin} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn synth_ingest_augment_train_eval() {
+    let t = tempfile::tempdir().unwrap();
+    let p = |name: &str| t.path().join(name).to_str().unwrap().to_string();
+    run(
+        "fnc-ingest",
+        &[
+            "synth",
+            &p("synth"),
+            "--classes",
+            "3",
+            "--per-class",
+            "16",
+            "--size",
+            "40",
+        ],
+    );
+    run("fnc-ingest", &[&p("synth"), "--out", &p("out")]);
+    run("fnc-ingest", &["verify", &p("out")]);
+    run(
+        "fnc-augment",
+        &[
+            "preview",
+            "--shards",
+            &p("out"),
+            "--out",
+            &p("preview.png"),
+            "--images",
+            "2",
+            "--support",
+            "2",
+            "--size",
+            "32",
+            "--support-size",
+            "16",
+        ],
+    );
+    assert!(image::open(p("preview.png")).is_ok());
+    run(
+        "fnc-train",
+        &[
+            "--shards",
+            &p("out"),
+            "--arch",
+            "small",
+            "--image-size",
+            "32",
+            "--support",
+            "2",
+            "--support-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--steps",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            &p("run"),
+        ],
+    );
+    let j: serde_json::Value = serde_json::from_str(&run(
+        "fnc-eval",
+        &[
+            "linear",
+            "--run",
+            &p("run"),
+            "--baseline",
+            "--epochs",
+            "5",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert!(
+        j["top1"].as_f64().is_some() && j["baseline"]["top1"].as_f64().is_some(),
+        "{j}"
+    );
+}
