@@ -128,14 +128,15 @@ impl Model {
     }
 }
 
-const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
-const STD: [f64; 3] = [0.229, 0.224, 0.225];
+const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// uint8 NHWC -> normalised float NCHW on the tensor's device.
 pub fn normalise(x: &Tensor) -> Tensor {
     let dev = x.device();
     let mean = Tensor::from_slice(&MEAN).to_device(dev).view([1, 3, 1, 1]);
     let std = Tensor::from_slice(&STD).to_device(dev).view([1, 3, 1, 1]);
-    let x = x.permute([0, 3, 1, 2]).to_kind(tch::Kind::Float) / 255.0;
-    ((x - mean) / std).to_kind(tch::Kind::Float)
+    // Single precision throughout (f64 constants would promote the whole batch).
+    let x = x.permute([0, 3, 1, 2]).to_kind(tch::Kind::Float) / 255.0f64;
+    (x - mean) / std
 }
