@@ -302,23 +302,24 @@ pub fn train(
         path: cfg.shards.clone(),
         err,
     })?;
+    let split = Arc::new(ds.split(&cfg.split).map_err(|err| TrainError::Shards {
+        path: cfg.shards.clone(),
+        err,
+    })?);
+    // The k-NN monitor reads the training split through the same reader.
     let knn_splits = if cfg.knn_every > 0 {
         let val = ds.split("val").map_err(|e| TrainError::Config {
             flag: "--knn-every",
             detail: format!("needs a val split: {e}"),
         })?;
-        let train = ds.split(&cfg.split).map_err(|err| TrainError::Shards {
-            path: cfg.shards.clone(),
-            err,
-        })?;
-        Some((train, val, ds.manifest().classes.len().max(1) as i64))
+        Some((
+            split.clone(),
+            val,
+            ds.manifest().classes.len().max(1) as i64,
+        ))
     } else {
         None
     };
-    let split = Arc::new(ds.split(&cfg.split).map_err(|err| TrainError::Shards {
-        path: cfg.shards.clone(),
-        err,
-    })?);
     let epoch_len = split.len();
     if cfg.batch_size < 2 || cfg.batch_size as u64 > epoch_len {
         return Err(TrainError::Config {
