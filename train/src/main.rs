@@ -329,6 +329,7 @@ fn run() -> Result<()> {
                 "views": cfg.views(),
                 "image_size": cfg.image_size,
                 "support_size": cfg.support_size,
+                "torch_threads": tch::get_num_threads(),
             });
             println!("{r}");
         }
