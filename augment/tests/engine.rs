@@ -231,3 +231,47 @@ fn a_bad_record_is_named_or_substituted() {
         assert!(b.indices.contains(&6));
     }
 }
+
+#[test]
+fn every_storage_encoding_decodes_in_the_engine() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    let opts = fnc_ingest::SynthOptions {
+        classes: 2,
+        per_class: 8,
+        val_per_class: 1,
+        size: 40,
+        seed: 1,
+    };
+    fnc_ingest::synth(&src, &opts).unwrap();
+    let mut firsts = Vec::new();
+    for enc in [
+        fnc_ingest::EncodingChoice::Keep,
+        fnc_ingest::EncodingChoice::Raw,
+        fnc_ingest::EncodingChoice::WebP,
+    ] {
+        let out = t.path().join(enc.name());
+        let mut o = fnc_ingest::IngestOptions::new(&src, &out);
+        o.policy.encoding = enc;
+        o.policy.quality = 95;
+        fnc_ingest::ingest(&o, &fnc_ingest::NoProgress).unwrap();
+        let split = Arc::new(Dataset::open(&out).unwrap().split("train").unwrap());
+        let mut l =
+            Loader::start(split.clone(), config(1), Sampler::new(split.len(), 5, 0, 1)).unwrap();
+        let b = l.next_batch().unwrap().unwrap();
+        firsts.push(b.views[0].data.clone());
+    }
+    // Same records, same draws: the lossless and lossy storages give nearly the
+    // same pixels (JPEG q92 source, so raw == keep exactly).
+    assert_eq!(firsts[0], firsts[1], "raw stores the decoded JPEG exactly");
+    let mean_diff = firsts[0]
+        .iter()
+        .zip(&firsts[2])
+        .map(|(a, b)| a.abs_diff(*b) as f64)
+        .sum::<f64>()
+        / firsts[0].len() as f64;
+    assert!(
+        mean_diff < 6.0,
+        "WebP views differ by {mean_diff} on average"
+    );
+}
