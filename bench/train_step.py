@@ -67,18 +67,35 @@ def fnc_loss(z, V, tau=0.1, k=10, thr=0.7):
 B, S = args.batch_size, args.support
 main = torch.randint(0, 256, (2 * B, args.image_size, args.image_size, 3), dtype=torch.uint8, device=dev)
 sup = torch.randint(0, 256, (S * B, args.support_size, args.support_size, 3), dtype=torch.uint8, device=dev) if S else None
+def sync():
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+phases = {"forward_s": 0.0, "backward_s": 0.0, "optimizer_s": 0.0}
 timed = 0.0
 for step in range(args.warmup + args.timed):
+    sync()
     t0 = time.perf_counter()
     z = model(norm(main))
     if sup is not None:
         z = torch.cat([z, model(norm(sup))])
     loss = fnc_loss(z, 2 + S)
-    opt.zero_grad()
+    sync()
+    t1 = time.perf_counter()
     loss.backward()
+    sync()
+    t2 = time.perf_counter()
     opt.step()
+    opt.zero_grad()
     loss.item()
+    t3 = time.perf_counter()
     if step >= args.warmup:
-        timed += time.perf_counter() - t0
-print(json.dumps({"step_s": timed / args.timed, "images_per_s": B / (timed / args.timed), "device": str(dev),
-                  "arch": args.arch, "batch_size": B, "views": 2 + S, "torch_threads": torch.get_num_threads()}))
+        timed += t3 - t0
+        phases["forward_s"] += t1 - t0
+        phases["backward_s"] += t2 - t1
+        phases["optimizer_s"] += t3 - t2
+out = {"step_s": timed / args.timed, "images_per_s": B / (timed / args.timed), "device": str(dev),
+       "arch": args.arch, "batch_size": B, "views": 2 + S, "torch_threads": torch.get_num_threads()}
+out.update({k: v / args.timed for k, v in phases.items()})
+print(json.dumps(out))

@@ -21,6 +21,49 @@ pub enum LrScaling {
     None,
 }
 
+/// Numeric precision of the forward and backward passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bf16 on CUDA, fp32 on the CPU.
+    Auto,
+    /// float32 throughout.
+    Fp32,
+    /// Convolutions and linear layers in bfloat16 against float32 master
+    /// weights; BatchNorm statistics, the loss and the optimiser in float32.
+    Bf16,
+}
+
+impl Precision {
+    /// The dtype the model computes in on `device`.
+    pub fn kind(self, device: tch::Device) -> tch::Kind {
+        match self {
+            Precision::Bf16 => tch::Kind::BFloat16,
+            Precision::Auto if device.is_cuda() => tch::Kind::BFloat16,
+            _ => tch::Kind::Float,
+        }
+    }
+}
+
+/// Memory layout of images, activations and convolution weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemoryFormat {
+    /// NCHW.
+    Contiguous,
+    /// NHWC strides: what tensor cores want, and on the CPU oneDNN ran
+    /// ResNet-50 ~20% faster this way (docs/benchmarks.md).
+    ChannelsLast,
+}
+
+impl MemoryFormat {
+    /// Whether `device` runs channels-last (the same answer on every device
+    /// for now; the device is there for when they differ).
+    pub fn channels_last(self, _device: tch::Device) -> bool {
+        self == MemoryFormat::ChannelsLast
+    }
+}
+
 /// Everything a training run is made of (SPEC §5 defaults). Missing keys in a
 /// config file take their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,10 +90,17 @@ pub struct TrainConfig {
     pub workers: usize,
     /// auto | cpu | cuda | cuda:N
     pub device: String,
+    pub precision: Precision,
+    pub memory_format: MemoryFormat,
     pub seed: u64,
     pub checkpoint_every: u64,
     /// Weighted k-NN (k = 20) on the val split every N steps; 0 = off.
     pub knn_every: u64,
+    /// Memory variant: a FIFO bank of `memory` x batch momentum-encoder
+    /// embeddings used for detection and negatives; 0 = off (in-batch loss).
+    pub memory: usize,
+    /// EMA decay of the momentum encoder (memory variant).
+    pub ema_decay: f64,
     pub loss: LossConfig,
 }
 
@@ -74,9 +124,13 @@ impl Default for TrainConfig {
             warmup_epochs: 10.0,
             workers: 0,
             device: "auto".into(),
+            precision: Precision::Auto,
+            memory_format: MemoryFormat::ChannelsLast,
             seed: 0,
             checkpoint_every: 500,
             knn_every: 0,
+            memory: 0,
+            ema_decay: 0.999,
             loss: LossConfig::default(),
         }
     }

@@ -15,19 +15,28 @@
 
 mod config;
 mod features;
+mod layers;
 mod loss;
 mod model;
+mod momentum;
 mod optim;
+mod resnet;
 mod run;
 
-pub use config::{LrScaling, TrainConfig};
+pub use config::{LrScaling, MemoryFormat, Precision, TrainConfig};
 pub use features::{centre_crops, extract_features, knn_top1};
 pub use loss::{
-    fnc_loss, Aggregate, Anchors, LossConfig, LossError, LossOutput, Strategy, SupportSet,
+    fnc_loss, fnc_loss_memory, Aggregate, Anchors, LossConfig, LossError, LossOutput, MemoryBank,
+    Strategy, SupportSet,
 };
-pub use model::{encoder, normalise, projection_head, small_cnn, Arch, Model};
+pub use model::{
+    encoder, is_channels_last, normalise, normalise_as, projection_head, small_cnn,
+    to_channels_last, Arch, Model, ProjectionHead, SmallCnn,
+};
+pub use momentum::Momentum;
 pub use optim::{learning_rate, Optimizer, OptimizerKind};
+pub use resnet::{resnet18, resnet50, ResNet};
 pub use run::{
     bench_steps, build_model, export_encoder, latest_checkpoint, load_latest, parse_device, train,
-    StepMetrics, TrainError, TrainSummary,
+    BenchTimes, StepMetrics, TrainError, TrainSummary,
 };

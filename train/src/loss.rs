@@ -103,17 +103,8 @@ pub enum LossError {
     Torch(#[from] tch::TchError),
 }
 
-/// Computes the FNC loss of `z` (`[V*B, d]`, view-major). `labels` (`[B]`, int64)
-/// only feed the FN precision statistic.
-pub fn fnc_loss(
-    z: &Tensor,
-    views: i64,
-    cfg: &LossConfig,
-    labels: Option<&Tensor>,
-) -> Result<LossOutput, LossError> {
-    let size = z.size();
-    let n = size.first().copied().unwrap_or(0);
-    if views < 2 || n == 0 || n % views != 0 || size.len() != 2 {
+fn check(n: i64, ncols: usize, views: i64, cfg: &LossConfig) -> Result<(), LossError> {
+    if views < 2 || n == 0 || n % views != 0 || ncols != 2 {
         return Err(LossError::Shape { views, rows: n });
     }
     if cfg.temperature <= 0.0 {
@@ -128,45 +119,282 @@ pub fn fnc_loss(
             detail: "'support' needs support views (V > 2)".into(),
         });
     }
-    let b = n / views;
-    let dev = z.device();
-    let z = z / z
+    Ok(())
+}
+
+fn l2_normalise(z: &Tensor) -> Result<Tensor, LossError> {
+    Ok(z / z
         .f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?
-        .clamp_min(1e-12);
-    let loss_views = match cfg.anchors {
+        .clamp_min(1e-12))
+}
+
+/// Views that are anchors (and positives): all V, or the two main views.
+fn loss_views(views: i64, cfg: &LossConfig) -> i64 {
+    match cfg.anchors {
         Anchors::All => views,
         Anchors::Main => 2,
+    }
+}
+
+/// `[|U|, B, d]`: the support set of every image, from view-major `z`.
+fn support_rows(z: &Tensor, views: i64, b: i64, cfg: &LossConfig) -> Result<Tensor, LossError> {
+    let support: Vec<i64> = match cfg.support_set {
+        SupportSet::All => (0..views).collect(),
+        SupportSet::Support => (2..views).collect(),
     };
-    let m = loss_views * b;
+    let sel = Tensor::from_slice(&support).to_device(z.device());
+    Ok(z.f_view([views, b, -1])?.f_index_select(0, &sel)?)
+}
+
+/// Computes the FNC loss of `z` (`[V*B, d]`, view-major). `labels` (`[B]`, int64)
+/// only feed the FN precision statistic.
+pub fn fnc_loss(
+    z: &Tensor,
+    views: i64,
+    cfg: &LossConfig,
+    labels: Option<&Tensor>,
+) -> Result<LossOutput, LossError> {
+    let size = z.size();
+    let n = size.first().copied().unwrap_or(0);
+    check(n, size.len(), views, cfg)?;
+    let b = n / views;
+    let z = l2_normalise(z)?;
+    let m = loss_views(views, cfg) * b;
+    let anchors = z.f_narrow(0, 0, m)?;
+    let support = support_rows(&z.detach(), views, b, cfg)?;
+    let labels = labels.map(|l| l.to_device(z.device()).to_kind(Kind::Int64));
+    let key_labels = labels.as_ref().map(|l| l.repeat([m / b]));
+    contrast(&Contrast {
+        anchors: &anchors,
+        keys: &anchors,
+        valid: None,
+        support: &support,
+        b,
+        cfg,
+        labels: labels.as_ref(),
+        key_labels: key_labels.as_ref(),
+    })
+}
+
+/// The memory variant (the reference's `memory_multiplier`): anchors are the
+/// online embeddings `z` (`[V*B, d]`, view-major); keys are the momentum
+/// encoder's embeddings of this batch (`z_momentum`, same shape, no gradient)
+/// followed by the older ones held in `bank`. Positives of anchor (i, a) are
+/// the momentum embeddings of i's other views; its own view's is left out of
+/// the denominator; detection compares i's support set, as the momentum
+/// encoder sees it, with every key of another image. Push `z_momentum` into
+/// the bank after the step with [`MemoryBank::push`].
+pub fn fnc_loss_memory(
+    z: &Tensor,
+    z_momentum: &Tensor,
+    bank: &MemoryBank,
+    views: i64,
+    cfg: &LossConfig,
+    labels: Option<&Tensor>,
+) -> Result<LossOutput, LossError> {
+    let size = z.size();
+    let n = size.first().copied().unwrap_or(0);
+    check(n, size.len(), views, cfg)?;
+    if z_momentum.size() != size {
+        return Err(LossError::Shape {
+            views,
+            rows: z_momentum.size().first().copied().unwrap_or(0),
+        });
+    }
+    let b = n / views;
+    let m = loss_views(views, cfg) * b;
+    let capacity = bank.capacity();
+    if capacity < m {
+        return Err(LossError::Option {
+            flag: "--memory",
+            detail: format!(
+                "a bank of {capacity} rows cannot hold the {m} anchor views of one batch; \
+                 the multiplier must be at least the number of anchor views"
+            ),
+        });
+    }
+    let z = l2_normalise(z)?;
+    let zm = l2_normalise(&z_momentum.detach())?;
+    let anchors = z.f_narrow(0, 0, m)?;
+    let support = support_rows(&zm, views, b, cfg)?;
+    let current = zm.f_narrow(0, 0, m)?;
+    let dev = z.device();
+    let labels = labels.map(|l| l.to_device(dev).to_kind(Kind::Int64));
+    let current_labels = match &labels {
+        Some(l) => l.repeat([m / b]),
+        None => Tensor::f_full([m], -1i64, (Kind::Int64, dev))?,
+    };
+    let (keys, valid, key_labels) = bank.keys_with(&current, &current_labels)?;
+    contrast(&Contrast {
+        anchors: &anchors,
+        keys: &keys,
+        valid: Some(&valid),
+        support: &support,
+        b,
+        cfg,
+        labels: labels.as_ref(),
+        key_labels: labels.as_ref().map(|_| &key_labels),
+    })
+}
+
+/// A FIFO of momentum-encoder embeddings (normalised) with their labels:
+/// `capacity` rows, newest first, the first `filled` of them real.
+#[derive(Debug)]
+pub struct MemoryBank {
+    keys: Tensor,
+    labels: Tensor,
+    filled: i64,
+}
+
+impl MemoryBank {
+    /// An empty bank of `capacity` rows of width `dim`; `options` is its dtype
+    /// (float32 in training) and device.
+    pub fn new(capacity: i64, dim: i64, options: (Kind, tch::Device)) -> MemoryBank {
+        let device = options.1;
+        MemoryBank {
+            keys: Tensor::zeros([capacity, dim], options),
+            labels: Tensor::full([capacity], -1i64, (Kind::Int64, device)),
+            filled: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> i64 {
+        self.keys.size()[0]
+    }
+
+    /// Rows holding real embeddings.
+    pub fn filled(&self) -> i64 {
+        self.filled
+    }
+
+    /// The keys of a step: `current` on top of the bank's newest rows, the
+    /// whole as long as the bank; with a mask of the real rows and the labels.
+    fn keys_with(
+        &self,
+        current: &Tensor,
+        labels: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor), LossError> {
+        let m = current.size()[0];
+        let keep = self.capacity() - m;
+        let dev = self.keys.device();
+        let current = current.to_kind(self.keys.kind());
+        let keys = Tensor::f_cat(&[&current, &self.keys.f_narrow(0, 0, keep)?], 0)?;
+        let labels = Tensor::f_cat(&[labels, &self.labels.f_narrow(0, 0, keep)?], 0)?;
+        let valid = Tensor::f_arange(self.capacity(), (Kind::Int64, dev))?
+            .f_lt(m + self.filled.min(keep))?;
+        Ok((keys, valid, labels))
+    }
+
+    /// Pushes the anchor views of a batch (`z_momentum` as given to
+    /// [`fnc_loss_memory`]), dropping the oldest rows.
+    pub fn push(
+        &mut self,
+        z_momentum: &Tensor,
+        labels: &Tensor,
+        views: i64,
+        cfg: &LossConfig,
+    ) -> Result<(), LossError> {
+        let n = z_momentum.size()[0];
+        let b = n / views;
+        let m = loss_views(views, cfg) * b;
+        let current = l2_normalise(&z_momentum.detach())?.f_narrow(0, 0, m)?;
+        let l = labels
+            .to_device(self.keys.device())
+            .to_kind(Kind::Int64)
+            .repeat([m / b]);
+        let (keys, _, labels) = tch::no_grad(|| self.keys_with(&current, &l))?;
+        self.keys = keys;
+        self.labels = labels;
+        self.filled = (self.filled + m).min(self.capacity());
+        Ok(())
+    }
+
+    /// The bank as named tensors (for checkpoints).
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("memory.keys".into(), self.keys.shallow_clone()),
+            ("memory.labels".into(), self.labels.shallow_clone()),
+            ("memory.filled".into(), Tensor::from_slice(&[self.filled])),
+        ]
+    }
+
+    /// Restores [`MemoryBank::state`]; a missing or misshapen entry is named.
+    pub fn load_state(
+        &mut self,
+        named: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<(), String> {
+        let get = |n: &str| {
+            named
+                .get(n)
+                .ok_or_else(|| format!("checkpoint lacks {n} (was it trained with --memory?)"))
+        };
+        let keys = get("memory.keys")?;
+        if keys.size() != self.keys.size() {
+            return Err(format!(
+                "memory.keys is {:?}, this run's bank is {:?}",
+                keys.size(),
+                self.keys.size()
+            ));
+        }
+        let dev = self.keys.device();
+        self.keys = keys.to_device(dev).to_kind(Kind::Float);
+        self.labels = get("memory.labels")?.to_device(dev).to_kind(Kind::Int64);
+        self.filled = get("memory.filled")?.int64_value(&[0]);
+        Ok(())
+    }
+}
+
+/// One contrast: anchors (`[m, d]`, normalised, view-major over the anchor
+/// views) against keys (`[Nk, d]`, normalised), whose first `m` rows are the
+/// anchor views of the same batch in the same order.
+struct Contrast<'a> {
+    anchors: &'a Tensor,
+    keys: &'a Tensor,
+    /// `[Nk]` bool: rows that hold an embedding (all when `None`).
+    valid: Option<&'a Tensor>,
+    /// `[|U|, B, d]`: each image's support set for detection.
+    support: &'a Tensor,
+    b: i64,
+    cfg: &'a LossConfig,
+    /// `[B]`: labels of the batch, for the FN precision statistic.
+    labels: Option<&'a Tensor>,
+    /// `[Nk]`: labels of the keys (-1 unknown).
+    key_labels: Option<&'a Tensor>,
+}
+
+fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
+    let (b, cfg) = (c.b, c.cfg);
+    let m = c.anchors.size()[0];
+    let nk = c.keys.size()[0];
+    let dev = c.anchors.device();
+    let idx = Tensor::f_arange(nk, (Kind::Int64, dev))?;
+    // The image of each key row; rows past the batch belong to no image of it.
+    let key_img = idx
+        .f_remainder(b)?
+        .f_where_scalarother(&idx.f_lt(m)?, -1i64)?;
+    let img = Tensor::f_arange(b, (Kind::Int64, dev))?;
+    let same = img.unsqueeze(1).f_eq_tensor(&key_img.unsqueeze(0))?; // [B, Nk]
 
     // Detection, without gradient.
     let (fmask, mean_fn, fn_precision, fn_chance) = tch::no_grad(|| -> Result<_, LossError> {
-        let zd = z.detach();
-        let cos = zd.f_matmul(&zd.f_tr()?)?; // [N, N]
-        let support: Vec<i64> = match cfg.support_set {
-            SupportSet::All => (0..views).collect(),
-            SupportSet::Support => (2..views).collect(),
-        };
-        let sel = Tensor::from_slice(&support).to_device(dev);
-        let per_view = cos.f_view([views, b, n])?.f_index_select(0, &sel)?; // [|U|, B, N]
+        let keys = c.keys.detach();
+        let per_view = c.support.f_matmul(&keys.f_tr()?)?; // [|U|, B, Nk]
         let score = match cfg.aggregate {
             Aggregate::Max => per_view.f_amax([0i64].as_slice(), false)?,
-            Aggregate::Mean => per_view.f_mean_dim([0i64].as_slice(), false, zd.kind())?,
+            Aggregate::Mean => per_view.f_mean_dim([0i64].as_slice(), false, keys.kind())?,
         };
-        let img = Tensor::f_arange(b, (Kind::Int64, dev))?;
-        let col_img = Tensor::f_arange(n, (Kind::Int64, dev))?.f_remainder(b)?;
-        let same = img.unsqueeze(1).f_eq_tensor(&col_img.unsqueeze(0))?; // [B, N]
-        let in_loss = Tensor::f_arange(n, (Kind::Int64, dev))?
-            .f_lt(m)?
-            .unsqueeze(0); // [1, N]
-        let candidate = same.logical_not().f_logical_and(&in_loss)?; // [B, N]
+        let mut candidate = same.logical_not();
+        if let Some(v) = c.valid {
+            candidate = candidate.f_logical_and(&v.unsqueeze(0))?;
+        }
         let score = score.f_masked_fill(&candidate.logical_not(), f64::NEG_INFINITY)?;
         let mut f = candidate.shallow_clone();
-        let candidates_per_image = (loss_views - 1) * b;
         if cfg.topk > 0 {
-            let k = cfg.topk.min(candidates_per_image);
-            let (_, idx) = score.f_topk(k, 1, true, false)?;
-            let top = Tensor::f_zeros([b, n], (Kind::Bool, dev))?.f_scatter_value(1, &idx, 1)?;
+            // Past the candidates, top-k picks -inf scores that `candidate` drops.
+            let k = cfg.topk.min(nk);
+            let (_, top_idx) = score.f_topk(k, 1, true, false)?;
+            let top =
+                Tensor::f_zeros([b, nk], (Kind::Bool, dev))?.f_scatter_value(1, &top_idx, 1)?;
             f = f.f_logical_and(&top)?;
         }
         if let Some(t) = cfg.threshold {
@@ -174,12 +402,9 @@ pub fn fnc_loss(
         }
         let total = f.f_sum(Kind::Float)?.double_value(&[]);
         let mean_fn = total / b as f64;
-        let (precision, chance) = match labels {
-            Some(l) => {
-                let l = l.to_device(dev).to_kind(Kind::Int64);
-                let same_label = l
-                    .unsqueeze(1)
-                    .f_eq_tensor(&l.f_index_select(0, &col_img)?.unsqueeze(0))?;
+        let (precision, chance) = match (c.labels, c.key_labels) {
+            (Some(l), Some(kl)) => {
+                let same_label = l.unsqueeze(1).f_eq_tensor(&kl.unsqueeze(0))?;
                 let hit = f
                     .f_logical_and(&same_label)?
                     .f_sum(Kind::Float)?
@@ -194,19 +419,23 @@ pub fn fnc_loss(
                     (c_all > 0.0).then(|| c_hit / c_all),
                 )
             }
-            None => (None, None),
+            _ => (None, None),
         };
         Ok((f, mean_fn, precision, chance))
     })?;
 
-    let zl = z.f_narrow(0, 0, m)?;
-    let sim = zl.f_matmul(&zl.f_tr()?)? / cfg.temperature; // [m, m]
+    let sim = c.anchors.f_matmul(&c.keys.f_tr()?)? / cfg.temperature; // [m, Nk]
     let row_img = Tensor::f_arange(m, (Kind::Int64, dev))?.f_remainder(b)?;
-    let same_img = row_img.unsqueeze(1).f_eq_tensor(&row_img.unsqueeze(0))?;
-    let eye = Tensor::f_eye(m, (Kind::Bool, dev))?;
-    let positives = same_img.f_logical_and(&eye.logical_not())?;
-    let f_rows = fmask.f_narrow(1, 0, m)?.f_index_select(0, &row_img)?; // [m, m]
-    let mut in_denominator = eye.logical_not();
+    // The anchor's own view among the keys (itself, or its momentum embedding).
+    let own = Tensor::f_eye_m(m, nk, (Kind::Bool, dev))?;
+    let positives = same
+        .f_index_select(0, &row_img)?
+        .f_logical_and(&own.logical_not())?;
+    let f_rows = fmask.f_index_select(0, &row_img)?; // [m, Nk]
+    let mut in_denominator = own.logical_not();
+    if let Some(v) = c.valid {
+        in_denominator = in_denominator.f_logical_and(&v.unsqueeze(0))?;
+    }
     if cfg.strategy == Strategy::Elimination {
         in_denominator = in_denominator.f_logical_and(&f_rows.logical_not())?;
     }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use fnc_train::{
-    Aggregate, Anchors, Arch, LossConfig, LrScaling, OptimizerKind, Strategy, SupportSet,
-    TrainConfig,
+    Aggregate, Anchors, Arch, LossConfig, LrScaling, MemoryFormat, OptimizerKind, Precision,
+    Strategy, SupportSet, TrainConfig,
 };
 
 /// Pretrain an image encoder with the FNC loss (GPU when present, CPU otherwise).
@@ -181,6 +181,14 @@ struct TrainArgs {
     /// auto (CUDA when available), cpu, cuda or cuda:N [default: auto].
     #[arg(long)]
     device: Option<String>,
+    /// auto (bf16 on CUDA, fp32 on the CPU), fp32 or bf16 (convolutions and
+    /// linear layers in bfloat16, float32 master weights) [default: auto].
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// Layout of images, activations and convolution weights: channels-last
+    /// or contiguous (NCHW) [default: channels-last].
+    #[arg(long, value_enum)]
+    memory_format: Option<MemoryFormat>,
     /// Seed of the model, the sampler and every augmentation [default: 0].
     #[arg(long)]
     seed: Option<u64>,
@@ -191,6 +199,15 @@ struct TrainArgs {
     /// metrics.jsonl; 0 = off [default: 0].
     #[arg(long)]
     knn_every: Option<u64>,
+    /// Memory variant: a FIFO bank of N x batch momentum-encoder embeddings
+    /// serves detection and negatives (the reference uses 16); N must be at
+    /// least the number of anchor views; 0 = off, in-batch negatives
+    /// [default: 0].
+    #[arg(long, value_name = "N")]
+    memory: Option<usize>,
+    /// EMA decay of the momentum encoder of --memory [default: 0.999].
+    #[arg(long)]
+    ema_decay: Option<f64>,
     #[command(flatten)]
     loss: LossArgs,
     /// Print the summary as JSON.
@@ -231,9 +248,13 @@ fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
         warmup_epochs,
         workers,
         device,
+        precision,
+        memory_format,
         seed,
         checkpoint_every,
-        knn_every
+        knn_every,
+        memory,
+        ema_decay
     );
     a.loss.apply(&mut cfg.loss)?;
     if a.resume && a.out.is_none() {
@@ -319,10 +340,17 @@ fn run() -> Result<()> {
             timed,
         }) => {
             let (cfg, _) = resolve(&train)?;
-            let (secs, device) = fnc_train::bench_steps(&cfg, warmup, timed)?;
+            let (t, device) = fnc_train::bench_steps(&cfg, warmup, timed)?;
             let r = serde_json::json!({
-                "step_s": secs,
-                "images_per_s": cfg.batch_size as f64 / secs,
+                "step_s": t.step_s,
+                "forward_s": t.forward_s,
+                "backward_s": t.backward_s,
+                "optimizer_s": t.optimizer_s,
+                "optimizer": cfg.optimizer,
+                "precision": cfg.precision,
+                "memory_format": cfg.memory_format,
+                "memory": cfg.memory,
+                "images_per_s": cfg.batch_size as f64 / t.step_s,
                 "device": device,
                 "arch": cfg.arch.name(),
                 "batch_size": cfg.batch_size,

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+use crate::layers::{batch_norm, Conv2d, Linear};
+use crate::resnet;
+
 /// Encoder architectures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -35,60 +38,95 @@ impl Arch {
     }
 }
 
-fn conv_bn(p: &nn::Path, c_in: i64, c_out: i64, stride: i64, i: usize) -> nn::SequentialT {
-    let conv = nn::ConvConfig {
-        stride,
-        padding: 1,
-        bias: false,
-        ..Default::default()
-    };
-    nn::seq_t()
-        .add(nn::conv2d(p / "features" / (3 * i), c_in, c_out, 3, conv))
-        .add(nn::batch_norm2d(
-            p / "features" / (3 * i + 1),
-            c_out,
-            Default::default(),
-        ))
-        .add_fn(|x| x.relu())
+/// The small CNN: four 3x3 conv-BN-ReLU blocks (strides 2, 2, 2, 1), global
+/// average pooling; variables `features.{0,3,6,9}` (convs) and
+/// `features.{1,4,7,10}` (BatchNorms), as an `nn.Sequential` would name them.
+#[derive(Debug)]
+pub struct SmallCnn {
+    blocks: Vec<(Conv2d, nn::BatchNorm)>,
 }
 
-/// The small CNN: four 3x3 conv-BN-ReLU blocks (strides 2, 2, 2, 1), global
-/// average pooling.
-pub fn small_cnn(p: &nn::Path) -> nn::SequentialT {
-    nn::seq_t()
-        .add(conv_bn(p, 3, 32, 2, 0))
-        .add(conv_bn(p, 32, 64, 2, 1))
-        .add(conv_bn(p, 64, 128, 2, 2))
-        .add(conv_bn(p, 128, 128, 1, 3))
-        .add_fn(|x| x.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
+/// See [`SmallCnn`].
+pub fn small_cnn(p: &nn::Path) -> SmallCnn {
+    let f = p / "features";
+    let widths = [(3, 32, 2), (32, 64, 2), (64, 128, 2), (128, 128, 1)];
+    let blocks = widths
+        .iter()
+        .enumerate()
+        .map(|(i, &(c_in, c_out, stride))| {
+            (
+                Conv2d::new(
+                    &f / (3 * i),
+                    c_in,
+                    c_out,
+                    3,
+                    stride,
+                    nn::init::DEFAULT_KAIMING_UNIFORM,
+                ),
+                batch_norm(&f / (3 * i + 1), c_out, true),
+            )
+        })
+        .collect();
+    SmallCnn { blocks }
+}
+
+impl ModuleT for SmallCnn {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut y = x.shallow_clone();
+        for (conv, bn) in &self.blocks {
+            y = bn.forward_t(&conv.forward(&y), train);
+            let _ = y.relu_();
+        }
+        y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
 }
 
 /// The encoder of `arch`, its variables named as torchvision names them.
 pub fn encoder(p: &nn::Path, arch: Arch) -> Box<dyn ModuleT + Send> {
     match arch {
         Arch::Small => Box::new(small_cnn(p)),
-        Arch::Resnet18 => Box::new(tch::vision::resnet::resnet18_no_final_layer(p)),
-        Arch::Resnet50 => Box::new(tch::vision::resnet::resnet50_no_final_layer(p)),
+        Arch::Resnet18 => Box::new(resnet::resnet18(p)),
+        Arch::Resnet50 => Box::new(resnet::resnet50(p)),
     }
 }
 
 /// The projection head (SPEC §4): three linear layers of width `hidden`,
 /// `hidden`, `out`, each followed by BatchNorm; ReLU after the first two only;
-/// no bias anywhere (BatchNorm's shift replaces it).
-pub fn projection_head(p: &nn::Path, input: i64, hidden: i64, out: i64) -> nn::SequentialT {
-    let lin = nn::LinearConfig {
-        bias: false,
-        ..Default::default()
-    };
-    nn::seq_t()
-        .add(nn::linear(p / "0", input, hidden, lin))
-        .add(nn::batch_norm1d(p / "1", hidden, Default::default()))
-        .add_fn(|x| x.relu())
-        .add(nn::linear(p / "3", hidden, hidden, lin))
-        .add(nn::batch_norm1d(p / "4", hidden, Default::default()))
-        .add_fn(|x| x.relu())
-        .add(nn::linear(p / "6", hidden, out, lin))
-        .add(nn::batch_norm1d(p / "7", out, Default::default()))
+/// no bias anywhere (BatchNorm's shift replaces it). Variables `0`, `3`, `6`
+/// (linear) and `1`, `4`, `7` (BatchNorm) under `p`.
+#[derive(Debug)]
+pub struct ProjectionHead {
+    layers: Vec<(Linear, nn::BatchNorm)>,
+}
+
+/// See [`ProjectionHead`].
+pub fn projection_head(p: &nn::Path, input: i64, hidden: i64, out: i64) -> ProjectionHead {
+    let dims = [(input, hidden), (hidden, hidden), (hidden, out)];
+    let layers = dims
+        .iter()
+        .enumerate()
+        .map(|(i, &(a, b))| {
+            (
+                Linear::new(p / (3 * i), a, b),
+                batch_norm(p / (3 * i + 1), b, false),
+            )
+        })
+        .collect();
+    ProjectionHead { layers }
+}
+
+impl ModuleT for ProjectionHead {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let last = self.layers.len() - 1;
+        let mut y = x.shallow_clone();
+        for (k, (lin, bn)) in self.layers.iter().enumerate() {
+            y = bn.forward_t(&lin.forward(&y), train);
+            if k < last {
+                let _ = y.relu_();
+            }
+        }
+        y
+    }
 }
 
 /// Encoder plus head; the encoder's variables sit at the root of the store (so
@@ -96,7 +134,7 @@ pub fn projection_head(p: &nn::Path, input: i64, hidden: i64, out: i64) -> nn::S
 pub struct Model {
     pub arch: Arch,
     pub encoder: Box<dyn ModuleT + Send>,
-    pub head: nn::SequentialT,
+    pub head: ProjectionHead,
 }
 
 impl std::fmt::Debug for Model {
@@ -131,7 +169,44 @@ impl Model {
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-/// uint8 NHWC -> normalised float NCHW on the tensor's device.
+/// Rewrites every 4-D variable of `vs` (the convolution weights) with
+/// channels-last strides, in place: the module handles see the change, and
+/// optimiser state created afterwards follows it.
+pub fn to_channels_last(vs: &nn::VarStore) {
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            if v.dim() == 4 {
+                let nhwc = v.permute([0, 2, 3, 1]).contiguous();
+                v.set_data(&nhwc.permute([0, 3, 1, 2]));
+            }
+        }
+    })
+}
+
+/// Whether a 4-D tensor is laid out channels-last (NHWC strides).
+pub fn is_channels_last(x: &Tensor) -> bool {
+    let (size, stride) = (x.size(), x.stride());
+    if size.len() != 4 {
+        return false;
+    }
+    let (c, h, w) = (size[1], size[2], size[3]);
+    stride[1] == 1 && stride[3] == c && stride[2] == w * c && stride[0] == h * w * c
+}
+
+/// uint8 NHWC -> normalised NCHW in `kind` (float32 statistics, then cast),
+/// channels-last or contiguous.
+pub fn normalise_as(x: &Tensor, kind: tch::Kind, channels_last: bool) -> Tensor {
+    let x = normalise(x);
+    let x = if channels_last { x } else { x.contiguous() };
+    if kind == tch::Kind::Float {
+        x
+    } else {
+        x.to_kind(kind)
+    }
+}
+
+/// uint8 NHWC -> normalised float NCHW on the tensor's device. The permuted
+/// view keeps the NHWC storage order, so the result has channels-last strides.
 pub fn normalise(x: &Tensor) -> Tensor {
     let dev = x.device();
     let mean = Tensor::from_slice(&MEAN).to_device(dev).view([1, 3, 1, 1]);

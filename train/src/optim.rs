@@ -33,7 +33,12 @@ impl Optimizer {
     /// LARS: momentum 0.9, trust coefficient 0.001 (SPEC §5).
     pub fn new(kind: OptimizerKind, params: Vec<(String, Tensor)>, weight_decay: f64) -> Optimizer {
         let m = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        let v = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        // Only AdamW has a second moment.
+        let v = if kind == OptimizerKind::Adamw {
+            params.iter().map(|(_, p)| p.zeros_like()).collect()
+        } else {
+            Vec::new()
+        };
         Optimizer {
             kind,
             weight_decay,
@@ -50,12 +55,21 @@ impl Optimizer {
         p.dim() <= 1
     }
 
-    /// One update with learning rate `lr` from the variables' gradients.
-    pub fn step(&mut self, lr: f64) {
+    /// The gradients of `loss` with respect to the parameters, in their order
+    /// (undefined for a parameter the loss does not reach). They are returned,
+    /// not accumulated into `.grad`, which spares zeroing and adding into
+    /// parameter-sized buffers every step.
+    pub fn gradients(&self, loss: &Tensor) -> Result<Vec<Tensor>, tch::TchError> {
+        let params: Vec<&Tensor> = self.params.iter().map(|(_, p)| p).collect();
+        Tensor::f_run_backward(&[loss], &params, false, false)
+    }
+
+    /// One update with learning rate `lr` from `grads` (as [`Self::gradients`]
+    /// returns them).
+    pub fn step(&mut self, grads: &[Tensor], lr: f64) {
         self.step += 1;
         tch::no_grad(|| {
-            for (k, (_, p)) in self.params.iter().enumerate() {
-                let g = p.grad();
+            for (k, ((_, p), g)) in self.params.iter().zip(grads).enumerate() {
                 if !g.defined() {
                     continue;
                 }
@@ -64,24 +78,24 @@ impl Optimizer {
                 match self.kind {
                     OptimizerKind::Lars | OptimizerKind::Sgd => {
                         let g = if excluded {
-                            g
+                            g.shallow_clone()
                         } else {
                             g + &p * self.weight_decay
                         };
-                        let scaled = if self.kind == OptimizerKind::Lars && !excluded {
-                            let wn = p.norm().double_value(&[]);
-                            let gn = g.norm().double_value(&[]);
-                            if wn > 0.0 && gn > 0.0 {
-                                lr * self.trust * wn / gn
-                            } else {
-                                lr
-                            }
+                        let update = if self.kind == OptimizerKind::Lars && !excluded {
+                            // The trust ratio stays on the device: reading the
+                            // norms back would wait for the device per tensor.
+                            let wn = p.norm();
+                            let gn = g.norm();
+                            let usable = wn.gt(0.0).logical_and(&gn.gt(0.0));
+                            let ratio = (&wn * self.trust / &gn).where_scalarother(&usable, 1.0);
+                            g * (ratio * lr)
                         } else {
-                            lr
+                            g * lr
                         };
                         let m = &mut self.m[k];
                         let _ = m.g_mul_scalar_(self.momentum);
-                        let _ = m.g_add_(&(g * scaled));
+                        let _ = m.g_add_(&update);
                         let _ = p.g_sub_(m);
                     }
                     OptimizerKind::Adamw => {
@@ -91,10 +105,10 @@ impl Optimizer {
                         }
                         let m = &mut self.m[k];
                         let _ = m.g_mul_scalar_(b1);
-                        let _ = m.g_add_(&(&g * (1.0 - b1)));
+                        let _ = m.g_add_(&(g * (1.0 - b1)));
                         let v = &mut self.v[k];
                         let _ = v.g_mul_scalar_(b2);
-                        let _ = v.g_add_(&(&g * &g * (1.0 - b2)));
+                        let _ = v.g_add_(&(g * g * (1.0 - b2)));
                         let mh = &*m / (1.0 - b1.powi(self.step as i32));
                         let vh = &*v / (1.0 - b2.powi(self.step as i32));
                         let _ = p.g_sub_(&(mh / (vh.sqrt() + eps) * lr));
@@ -102,15 +116,6 @@ impl Optimizer {
                 }
             }
         });
-    }
-
-    pub fn zero_grad(&mut self) {
-        for (_, p) in &self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
     }
 
     /// State tensors, named for a checkpoint.

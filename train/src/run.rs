@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::config::TrainConfig;
-use crate::loss::fnc_loss;
-use crate::model::{normalise, Model};
+use crate::loss::{fnc_loss, fnc_loss_memory};
+use crate::model::{normalise_as, to_channels_last, Model};
+use crate::momentum::Momentum;
 use crate::optim::{learning_rate, Optimizer};
 
 /// Errors that stop a training run.
@@ -124,7 +125,7 @@ pub fn latest_checkpoint(run: &Path) -> Option<PathBuf> {
 }
 
 /// Trainable variables, sorted by name (a stable order for the optimiser).
-fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+pub(crate) fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     let mut v: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
@@ -134,10 +135,26 @@ fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     v
 }
 
+/// Writes named tensors as safetensors; channels-last ones are written in
+/// standard (contiguous) order, so files do not depend on the memory format.
+fn write_tensors(
+    path: &Path,
+    named: impl IntoIterator<Item = (String, Tensor)>,
+) -> Result<(), TrainError> {
+    let mut named: Vec<(String, Tensor)> = named
+        .into_iter()
+        .map(|(n, t)| (n, t.contiguous()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Tensor::write_safetensors(&named, path)?;
+    Ok(())
+}
+
 fn save_checkpoint(
     run: &Path,
     vs: &nn::VarStore,
     opt: &Optimizer,
+    momentum: Option<&Momentum>,
     state: &CheckpointState,
 ) -> Result<PathBuf, TrainError> {
     let dir = run.join("checkpoints");
@@ -145,15 +162,11 @@ fn save_checkpoint(
     let tmp = dir.join(format!(".{name}.tmp"));
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    vs.save(tmp.join("model.safetensors"))?;
-    let named = opt.state();
-    Tensor::write_safetensors(
-        &named
-            .iter()
-            .map(|(n, t)| (n.as_str(), t))
-            .collect::<Vec<_>>(),
-        tmp.join("optimizer.safetensors"),
-    )?;
+    write_tensors(&tmp.join("model.safetensors"), vs.variables())?;
+    write_tensors(&tmp.join("optimizer.safetensors"), opt.state())?;
+    if let Some(mo) = momentum {
+        write_tensors(&tmp.join("momentum.safetensors"), mo.state())?;
+    }
     let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Resume {
         path: tmp.clone(),
         detail: e.to_string(),
@@ -185,10 +198,15 @@ fn save_checkpoint(
     Ok(final_dir)
 }
 
-/// Builds the model of `cfg` in `vs` (seeded).
+/// Builds the model of `cfg` in `vs` (seeded), its convolution weights
+/// channels-last when `cfg.memory_format` says so on `vs`'s device.
 pub fn build_model(vs: &nn::VarStore, cfg: &TrainConfig) -> Model {
     tch::manual_seed(cfg.seed as i64);
-    Model::new(&vs.root(), cfg.arch, cfg.proj_dim)
+    let model = Model::new(&vs.root(), cfg.arch, cfg.proj_dim);
+    if cfg.memory_format.channels_last(vs.device()) {
+        to_channels_last(vs);
+    }
+    model
 }
 
 /// Loads the latest checkpoint of `run` into `vs` and returns its step.
@@ -233,32 +251,99 @@ fn batch_tensor(views: &[fnc_augment::ViewBatch], b: usize, device: Device) -> T
 
 /// Embeddings of the uint8 NHWC view groups (main views, then support views;
 /// each group view-major) and their FNC loss.
+/// Embeddings of the uint8 NHWC view groups (main views, then support views;
+/// each group view-major) and their FNC loss; with the memory variant, also
+/// the momentum encoder's embeddings (to push into the bank after the step).
 fn forward_loss(
     model: &Model,
-    main: &Tensor,
-    support: Option<&Tensor>,
+    momentum: Option<&Momentum>,
+    groups: &[&Tensor],
     labels: &Tensor,
-    views: i64,
     cfg: &TrainConfig,
-) -> Result<crate::loss::LossOutput, TrainError> {
-    let mut z = model.project(&normalise(main), true);
-    if let Some(s) = support {
-        z = Tensor::cat(&[z, model.project(&normalise(s), true)], 0);
+) -> Result<(crate::loss::LossOutput, Option<Tensor>), TrainError> {
+    let views = cfg.views() as i64;
+    let parts: Vec<Tensor> = groups
+        .iter()
+        .map(|x| {
+            let dev = x.device();
+            let x = normalise_as(
+                x,
+                cfg.precision.kind(dev),
+                cfg.memory_format.channels_last(dev),
+            );
+            model.project(&x, true)
+        })
+        .collect();
+    // The loss and its detection run in float32 whatever the model's dtype.
+    let z = Tensor::cat(&parts, 0).to_kind(Kind::Float);
+    match momentum {
+        None => Ok((fnc_loss(&z, views, &cfg.loss, Some(labels))?, None)),
+        Some(mo) => {
+            let zm = mo.embed(groups, cfg);
+            let out = fnc_loss_memory(&z, &zm, &mo.bank, views, &cfg.loss, Some(labels))?;
+            Ok((out, Some(zm)))
+        }
     }
-    Ok(fnc_loss(&z, views, &cfg.loss, Some(labels))?)
+}
+
+/// The memory variant's bank must hold at least one batch of anchor views.
+fn check_memory(cfg: &TrainConfig) -> Result<(), TrainError> {
+    let anchor_views = match cfg.loss.anchors {
+        crate::loss::Anchors::All => cfg.views(),
+        crate::loss::Anchors::Main => 2,
+    };
+    if cfg.memory > 0 && cfg.memory < anchor_views {
+        return Err(TrainError::Config {
+            flag: "--memory",
+            detail: format!(
+                "{} x batch rows cannot hold one batch of {anchor_views} anchor views; \
+                 use at least {anchor_views} (the reference uses 16)",
+                cfg.memory
+            ),
+        });
+    }
+    if !(0.0..1.0).contains(&cfg.ema_decay) {
+        return Err(TrainError::Config {
+            flag: "--ema-decay",
+            detail: format!("{} is not in [0, 1)", cfg.ema_decay),
+        });
+    }
+    Ok(())
+}
+
+/// Mean seconds per timed step of [`bench_steps`], whole and by phase.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct BenchTimes {
+    pub step_s: f64,
+    /// Normalisation, encoder, head and loss (and the momentum encoder).
+    pub forward_s: f64,
+    pub backward_s: f64,
+    /// The optimiser update (and the moving average and bank).
+    pub optimizer_s: f64,
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
 }
 
 /// Step time of `cfg`'s model and loss on random uint8 views (no data loading):
-/// `warmup` untimed steps, then the mean of `steps` timed ones, in seconds.
+/// `warmup` untimed steps, then the mean of `steps` timed ones, split into
+/// phases (the device is synchronised between phases).
 pub fn bench_steps(
     cfg: &TrainConfig,
     warmup: usize,
     steps: usize,
-) -> Result<(f64, String), TrainError> {
+) -> Result<(BenchTimes, String), TrainError> {
     let device = parse_device(&cfg.device)?;
+    check_memory(cfg)?;
     let vs = nn::VarStore::new(device);
     let model = build_model(&vs, cfg);
     let mut opt = Optimizer::new(cfg.optimizer, trainable(&vs), cfg.weight_decay);
+    let mut momentum = (cfg.memory > 0)
+        .then(|| Momentum::new(&vs, cfg))
+        .transpose()?;
     let b = cfg.batch_size as i64;
     let (s, ss) = (cfg.image_size as i64, cfg.support_size as i64);
     let opts = (Kind::Uint8, device);
@@ -266,27 +351,41 @@ pub fn bench_steps(
     let support =
         (cfg.support > 0).then(|| Tensor::randint(256, [cfg.support as i64 * b, ss, ss, 3], opts));
     let labels = Tensor::arange(b, (Kind::Int64, device));
-    let mut timed = 0.0;
+    let mut sum = BenchTimes::default();
     for k in 0..warmup + steps {
+        sync(device);
         let t0 = Instant::now();
-        let out = forward_loss(
-            &model,
-            &main,
-            support.as_ref(),
-            &labels,
-            cfg.views() as i64,
-            cfg,
-        )?;
-        opt.zero_grad();
-        out.loss.backward();
-        opt.step(0.1);
+        let mut groups = vec![&main];
+        groups.extend(support.as_ref());
+        let (out, zm) = forward_loss(&model, momentum.as_ref(), &groups, &labels, cfg)?;
+        sync(device);
+        let t1 = Instant::now();
+        let grads = opt.gradients(&out.loss)?;
+        sync(device);
+        let t2 = Instant::now();
+        opt.step(&grads, 0.1);
+        if let (Some(mo), Some(zm)) = (momentum.as_mut(), zm) {
+            mo.update();
+            mo.bank.push(&zm, &labels, cfg.views() as i64, &cfg.loss)?;
+        }
         // Reading the loss waits for the device.
         let _ = out.loss.double_value(&[]);
+        let t3 = Instant::now();
         if k >= warmup {
-            timed += t0.elapsed().as_secs_f64();
+            sum.forward_s += (t1 - t0).as_secs_f64();
+            sum.backward_s += (t2 - t1).as_secs_f64();
+            sum.optimizer_s += (t3 - t2).as_secs_f64();
+            sum.step_s += (t3 - t0).as_secs_f64();
         }
     }
-    Ok((timed / steps.max(1) as f64, format!("{device:?}")))
+    let n = steps.max(1) as f64;
+    let mean = BenchTimes {
+        step_s: sum.step_s / n,
+        forward_s: sum.forward_s / n,
+        backward_s: sum.backward_s / n,
+        optimizer_s: sum.optimizer_s / n,
+    };
+    Ok((mean, format!("{device:?}")))
 }
 
 /// Trains per `cfg` into `out` (a run directory); `resume` continues the latest
@@ -298,6 +397,7 @@ pub fn train(
     observe: &dyn Fn(&StepMetrics, u64),
 ) -> Result<TrainSummary, TrainError> {
     let device = parse_device(&cfg.device)?;
+    check_memory(cfg)?;
     let ds = fnc_formats::Dataset::open(&cfg.shards).map_err(|err| TrainError::Shards {
         path: cfg.shards.clone(),
         err,
@@ -343,6 +443,9 @@ pub fn train(
     let mut vs = nn::VarStore::new(device);
     let model = build_model(&vs, cfg);
     let mut opt = Optimizer::new(cfg.optimizer, trainable(&vs), cfg.weight_decay);
+    let mut momentum = (cfg.memory > 0)
+        .then(|| Momentum::new(&vs, cfg))
+        .transpose()?;
     let mut step = 0u64;
     let mut sampler = Sampler::new(epoch_len, cfg.seed, 0, 1);
     let metrics_path = out.join("metrics.jsonl");
@@ -373,6 +476,20 @@ pub fn train(
                     path: dir.clone(),
                     detail,
                 })?;
+            if let Some(mo) = momentum.as_mut() {
+                let named: HashMap<String, Tensor> =
+                    Tensor::read_safetensors(dir.join("momentum.safetensors"))
+                        .map_err(|e| TrainError::Resume {
+                            path: dir.clone(),
+                            detail: format!("no momentum encoder state for --memory: {e}"),
+                        })?
+                        .into_iter()
+                        .collect();
+                mo.load_state(&named).map_err(|detail| TrainError::Resume {
+                    path: dir.clone(),
+                    detail,
+                })?;
+            }
             step = state.step;
             sampler = Sampler::restore(epoch_len, 0, 1, state.sampler);
         }
@@ -442,7 +559,9 @@ pub fn train(
         let support = (cfg.support > 0).then(|| batch_tensor(&batch.views[2..], b, device));
         let labels =
             Tensor::from_slice(&batch.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
-        let outp = forward_loss(&model, &main, support.as_ref(), &labels, views, cfg)?;
+        let mut groups = vec![&main];
+        groups.extend(support.as_ref());
+        let (outp, zm) = forward_loss(&model, momentum.as_ref(), &groups, &labels, cfg)?;
         let loss = outp.loss.double_value(&[]);
         if !loss.is_finite() {
             let checkpoint = match &last_ckpt {
@@ -454,9 +573,12 @@ pub fn train(
                 checkpoint,
             });
         }
-        opt.zero_grad();
-        outp.loss.backward();
-        opt.step(lr);
+        let grads = opt.gradients(&outp.loss)?;
+        opt.step(&grads, lr);
+        if let (Some(mo), Some(zm)) = (momentum.as_mut(), zm) {
+            mo.update();
+            mo.bank.push(&zm, &labels, views, &cfg.loss)?;
+        }
         step += 1;
         let dt = t0.elapsed().as_secs_f64();
         wait_sum += waited;
@@ -498,7 +620,7 @@ pub fn train(
                 sampler: batch.sampler_after,
                 arch: cfg.arch.name().into(),
             };
-            last_ckpt = Some(save_checkpoint(out, &vs, &opt, &state)?);
+            last_ckpt = Some(save_checkpoint(out, &vs, &opt, momentum.as_ref(), &state)?);
         }
     }
     Ok(TrainSummary {
@@ -546,13 +668,7 @@ pub fn export_encoder(run: &Path, out_file: &Path) -> Result<usize, TrainError> 
         })
         .collect();
     named.extend(extra);
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    Tensor::write_safetensors(
-        &named
-            .iter()
-            .map(|(n, t)| (n.as_str(), t))
-            .collect::<Vec<_>>(),
-        out_file,
-    )?;
-    Ok(named.len())
+    let n = named.len();
+    write_tensors(out_file, named)?;
+    Ok(n)
 }

@@ -367,3 +367,121 @@ fn bad_input_gets_clear_errors() {
         "{e}"
     );
 }
+
+/// Runs fnc-train with SMALL + `extra` into `out`, asserting success.
+fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Vec<f64> {
+    let mut args: Vec<&str> = SMALL.to_vec();
+    args.extend([
+        "--shards",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    args.extend(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    losses(out)
+}
+
+#[test]
+fn the_memory_variant_uses_its_bank_and_resumes_exactly_after_kill_9() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    // V = 4 views, batch 32: a bank of 8 x 32 rows holds two batches.
+    let mem = ["--memory", "8", "--lr", "0.05", "--checkpoint-every", "4"];
+    let plain = train_small(
+        &data,
+        &t.path().join("plain"),
+        &["--steps", "3", "--lr", "0.05"],
+    );
+    let mut long: Vec<&str> = mem.to_vec();
+    long.extend(["--steps", "24"]);
+    let full = t.path().join("full");
+    let want = train_small(&data, &full, &long);
+    assert_eq!(want.len(), 24);
+    assert!(want.iter().all(|l| l.is_finite()));
+    // Step 1: the bank is empty and the momentum encoder is a copy of the
+    // model, so the loss is the in-batch one; afterwards it is not.
+    assert!(
+        (want[0] - plain[0]).abs() < 1e-4,
+        "{} vs {}",
+        want[0],
+        plain[0]
+    );
+    assert!(
+        (want[2] - plain[2]).abs() > 1e-3,
+        "the bank changed nothing"
+    );
+    let ckpt = full.join("checkpoints").join("step-00000024");
+    assert!(ckpt.join("momentum.safetensors").exists());
+
+    let part = t.path().join("part");
+    let mut args: Vec<&str> = SMALL.to_vec();
+    args.extend([
+        "--shards",
+        data.to_str().unwrap(),
+        "--out",
+        part.to_str().unwrap(),
+    ]);
+    args.extend(&long);
+    let mut child = Command::new(bin())
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = part.join("metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 10
+    {
+        assert!(t0.elapsed().as_secs() < 120, "the run made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = losses(&part).len();
+    assert!(done < 24, "the kill came too late ({done} steps)");
+    args.push("--resume");
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(losses(&part), want, "resumed run logged other losses");
+}
+
+#[test]
+fn memory_formats_and_precisions_train_alike() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let steps = ["--steps", "3", "--lr", "0.05"];
+    let with = |name: &str, flags: &[&str]| {
+        let mut a = steps.to_vec();
+        a.extend(flags);
+        train_small(&data, &t.path().join(name), &a)
+    };
+    let cl = with("cl", &["--memory-format", "channels-last"]);
+    let nchw = with("nchw", &["--memory-format", "contiguous"]);
+    let bf16 = with("bf16", &["--precision", "bf16"]);
+    assert!((cl[0] - nchw[0]).abs() < 1e-4, "{cl:?} vs {nchw:?}");
+    assert!(bf16.iter().all(|l| l.is_finite()));
+    assert!((bf16[0] - cl[0]).abs() < 0.05, "{bf16:?} vs {cl:?}");
+    let config = std::fs::read_to_string(t.path().join("bf16").join("config.toml")).unwrap();
+    assert!(
+        config.contains("precision = \"bf16\"")
+            && config.contains("memory_format = \"channels-last\""),
+        "{config}"
+    );
+    // A bank too small for one batch is refused before training.
+    let o = run(&[
+        "--shards",
+        data.to_str().unwrap(),
+        "--arch",
+        "small",
+        "--memory",
+        "3",
+        "--out",
+        t.path().join("small-bank").to_str().unwrap(),
+    ]);
+    assert!(stderr(&o).contains("--memory"), "{}", stderr(&o));
+}

@@ -147,3 +147,94 @@ pub fn detected(f: &Tensor, b: usize) -> Vec<Vec<usize>> {
         })
         .collect()
 }
+
+fn unit(rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    rows.iter()
+        .map(|r| {
+            let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+            r.iter().map(|x| x / norm).collect()
+        })
+        .collect()
+}
+
+/// The memory variant written plainly: anchors `z` (online), keys = the
+/// anchor views of `zm` (momentum, this batch) followed by `older` (the bank's
+/// real rows, newest first, already cut to what fits).
+pub fn reference_memory(
+    z: &[Vec<f64>],
+    zm: &[Vec<f64>],
+    older: &[Vec<f64>],
+    v: usize,
+    cfg: &LossConfig,
+) -> Reference {
+    let b = z.len() / v;
+    let z = unit(z);
+    let zm = unit(zm);
+    let va = if cfg.anchors == Anchors::Main { 2 } else { v };
+    let m = va * b;
+    let mut keys: Vec<Vec<f64>> = zm[..m].to_vec();
+    keys.extend(unit(older));
+    let dot = |a: &[f64], c: &[f64]| -> f64 { a.iter().zip(c).map(|(x, y)| x * y).sum() };
+    let support: Vec<usize> = if cfg.support_set == SupportSet::Support {
+        (2..v).collect()
+    } else {
+        (0..v).collect()
+    };
+    let image_of = |c: usize| (c < m).then_some(c % b);
+    let mut fnc = Vec::new();
+    for i in 0..b {
+        let mut cands: Vec<(f64, usize)> = Vec::new();
+        for (c, key) in keys.iter().enumerate() {
+            if image_of(c) == Some(i) {
+                continue;
+            }
+            let sims: Vec<f64> = support.iter().map(|&u| dot(&zm[u * b + i], key)).collect();
+            let score = match cfg.aggregate {
+                Aggregate::Max => sims.iter().cloned().fold(f64::MIN, f64::max),
+                Aggregate::Mean => sims.iter().sum::<f64>() / sims.len() as f64,
+            };
+            cands.push((score, c));
+        }
+        cands.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+        let k = if cfg.topk > 0 {
+            cfg.topk as usize
+        } else {
+            cands.len()
+        };
+        let mut f: Vec<usize> = cands
+            .iter()
+            .take(k)
+            .filter(|(s, _)| cfg.threshold.map(|t| *s > t).unwrap_or(true))
+            .map(|&(_, c)| c)
+            .collect();
+        f.sort();
+        fnc.push(f);
+    }
+    let tau = cfg.temperature;
+    let mut total = 0.0;
+    for (r, anchor) in z.iter().enumerate().take(m) {
+        let i = r % b;
+        let f = &fnc[i];
+        let mut d = 0.0;
+        for (c, key) in keys.iter().enumerate() {
+            if c == r || (cfg.strategy == Strategy::Elimination && f.contains(&c)) {
+                continue;
+            }
+            d += (dot(anchor, key) / tau).exp();
+        }
+        let mut targets: Vec<usize> = (0..m).filter(|&c| c != r && c % b == i).collect();
+        if cfg.strategy == Strategy::Attraction {
+            targets.extend(f.iter().copied());
+        }
+        let l = -targets
+            .iter()
+            .map(|&p| dot(anchor, &keys[p]) / tau - d.ln())
+            .sum::<f64>()
+            / targets.len() as f64;
+        total += l;
+    }
+    Reference {
+        loss: 2.0 * total / m as f64,
+        fnc,
+    }
+}
