@@ -4,7 +4,8 @@
 # evaluation of both plus the random-init baseline. Prints a markdown table.
 # Environment: SETS (default "imagenette2-mini flowers5-small cifar10"), STEPS
 # (default 450), ARCH (default small), SIZE (main view side, default 64),
-# DEVICE (default auto), WORK (default /tmp/fnc-compare).
+# DEVICE (default auto), WORK (default /tmp/fnc-compare), MEMORY (bank multiplier of
+# an extra FNC run with the memory variant, default 16; 0 skips that run).
 # On a GPU: ARCH=resnet18 SIZE=32 SETS=cifar10 STEPS=5000 DEVICE=cuda.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ BIN=${BIN:-target/release}
 SETS=${SETS:-"imagenette2-mini flowers5-small cifar10"}
 STEPS=${STEPS:-450} ARCH=${ARCH:-small} SIZE=${SIZE:-64} DEV=${DEVICE:-auto}
 W=${WORK:-/tmp/fnc-compare}
+MEM=${MEMORY:-16}
 PY=.venv/bin/python
 mkdir -p "$W"
 echo "| dataset | encoder | linear top-1 % | top-5 % | FN precision / chance % |"
@@ -38,14 +40,23 @@ for set in $SETS; do
   done
   $BIN/fnc-eval linear --run "$W/$set-runs/attraction" --baseline --json > "$W/$set-fnc.json"
   $BIN/fnc-eval linear --run "$W/$set-runs/none" --json > "$W/$set-simclr.json"
-  $PY - "$W" "$set" <<'PY'
-import json, sys
-w, s = sys.argv[1:]
+  if [ "$MEM" -gt 0 ]; then
+    $BIN/fnc-train "${COMMON[@]}" --fn-strategy attraction --memory "$MEM" \
+      --out "$W/$set-runs/memory" >/dev/null
+    $BIN/fnc-eval linear --run "$W/$set-runs/memory" --json > "$W/$set-memory.json"
+  fi
+  $PY - "$W" "$set" "$MEM" <<'PY'
+import json, os, sys
+w, s, mem = sys.argv[1:]
+def prec(run):
+    m = [json.loads(l) for l in open(f"{w}/{s}-runs/{run}/metrics.jsonl")]
+    t = [x for x in m[len(m) * 3 // 4:] if x.get("fn_precision") is not None]
+    return f"{100*sum(x['fn_precision'] for x in t)/len(t):.1f} / {100*sum(x['fn_chance'] for x in t)/len(t):.1f}" if t else "-"
 f = json.load(open(f"{w}/{s}-fnc.json")); n = json.load(open(f"{w}/{s}-simclr.json"))
-m = [json.loads(l) for l in open(f"{w}/{s}-runs/attraction/metrics.jsonl")]
-t = [x for x in m[len(m) * 3 // 4:] if x.get("fn_precision") is not None]
-p = f"{100*sum(x['fn_precision'] for x in t)/len(t):.1f} / {100*sum(x['fn_chance'] for x in t)/len(t):.1f}" if t else "-"
-print(f"| {s} | FNC (attraction) | {f['top1']:.2f} | {f['top5']:.2f} | {p} |")
+print(f"| {s} | FNC (attraction) | {f['top1']:.2f} | {f['top5']:.2f} | {prec('attraction')} |")
+if os.path.exists(f"{w}/{s}-memory.json") and int(mem) > 0:
+    g = json.load(open(f"{w}/{s}-memory.json"))
+    print(f"| {s} | FNC, memory {mem} x batch | {g['top1']:.2f} | {g['top5']:.2f} | {prec('memory')} |")
 print(f"| {s} | SimCLR (none) | {n['top1']:.2f} | {n['top5']:.2f} | |")
 print(f"| {s} | random init | {f['baseline']['top1']:.2f} | {f['baseline']['top5']:.2f} | |")
 PY

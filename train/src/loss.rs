@@ -103,8 +103,11 @@ pub enum LossError {
     Torch(#[from] tch::TchError),
 }
 
-fn check(n: i64, ncols: usize, views: i64, cfg: &LossConfig) -> Result<(), LossError> {
-    if views < 2 || n == 0 || n % views != 0 || ncols != 2 {
+/// Checks `z` (`[V*B, d]`) and the options; returns B.
+fn images_in(z: &Tensor, views: i64, cfg: &LossConfig) -> Result<i64, LossError> {
+    let size = z.size();
+    let n = size.first().copied().unwrap_or(0);
+    if views < 2 || n == 0 || n % views != 0 || size.len() != 2 {
         return Err(LossError::Shape { views, rows: n });
     }
     if cfg.temperature <= 0.0 {
@@ -119,7 +122,7 @@ fn check(n: i64, ncols: usize, views: i64, cfg: &LossConfig) -> Result<(), LossE
             detail: "'support' needs support views (V > 2)".into(),
         });
     }
-    Ok(())
+    Ok(n / views)
 }
 
 fn l2_normalise(z: &Tensor) -> Result<Tensor, LossError> {
@@ -154,10 +157,7 @@ pub fn fnc_loss(
     cfg: &LossConfig,
     labels: Option<&Tensor>,
 ) -> Result<LossOutput, LossError> {
-    let size = z.size();
-    let n = size.first().copied().unwrap_or(0);
-    check(n, size.len(), views, cfg)?;
-    let b = n / views;
+    let b = images_in(z, views, cfg)?;
     let z = l2_normalise(z)?;
     let m = loss_views(views, cfg) * b;
     let anchors = z.f_narrow(0, 0, m)?;
@@ -192,16 +192,13 @@ pub fn fnc_loss_memory(
     cfg: &LossConfig,
     labels: Option<&Tensor>,
 ) -> Result<LossOutput, LossError> {
-    let size = z.size();
-    let n = size.first().copied().unwrap_or(0);
-    check(n, size.len(), views, cfg)?;
-    if z_momentum.size() != size {
+    let b = images_in(z, views, cfg)?;
+    if z_momentum.size() != z.size() {
         return Err(LossError::Shape {
             views,
             rows: z_momentum.size().first().copied().unwrap_or(0),
         });
     }
-    let b = n / views;
     let m = loss_views(views, cfg) * b;
     let capacity = bank.capacity();
     if capacity < m {
@@ -323,11 +320,8 @@ impl MemoryBank {
         &mut self,
         named: &std::collections::HashMap<String, Tensor>,
     ) -> Result<(), String> {
-        let get = |n: &str| {
-            named
-                .get(n)
-                .ok_or_else(|| format!("checkpoint lacks {n} (was it trained with --memory?)"))
-        };
+        let get =
+            |n: &str| crate::optim::state_entry(named, n, " (was the run trained with --memory?)");
         let keys = get("memory.keys")?;
         if keys.size() != self.keys.size() {
             return Err(format!(

@@ -8,8 +8,8 @@ use tch::{nn, Tensor};
 
 use crate::config::TrainConfig;
 use crate::loss::MemoryBank;
-use crate::model::{normalise_as, to_channels_last, Model};
-use crate::run::{trainable, TrainError};
+use crate::model::{to_channels_last, Model};
+use crate::run::{project_groups, trainable, TrainError};
 
 /// The momentum model, its pairing with the online parameters, and the bank.
 #[derive(Debug)]
@@ -55,21 +55,7 @@ impl Momentum {
     /// mode, so BatchNorm uses batch statistics, as the online model does), in
     /// float32, without gradient.
     pub fn embed(&self, groups: &[&Tensor], cfg: &TrainConfig) -> Tensor {
-        tch::no_grad(|| {
-            let parts: Vec<Tensor> = groups
-                .iter()
-                .map(|x| {
-                    let dev = x.device();
-                    let x = normalise_as(
-                        x,
-                        cfg.precision.kind(dev),
-                        cfg.memory_format.channels_last(dev),
-                    );
-                    self.model.project(&x, true)
-                })
-                .collect();
-            Tensor::cat(&parts, 0).to_kind(tch::Kind::Float)
-        })
+        tch::no_grad(|| project_groups(&self.model, groups, cfg))
     }
 
     /// Moves every averaged parameter towards its online value:
@@ -100,9 +86,7 @@ impl Momentum {
         tch::no_grad(|| -> Result<(), String> {
             for (name, mut t) in self.vs.variables() {
                 let key = format!("momentum.{name}");
-                let src = named
-                    .get(&key)
-                    .ok_or_else(|| format!("checkpoint lacks {key}"))?;
+                let src = crate::optim::state_entry(named, &key, "")?;
                 t.f_copy_(src).map_err(|e| format!("{key}: {e}"))?;
             }
             Ok(())

@@ -135,11 +135,7 @@ impl Optimizer {
         &mut self,
         named: &std::collections::HashMap<String, Tensor>,
     ) -> Result<(), String> {
-        let get = |n: &str| {
-            named
-                .get(n)
-                .ok_or_else(|| format!("checkpoint lacks optimiser state {n}"))
-        };
+        let get = |n: &str| state_entry(named, n, " (optimiser state)");
         self.step = get("opt.step")?.int64_value(&[0]);
         tch::no_grad(|| -> Result<(), String> {
             for (k, (name, _)) in self.params.iter().enumerate() {
@@ -160,6 +156,17 @@ impl Optimizer {
             Ok(())
         })
     }
+}
+
+/// The entry `name` of checkpoint state, or an error naming it (and `hint`).
+pub(crate) fn state_entry<'a>(
+    named: &'a std::collections::HashMap<String, Tensor>,
+    name: &str,
+    hint: &str,
+) -> Result<&'a Tensor, String> {
+    named
+        .get(name)
+        .ok_or_else(|| format!("checkpoint lacks {name}{hint}"))
 }
 
 /// Linear warm-up to `peak` over `warmup` steps, then cosine decay to 0 at `total`.

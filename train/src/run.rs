@@ -251,17 +251,11 @@ fn batch_tensor(views: &[fnc_augment::ViewBatch], b: usize, device: Device) -> T
 
 /// Embeddings of the uint8 NHWC view groups (main views, then support views;
 /// each group view-major) and their FNC loss.
-/// Embeddings of the uint8 NHWC view groups (main views, then support views;
-/// each group view-major) and their FNC loss; with the memory variant, also
-/// the momentum encoder's embeddings (to push into the bank after the step).
-fn forward_loss(
-    model: &Model,
-    momentum: Option<&Momentum>,
-    groups: &[&Tensor],
-    labels: &Tensor,
-    cfg: &TrainConfig,
-) -> Result<(crate::loss::LossOutput, Option<Tensor>), TrainError> {
-    let views = cfg.views() as i64;
+/// Train-mode projections of the uint8 NHWC view groups (main views, then
+/// support views; each group view-major) in `cfg`'s precision and layout,
+/// concatenated, as float32: the loss and its detection run in float32
+/// whatever the model computes in.
+pub(crate) fn project_groups(model: &Model, groups: &[&Tensor], cfg: &TrainConfig) -> Tensor {
     let parts: Vec<Tensor> = groups
         .iter()
         .map(|x| {
@@ -274,8 +268,20 @@ fn forward_loss(
             model.project(&x, true)
         })
         .collect();
-    // The loss and its detection run in float32 whatever the model's dtype.
-    let z = Tensor::cat(&parts, 0).to_kind(Kind::Float);
+    Tensor::cat(&parts, 0).to_kind(Kind::Float)
+}
+
+/// Embeddings of the view groups (see [`project_groups`]) and their FNC loss; with the memory variant, also
+/// the momentum encoder's embeddings (to push into the bank after the step).
+fn forward_loss(
+    model: &Model,
+    momentum: Option<&Momentum>,
+    groups: &[&Tensor],
+    labels: &Tensor,
+    cfg: &TrainConfig,
+) -> Result<(crate::loss::LossOutput, Option<Tensor>), TrainError> {
+    let views = cfg.views() as i64;
+    let z = project_groups(model, groups, cfg);
     match momentum {
         None => Ok((fnc_loss(&z, views, &cfg.loss, Some(labels))?, None)),
         Some(mo) => {

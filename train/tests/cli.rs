@@ -188,41 +188,16 @@ fn a_small_model_learns_and_resumes_exactly_after_kill_9() {
 
     // Killed with SIGKILL after step 17 (checkpoint at 15), then resumed.
     let part = t.path().join("part");
-    let mut child = Command::new(bin())
-        .args(&args)
-        .args(["--out", part.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let metrics = part.join("metrics.jsonl");
-    let t0 = std::time::Instant::now();
-    while std::fs::read_to_string(&metrics)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-        < 17
-    {
-        assert!(t0.elapsed().as_secs() < 120, "the run made no progress");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let done = losses(&part).len();
-    assert!(done < 40, "the kill came too late ({done} steps)");
-    let o = Command::new(bin())
-        .args(&args)
-        .args(["--out", part.to_str().unwrap(), "--resume"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(losses(&part), want, "resumed run logged other losses");
+    let mut part_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    part_args.extend(["--out", part.to_str().unwrap()]);
+    assert_eq!(
+        kill_and_resume(&part_args, &part, 17, 40),
+        want,
+        "resumed run logged other losses"
+    );
 
     // A second run into the same directory without --resume is refused.
-    let o = Command::new(bin())
-        .args(&args)
-        .args(["--out", part.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = Command::new(bin()).args(&part_args).output().unwrap();
     assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
 }
 
@@ -368,6 +343,39 @@ fn bad_input_gets_clear_errors() {
     );
 }
 
+/// Starts fnc-train with `args` (which send the run to `out`), kills it with
+/// SIGKILL once `after` steps are logged, checks that it had not reached
+/// `total`, resumes it, and returns every loss the run logged.
+fn kill_and_resume(args: &[&str], out: &Path, after: usize, total: usize) -> Vec<f64> {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = out.join("metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < after
+    {
+        assert!(t0.elapsed().as_secs() < 120, "the run made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = losses(out).len();
+    assert!(done < total, "the kill came too late ({done} steps)");
+    let o = Command::new(bin())
+        .args(args)
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    losses(out)
+}
+
 /// Runs fnc-train with SMALL + `extra` into `out`, asserting success.
 fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Vec<f64> {
     let mut args: Vec<&str> = SMALL.to_vec();
@@ -424,30 +432,11 @@ fn the_memory_variant_uses_its_bank_and_resumes_exactly_after_kill_9() {
         part.to_str().unwrap(),
     ]);
     args.extend(&long);
-    let mut child = Command::new(bin())
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let metrics = part.join("metrics.jsonl");
-    let t0 = std::time::Instant::now();
-    while std::fs::read_to_string(&metrics)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-        < 10
-    {
-        assert!(t0.elapsed().as_secs() < 120, "the run made no progress");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let done = losses(&part).len();
-    assert!(done < 24, "the kill came too late ({done} steps)");
-    args.push("--resume");
-    let o = run(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(losses(&part), want, "resumed run logged other losses");
+    assert_eq!(
+        kill_and_resume(&args, &part, 10, 24),
+        want,
+        "resumed run logged other losses"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use fnc_train::{fnc_loss, Aggregate, Anchors, LossConfig, Strategy, SupportSet};
+use fnc_train::{fnc_loss, LossConfig, Strategy, SupportSet};
 use tch::{Device, Kind, Tensor};
 
 #[test]
@@ -17,46 +17,20 @@ fn every_option_combination_matches_the_reference() {
     let labels_t = Tensor::from_slice(&labels);
     let mut combos = 0;
     let mut with_fn = 0;
-    for strategy in [Strategy::None, Strategy::Elimination, Strategy::Attraction] {
-        for aggregate in [Aggregate::Max, Aggregate::Mean] {
-            for topk in [0i64, 3] {
-                for threshold in [None, Some(0.7)] {
-                    for anchors in [Anchors::All, Anchors::Main] {
-                        for support_set in [SupportSet::All, SupportSet::Support] {
-                            let cfg = LossConfig {
-                                temperature: 0.1,
-                                strategy,
-                                aggregate,
-                                topk,
-                                threshold,
-                                anchors,
-                                support_set,
-                            };
-                            let want = reference(&rows, v, &cfg);
-                            let got = fnc_loss(&z, v as i64, &cfg, Some(&labels_t)).unwrap();
-                            let loss = got.loss.double_value(&[]);
-                            assert!(
-                                (loss - want.loss).abs() < 1e-9 * want.loss.abs().max(1.0),
-                                "{cfg:?}: {loss} vs {}",
-                                want.loss
-                            );
-                            assert_eq!(detected(&got.false_negatives, b), want.fnc, "{cfg:?}");
-                            let mean_fn =
-                                want.fnc.iter().map(|f| f.len()).sum::<usize>() as f64 / b as f64;
-                            assert!((got.mean_fn - mean_fn).abs() < 1e-12);
-                            combos += 1;
-                            if mean_fn > 0.0 && threshold.is_some() {
-                                with_fn += 1;
-                                // Clustered data: detections mostly share the label.
-                                assert!(
-                                    got.fn_precision.unwrap() > got.fn_chance.unwrap(),
-                                    "{cfg:?}"
-                                );
-                            }
-                        }
-                    }
-                }
-            }
+    for cfg in every_config() {
+        let want = reference(&rows, v, &cfg);
+        let got = fnc_loss(&z, v as i64, &cfg, Some(&labels_t)).unwrap();
+        assert_matches(&got, &want, b, &cfg);
+        let mean_fn = want.fnc.iter().map(|f| f.len()).sum::<usize>() as f64 / b as f64;
+        assert!((got.mean_fn - mean_fn).abs() < 1e-12);
+        combos += 1;
+        if mean_fn > 0.0 && cfg.threshold.is_some() {
+            with_fn += 1;
+            // Clustered data: detections mostly share the label.
+            assert!(
+                got.fn_precision.unwrap() > got.fn_chance.unwrap(),
+                "{cfg:?}"
+            );
         }
     }
     assert_eq!(combos, 96);

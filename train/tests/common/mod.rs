@@ -56,80 +56,48 @@ pub struct Reference {
     pub fnc: Vec<Vec<usize>>,
 }
 
+/// The in-batch loss: the memory variant's reference with the batch as its
+/// own keys and an empty bank (the keys are then exactly the anchor rows).
 pub fn reference(z: &[Vec<f64>], v: usize, cfg: &LossConfig) -> Reference {
-    let n = z.len();
-    let b = n / v;
-    let z: Vec<Vec<f64>> = z
-        .iter()
-        .map(|r| {
-            let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt();
-            r.iter().map(|x| x / norm).collect()
-        })
-        .collect();
-    let dot = |a: usize, c: usize| -> f64 { z[a].iter().zip(&z[c]).map(|(x, y)| x * y).sum() };
-    let va = if cfg.anchors == Anchors::Main { 2 } else { v };
-    let m = va * b;
-    let support: Vec<usize> = if cfg.support_set == SupportSet::Support {
-        (2..v).collect()
-    } else {
-        (0..v).collect()
-    };
-    let mut fnc = Vec::new();
-    for i in 0..b {
-        let mut cands: Vec<(f64, usize)> = Vec::new();
-        for c in 0..m {
-            if c % b == i {
-                continue;
+    reference_memory(z, z, &[], v, cfg)
+}
+
+/// The loss agrees to 1e-9 (relative) and detection exactly.
+pub fn assert_matches(got: &fnc_train::LossOutput, want: &Reference, b: usize, cfg: &LossConfig) {
+    let loss = got.loss.double_value(&[]);
+    assert!(
+        (loss - want.loss).abs() < 1e-9 * want.loss.abs().max(1.0),
+        "{cfg:?}: {loss} vs {}",
+        want.loss
+    );
+    assert_eq!(detected(&got.false_negatives, b), want.fnc, "{cfg:?}");
+}
+
+/// Every combination of the loss options (96), temperature 0.1.
+pub fn every_config() -> Vec<LossConfig> {
+    let mut out = Vec::new();
+    for strategy in [Strategy::None, Strategy::Elimination, Strategy::Attraction] {
+        for aggregate in [Aggregate::Max, Aggregate::Mean] {
+            for topk in [0i64, 3] {
+                for threshold in [None, Some(0.7)] {
+                    for anchors in [Anchors::All, Anchors::Main] {
+                        for support_set in [SupportSet::All, SupportSet::Support] {
+                            out.push(LossConfig {
+                                temperature: 0.1,
+                                strategy,
+                                aggregate,
+                                topk,
+                                threshold,
+                                anchors,
+                                support_set,
+                            });
+                        }
+                    }
+                }
             }
-            let sims: Vec<f64> = support.iter().map(|&u| dot(u * b + i, c)).collect();
-            let score = match cfg.aggregate {
-                Aggregate::Max => sims.iter().cloned().fold(f64::MIN, f64::max),
-                Aggregate::Mean => sims.iter().sum::<f64>() / sims.len() as f64,
-            };
-            cands.push((score, c));
         }
-        cands.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
-        let k = if cfg.topk > 0 {
-            cfg.topk as usize
-        } else {
-            cands.len()
-        };
-        let mut f: Vec<usize> = cands
-            .iter()
-            .take(k)
-            .filter(|(s, _)| cfg.threshold.map(|t| *s > t).unwrap_or(true))
-            .map(|&(_, c)| c)
-            .collect();
-        f.sort();
-        fnc.push(f);
     }
-    let tau = cfg.temperature;
-    let mut total = 0.0;
-    for r in 0..m {
-        let i = r % b;
-        let f = &fnc[i];
-        let mut d = 0.0;
-        for c in 0..m {
-            if c == r || (cfg.strategy == Strategy::Elimination && f.contains(&c)) {
-                continue;
-            }
-            d += (dot(r, c) / tau).exp();
-        }
-        let mut targets: Vec<usize> = (0..m).filter(|&c| c != r && c % b == i).collect();
-        if cfg.strategy == Strategy::Attraction {
-            targets.extend(f.iter().copied());
-        }
-        let l = -targets
-            .iter()
-            .map(|&p| dot(r, p) / tau - d.ln())
-            .sum::<f64>()
-            / targets.len() as f64;
-        total += l;
-    }
-    Reference {
-        loss: 2.0 * total / m as f64,
-        fnc,
-    }
+    out
 }
 
 pub fn tensor(rows: &[Vec<f64>]) -> Tensor {
@@ -157,9 +125,9 @@ fn unit(rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// The memory variant written plainly: anchors `z` (online), keys = the
-/// anchor views of `zm` (momentum, this batch) followed by `older` (the bank's
-/// real rows, newest first, already cut to what fits).
+/// The loss written plainly, in its memory form: anchors `z` (online), keys =
+/// the anchor views of `zm` (momentum, this batch) followed by `older` (the
+/// bank's real rows, newest first, already cut to what fits).
 pub fn reference_memory(
     z: &[Vec<f64>],
     zm: &[Vec<f64>],
