@@ -15,6 +15,7 @@
 
 mod config;
 mod features;
+mod feed;
 mod layers;
 mod loss;
 mod model;

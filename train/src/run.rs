@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::config::TrainConfig;
+use crate::feed::Feed;
 use crate::loss::{fnc_loss, fnc_loss_memory};
 use crate::model::{normalise_as, to_channels_last, Model};
 use crate::momentum::Momentum;
@@ -231,22 +232,6 @@ fn read_state(dir: &Path) -> Result<CheckpointState, TrainError> {
         path: p,
         detail: e.to_string(),
     })
-}
-
-fn batch_tensor(views: &[fnc_augment::ViewBatch], b: usize, device: Device) -> Tensor {
-    let side = views[0].side as i64;
-    let parts: Vec<Tensor> = views
-        .iter()
-        .map(|v| Tensor::from_slice(&v.data).view([b as i64, side, side, 3]))
-        .collect();
-    let x = Tensor::cat(&parts, 0);
-    if device.is_cuda() {
-        // Pinned host memory lets the copy overlap with compute.
-        x.pin_memory(device)
-            .to_device_(device, Kind::Uint8, true, false)
-    } else {
-        x
-    }
 }
 
 /// Embeddings of the uint8 NHWC view groups (main views, then support views;
@@ -548,26 +533,27 @@ pub fn train(
         .seed(cfg.seed)
         .threads(cfg.workers)
         .build()?;
-    let mut loader = Loader::start(split, engine, sampler)?;
+    let feed = Feed::start(
+        Loader::start(split, engine, sampler)?,
+        cfg.batch_size,
+        device,
+    )?;
     let views = cfg.views() as i64;
     let b = cfg.batch_size;
     let mut last_ckpt = latest_checkpoint(out);
     let (mut wait_sum, mut time_sum, mut final_loss) = (0.0, 0.0, f64::NAN);
     while step < total {
         let t0 = Instant::now();
-        let batch = loader.next_batch().ok_or_else(|| TrainError::Config {
+        let batch = feed.next().ok_or_else(|| TrainError::Config {
             flag: "--shards",
             detail: "the augmentation engine stopped".into(),
         })??;
         let waited = t0.elapsed().as_secs_f64();
         let lr = learning_rate(step as i64, peak, warmup, total as i64);
-        let main = batch_tensor(&batch.views[..2], b, device);
-        let support = (cfg.support > 0).then(|| batch_tensor(&batch.views[2..], b, device));
-        let labels =
-            Tensor::from_slice(&batch.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
-        let mut groups = vec![&main];
-        groups.extend(support.as_ref());
-        let (outp, zm) = forward_loss(&model, momentum.as_ref(), &groups, &labels, cfg)?;
+        let labels = &batch.labels;
+        let mut groups = vec![&batch.main];
+        groups.extend(batch.support.as_ref());
+        let (outp, zm) = forward_loss(&model, momentum.as_ref(), &groups, labels, cfg)?;
         let loss = outp.loss.double_value(&[]);
         if !loss.is_finite() {
             let checkpoint = match &last_ckpt {
@@ -583,7 +569,7 @@ pub fn train(
         opt.step(&grads, lr);
         if let (Some(mo), Some(zm)) = (momentum.as_mut(), zm) {
             mo.update();
-            mo.bank.push(&zm, &labels, views, &cfg.loss)?;
+            mo.bank.push(&zm, labels, views, &cfg.loss)?;
         }
         step += 1;
         let dt = t0.elapsed().as_secs_f64();
