@@ -4,6 +4,10 @@ momentum, on random uint8 views. Prints JSON with the mean step time.
 
 Usage: train_step.py [--arch resnet50] [--batch-size 2] [--support 8]
        [--image-size 224] [--support-size 224] [--warmup 1] [--timed 3] [--device cpu]
+       [--precision auto|fp32|bf16] [--memory-format channels-last|contiguous]
+
+Precision and layout mirror fnc-train's options: auto = bf16 autocast on CUDA, fp32
+on the CPU; channels-last by default.
 """
 import argparse
 import json
@@ -22,6 +26,8 @@ ap.add_argument("--support-size", type=int, default=224)
 ap.add_argument("--warmup", type=int, default=1)
 ap.add_argument("--timed", type=int, default=3)
 ap.add_argument("--device", default="cpu")
+ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+ap.add_argument("--memory-format", default="channels-last", choices=["channels-last", "contiguous"])
 args = ap.parse_args()
 dev = torch.device(args.device)
 torch.manual_seed(0)
@@ -34,13 +40,19 @@ head = nn.Sequential(
     nn.Linear(d, d, bias=False), nn.BatchNorm1d(d), nn.ReLU(),
     nn.Linear(d, 128, bias=False), nn.BatchNorm1d(128))
 model = nn.Sequential(enc, head).to(dev)
+channels_last = args.memory_format == "channels-last"
+if channels_last:
+    model = model.to(memory_format=torch.channels_last)
+bf16 = args.precision == "bf16" or (args.precision == "auto" and dev.type == "cuda")
 opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
 mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(1, 3, 1, 1)
 std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(1, 3, 1, 1)
 
 
 def norm(x):
-    return (x.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+    # The permuted NHWC batch already has channels-last strides.
+    x = (x.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+    return x if channels_last else x.contiguous()
 
 
 def fnc_loss(z, V, tau=0.1, k=10, thr=0.7):
@@ -77,10 +89,11 @@ timed = 0.0
 for step in range(args.warmup + args.timed):
     sync()
     t0 = time.perf_counter()
-    z = model(norm(main))
-    if sup is not None:
-        z = torch.cat([z, model(norm(sup))])
-    loss = fnc_loss(z, 2 + S)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        z = model(norm(main))
+        if sup is not None:
+            z = torch.cat([z, model(norm(sup))])
+    loss = fnc_loss(z.float(), 2 + S)
     sync()
     t1 = time.perf_counter()
     loss.backward()
@@ -95,7 +108,8 @@ for step in range(args.warmup + args.timed):
         phases["forward_s"] += t1 - t0
         phases["backward_s"] += t2 - t1
         phases["optimizer_s"] += t3 - t2
-out = {"step_s": timed / args.timed, "images_per_s": B / (timed / args.timed), "device": str(dev),
+out = {"precision": "bf16" if bf16 else "fp32", "memory_format": args.memory_format,
+       "step_s": timed / args.timed, "images_per_s": B / (timed / args.timed), "device": str(dev),
        "arch": args.arch, "batch_size": B, "views": 2 + S, "torch_threads": torch.get_num_threads()}
 out.update({k: v / args.timed for k, v in phases.items()})
 print(json.dumps(out))
