@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use fnc_eval::{accuracy, linear_probe, LinearConfig};
+use fnc_tests::{stderr, SMALL_MODEL};
 use tch::{Device, Kind, Tensor};
 
 fn bin() -> PathBuf {
@@ -14,10 +15,6 @@ fn bin() -> PathBuf {
 
 fn eval(args: &[&str]) -> Output {
     Command::new(bin()).args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -80,45 +77,25 @@ fn accuracy_counts_by_hand() {
 }
 
 fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
-    let src = dir.join("src");
-    let out = dir.join("out");
-    let opts = fnc_ingest::SynthOptions {
-        classes: 3,
-        per_class: 24,
-        val_per_class: 6,
-        size: 40,
-        seed: 4,
-    };
-    fnc_ingest::synth(&src, &opts).unwrap();
-    fnc_ingest::ingest(
-        &fnc_ingest::IngestOptions::new(&src, &out),
-        &fnc_ingest::NoProgress,
-    )
-    .unwrap();
+    let out = fnc_tests::synth_shards(dir, 3, 24, 6, 40, 4);
     let run = dir.join("run");
+    let mut args = SMALL_MODEL.to_vec();
+    args.extend([
+        "--shards",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "16",
+        "--steps",
+        "6",
+        "--knn-every",
+        "3",
+        "--device",
+        "cpu",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
     let o = Command::new(assert_cmd::cargo::cargo_bin("fnc-train"))
-        .args([
-            "--shards",
-            out.to_str().unwrap(),
-            "--arch",
-            "small",
-            "--image-size",
-            "32",
-            "--support",
-            "2",
-            "--support-size",
-            "16",
-            "--batch-size",
-            "16",
-            "--steps",
-            "6",
-            "--knn-every",
-            "3",
-            "--device",
-            "cpu",
-            "--out",
-            run.to_str().unwrap(),
-        ])
+        .args(&args)
         .output();
     let ok = o.as_ref().map(|o| o.status.success()).unwrap_or(false);
     assert!(ok, "fnc-train failed: {:?}", o.map(|o| stderr(&o)));

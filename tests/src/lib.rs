@@ -2,6 +2,25 @@
 //! end-to-end tests that drive several binaries (`tests/`).
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The small CPU model the test suites train: the small CNN on 32 px main views
+/// and 2 support views of 16 px.
+pub const SMALL_MODEL: [&str; 8] = [
+    "--arch",
+    "small",
+    "--image-size",
+    "32",
+    "--support",
+    "2",
+    "--support-size",
+    "16",
+];
+
+/// A finished command's stderr, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
 
 /// Writes a synth dataset under `dir/src` and ingests it into `dir/out`;
 /// returns the dataset directory. Panics on failure (a test helper).

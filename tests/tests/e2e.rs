@@ -57,29 +57,21 @@ fn synth_ingest_augment_train_eval() {
         ],
     );
     assert!(image::open(p("preview.png")).is_ok());
-    run(
-        "fnc-train",
-        &[
-            "--shards",
-            &p("out"),
-            "--arch",
-            "small",
-            "--image-size",
-            "32",
-            "--support",
-            "2",
-            "--support-size",
-            "16",
-            "--batch-size",
-            "16",
-            "--steps",
-            "4",
-            "--device",
-            "cpu",
-            "--out",
-            &p("run"),
-        ],
-    );
+    let (shards, run_dir) = (p("out"), p("run"));
+    let mut train = fnc_tests::SMALL_MODEL.to_vec();
+    train.extend([
+        "--shards",
+        &shards,
+        "--batch-size",
+        "16",
+        "--steps",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        &run_dir,
+    ]);
+    run("fnc-train", &train);
     let j: serde_json::Value = serde_json::from_str(&run(
         "fnc-eval",
         &[

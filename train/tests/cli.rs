@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
+use fnc_tests::{stderr, SMALL_MODEL};
 use fnc_train::{Aggregate, Anchors, LossConfig, Strategy, SupportSet};
 
 fn bin() -> PathBuf {
@@ -16,10 +17,6 @@ fn bin() -> PathBuf {
 
 fn run(args: &[&str]) -> Output {
     Command::new(bin()).args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn shards(dir: &Path) -> PathBuf {
@@ -38,24 +35,21 @@ fn losses(run: &Path) -> Vec<f64> {
         .collect()
 }
 
-const SMALL: [&str; 16] = [
-    "--arch",
-    "small",
-    "--image-size",
-    "32",
-    "--support",
-    "2",
-    "--support-size",
-    "16",
-    "--batch-size",
-    "32",
-    "--device",
-    "cpu",
-    "--workers",
-    "2",
-    "--warmup-epochs",
-    "0",
-];
+/// SMALL_MODEL at batch 32 on the CPU, no warm-up.
+fn small() -> Vec<&'static str> {
+    let mut a = SMALL_MODEL.to_vec();
+    a.extend([
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--workers",
+        "2",
+        "--warmup-epochs",
+        "0",
+    ]);
+    a
+}
 
 #[test]
 fn loss_command_matches_the_reference() {
@@ -128,7 +122,7 @@ fn loss_command_matches_the_reference() {
 fn a_small_model_learns_and_resumes_exactly_after_kill_9() {
     let t = tempfile::tempdir().unwrap();
     let data = shards(t.path());
-    let mut args: Vec<String> = SMALL.iter().map(|s| s.to_string()).collect();
+    let mut args: Vec<String> = small().into_iter().map(String::from).collect();
     args.extend(
         [
             "--shards",
@@ -316,7 +310,7 @@ fn bad_input_gets_clear_errors() {
     // An exploding learning rate: stop at the non-finite step, name the last
     // good checkpoint.
     let nan = t.path().join("nan");
-    let mut args: Vec<&str> = SMALL.to_vec();
+    let mut args: Vec<&str> = small();
     args.extend([
         "--shards",
         d,
@@ -376,9 +370,9 @@ fn kill_and_resume(args: &[&str], out: &Path, after: usize, total: usize) -> Vec
     losses(out)
 }
 
-/// Runs fnc-train with SMALL + `extra` into `out`, asserting success.
+/// Runs fnc-train with `small()` + `extra` into `out`, asserting success.
 fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Vec<f64> {
-    let mut args: Vec<&str> = SMALL.to_vec();
+    let mut args: Vec<&str> = small();
     args.extend([
         "--shards",
         data.to_str().unwrap(),
@@ -424,7 +418,7 @@ fn the_memory_variant_uses_its_bank_and_resumes_exactly_after_kill_9() {
     assert!(ckpt.join("momentum.safetensors").exists());
 
     let part = t.path().join("part");
-    let mut args: Vec<&str> = SMALL.to_vec();
+    let mut args: Vec<&str> = small();
     args.extend([
         "--shards",
         data.to_str().unwrap(),
