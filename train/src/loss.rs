@@ -63,6 +63,17 @@ pub struct LossConfig {
     pub support_set: SupportSet,
 }
 
+impl LossConfig {
+    /// Views that are anchors (and positives) out of `views`: all V, or the
+    /// two main views.
+    pub fn anchor_views(&self, views: i64) -> i64 {
+        match self.anchors {
+            Anchors::All => views,
+            Anchors::Main => 2,
+        }
+    }
+}
+
 impl Default for LossConfig {
     fn default() -> Self {
         LossConfig {
@@ -131,14 +142,6 @@ fn l2_normalise(z: &Tensor) -> Result<Tensor, LossError> {
         .clamp_min(1e-12))
 }
 
-/// Views that are anchors (and positives): all V, or the two main views.
-fn loss_views(views: i64, cfg: &LossConfig) -> i64 {
-    match cfg.anchors {
-        Anchors::All => views,
-        Anchors::Main => 2,
-    }
-}
-
 /// `[|U|, B, d]`: the support set of every image, from view-major `z`.
 fn support_rows(z: &Tensor, views: i64, b: i64, cfg: &LossConfig) -> Result<Tensor, LossError> {
     let support: Vec<i64> = match cfg.support_set {
@@ -159,7 +162,7 @@ pub fn fnc_loss(
 ) -> Result<LossOutput, LossError> {
     let b = images_in(z, views, cfg)?;
     let z = l2_normalise(z)?;
-    let m = loss_views(views, cfg) * b;
+    let m = cfg.anchor_views(views) * b;
     let anchors = z.f_narrow(0, 0, m)?;
     let support = support_rows(&z.detach(), views, b, cfg)?;
     let labels = labels.map(|l| l.to_device(z.device()).to_kind(Kind::Int64));
@@ -199,7 +202,7 @@ pub fn fnc_loss_memory(
             rows: z_momentum.size().first().copied().unwrap_or(0),
         });
     }
-    let m = loss_views(views, cfg) * b;
+    let m = cfg.anchor_views(views) * b;
     let capacity = bank.capacity();
     if capacity < m {
         return Err(LossError::Option {
@@ -293,7 +296,7 @@ impl MemoryBank {
     ) -> Result<(), LossError> {
         let n = z_momentum.size()[0];
         let b = n / views;
-        let m = loss_views(views, cfg) * b;
+        let m = cfg.anchor_views(views) * b;
         let current = l2_normalise(&z_momentum.detach())?.f_narrow(0, 0, m)?;
         let l = labels
             .to_device(self.keys.device())

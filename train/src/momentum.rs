@@ -51,11 +51,11 @@ impl Momentum {
         })
     }
 
-    /// Projections of the uint8 NHWC view groups by the moving model (train
+    /// Projections of the normalised view groups by the moving model (train
     /// mode, so BatchNorm uses batch statistics, as the online model does), in
     /// float32, without gradient.
-    pub fn embed(&self, groups: &[&Tensor], cfg: &TrainConfig) -> Tensor {
-        tch::no_grad(|| project_groups(&self.model, groups, cfg))
+    pub fn embed(&self, inputs: &[Tensor]) -> Tensor {
+        tch::no_grad(|| project_groups(&self.model, inputs))
     }
 
     /// Moves every averaged parameter towards its online value:

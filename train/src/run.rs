@@ -236,28 +236,32 @@ fn read_state(dir: &Path) -> Result<CheckpointState, TrainError> {
 
 /// Embeddings of the uint8 NHWC view groups (main views, then support views;
 /// each group view-major) and their FNC loss.
-/// Train-mode projections of the uint8 NHWC view groups (main views, then
-/// support views; each group view-major) in `cfg`'s precision and layout,
-/// concatenated, as float32: the loss and its detection run in float32
-/// whatever the model computes in.
-pub(crate) fn project_groups(model: &Model, groups: &[&Tensor], cfg: &TrainConfig) -> Tensor {
-    let parts: Vec<Tensor> = groups
+/// The uint8 NHWC view groups (main views, then support views; each group
+/// view-major) normalised in `cfg`'s precision and layout.
+fn prepare_groups(groups: &[&Tensor], cfg: &TrainConfig) -> Vec<Tensor> {
+    groups
         .iter()
         .map(|x| {
             let dev = x.device();
-            let x = normalise_as(
+            normalise_as(
                 x,
                 cfg.precision.kind(dev),
                 cfg.memory_format.channels_last(dev),
-            );
-            model.project(&x, true)
+            )
         })
-        .collect();
+        .collect()
+}
+
+/// Train-mode projections of prepared view groups, concatenated, as float32:
+/// the loss and its detection run in float32 whatever the model computes in.
+pub(crate) fn project_groups(model: &Model, inputs: &[Tensor]) -> Tensor {
+    let parts: Vec<Tensor> = inputs.iter().map(|x| model.project(x, true)).collect();
     Tensor::cat(&parts, 0).to_kind(Kind::Float)
 }
 
-/// Embeddings of the view groups (see [`project_groups`]) and their FNC loss; with the memory variant, also
-/// the momentum encoder's embeddings (to push into the bank after the step).
+/// Embeddings of the view groups and their FNC loss; with the memory variant,
+/// also the momentum encoder's embeddings of the same normalised inputs (to
+/// push into the bank after the step).
 fn forward_loss(
     model: &Model,
     momentum: Option<&Momentum>,
@@ -266,11 +270,12 @@ fn forward_loss(
     cfg: &TrainConfig,
 ) -> Result<(crate::loss::LossOutput, Option<Tensor>), TrainError> {
     let views = cfg.views() as i64;
-    let z = project_groups(model, groups, cfg);
+    let inputs = prepare_groups(groups, cfg);
+    let z = project_groups(model, &inputs);
     match momentum {
         None => Ok((fnc_loss(&z, views, &cfg.loss, Some(labels))?, None)),
         Some(mo) => {
-            let zm = mo.embed(groups, cfg);
+            let zm = mo.embed(&inputs);
             let out = fnc_loss_memory(&z, &zm, &mo.bank, views, &cfg.loss, Some(labels))?;
             Ok((out, Some(zm)))
         }
@@ -279,10 +284,7 @@ fn forward_loss(
 
 /// The memory variant's bank must hold at least one batch of anchor views.
 fn check_memory(cfg: &TrainConfig) -> Result<(), TrainError> {
-    let anchor_views = match cfg.loss.anchors {
-        crate::loss::Anchors::All => cfg.views(),
-        crate::loss::Anchors::Main => 2,
-    };
+    let anchor_views = cfg.loss.anchor_views(cfg.views() as i64) as usize;
     if cfg.memory > 0 && cfg.memory < anchor_views {
         return Err(TrainError::Config {
             flag: "--memory",
