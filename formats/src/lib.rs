@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod atomic;
 mod dataset;
 mod error;
 mod layout;
@@ -31,12 +32,13 @@ mod manifest;
 mod reader;
 mod writer;
 
+pub use atomic::{sync_parent, tmp_path, write_atomic, write_atomic_with};
 pub use dataset::{Dataset, SplitReader};
 pub use error::FormatError;
 pub use layout::{Encoding, FORMAT_VERSION, MAGIC, RECORD_ALIGN, TRAILER_MAGIC};
-pub use manifest::{write_atomic, ClassInfo, Manifest, ShardInfo, SplitInfo, MANIFEST_FILE};
+pub use manifest::{ClassInfo, Manifest, ShardInfo, SplitInfo, MANIFEST_FILE};
 pub use reader::{Record, Shard};
-pub use writer::{tmp_path, RecordMeta, ShardWriter};
+pub use writer::{RecordMeta, ShardWriter};
 
 /// CRC-32 (IEEE) of a byte slice: the checksum used for records, index and files.
 pub fn checksum(bytes: &[u8]) -> u32 {

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic;
 use crate::error::FormatError;
 
 /// File name of the manifest inside a dataset directory.
@@ -83,7 +84,7 @@ impl Manifest {
         Ok(m)
     }
 
-    /// Writes the manifest atomically (temporary file, then rename).
+    /// Writes the manifest atomically ([`crate::write_atomic`]).
     pub fn write(&self, path: &Path) -> Result<(), FormatError> {
         let text = serde_json::to_string_pretty(self).map_err(|e| FormatError::Manifest {
             path: path.to_path_buf(),
@@ -91,17 +92,4 @@ impl Manifest {
         })?;
         write_atomic(path, text.as_bytes())
     }
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
-    use std::io::Write;
-    let tmp = crate::writer::tmp_path(path);
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    res.map_err(|e| FormatError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| FormatError::io(path, e))
 }

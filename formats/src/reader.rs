@@ -48,10 +48,16 @@ impl Shard {
                 detail: "the file is empty".into(),
             });
         }
-        // SAFETY: fnc never modifies a shard in place: writers create a new file and
-        // rename it over the old name, which leaves existing maps intact. A shard
-        // modified by another program while mapped breaks this promise; the
-        // checksums then report the damage rather than hiding it.
+        // SAFETY: a memory map is sound only while nobody changes the file
+        // under it. The reader's contract: shards are not modified or truncated
+        // while open. fnc itself never writes a shard in place (writers create a
+        // new file and rename it over the old name, which leaves existing maps
+        // intact). A shard that another program changes while mapped is outside
+        // that contract: bytes rewritten in place may be read as they change, and
+        // a file truncated under the map raises SIGBUS on the next read past its
+        // new end, before any checksum could report it. Checksums catch damage
+        // done before the file was opened, not during.
+        #[allow(unsafe_code)]
         let map = unsafe { Mmap::map(&file) }.map_err(|e| FormatError::io(&path, e))?;
         let b: &[u8] = &map;
         let corrupt = |detail: String| FormatError::Corrupt {

@@ -1,9 +1,8 @@
 //! Building a shard in memory and writing it atomically.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::atomic::write_atomic_with;
 use crate::error::FormatError;
 use crate::layout::{
     align_up, Encoding, Entry, DATA_ALIGN, ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC,
@@ -145,25 +144,9 @@ impl ShardWriter {
             file_hasher.update(p);
         }
 
-        let tmp = tmp_path(&self.path);
-        let write = || -> std::io::Result<()> {
-            let f = File::create(&tmp)?;
-            let mut w = BufWriter::with_capacity(1 << 20, f);
-            for p in parts {
-                w.write_all(p)?;
-            }
-            let f = w.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-            Ok(())
-        };
-        write().map_err(|e| FormatError::io(&tmp, e))?;
-        fs::rename(&tmp, &self.path).map_err(|e| FormatError::io(&self.path, e))?;
-        if let Some(dir) = self.path.parent() {
-            // Make the rename durable; not all filesystems allow syncing a directory.
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        write_atomic_with(&self.path, |w| {
+            parts.iter().try_for_each(|p| w.write_all(p))
+        })?;
         Ok(ShardInfo {
             file: self
                 .path
@@ -175,13 +158,4 @@ impl ShardWriter {
             checksum: format!("{:08x}", file_hasher.finalize()),
         })
     }
-}
-
-/// The temporary name a file is written under before it is renamed to `path`.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
 }
