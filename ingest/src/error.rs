@@ -28,6 +28,8 @@ pub enum IngestError {
     BadOption { flag: &'static str, detail: String },
     #[error(transparent)]
     Format(#[from] fnc_formats::FormatError),
+    #[error("stopped after writing {shards} shards into {out}, as --stop-after-shards asked; run the same command again to continue")]
+    Stopped { shards: u64, out: PathBuf },
     #[error("{path}: cannot encode image: {detail}")]
     Encode { path: PathBuf, detail: String },
 }

@@ -126,6 +126,11 @@ struct IngestArgs {
     /// Stop when more than N source files cannot be used.
     #[arg(long, default_value_t = 1000)]
     max_errors: usize,
+    /// Write at most N shards in this run, then stop as an interruption would
+    /// (exit status 1); running the same command again continues. For ingesting
+    /// in time slots [default: no limit].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    stop_after_shards: Option<u64>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -139,10 +144,12 @@ fn parse_size(s: &str) -> Result<u64, String> {
         Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    num.trim()
+    let n = num
+        .trim()
         .parse::<u64>()
-        .map(|n| n * mult)
-        .map_err(|_| format!("{s:?} is not a size (e.g. 256M, 1G, 65536)"))
+        .map_err(|_| format!("{s:?} is not a size (e.g. 256M, 1G, 65536)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is larger than {} bytes", u64::MAX))
 }
 
 /// One place that decides whether progress is drawn: only on a terminal.
@@ -252,6 +259,7 @@ fn run_ingest(a: &IngestArgs, src: &PathBuf) -> Result<ExitCode> {
     opts.seed = a.seed;
     opts.val_fraction = a.val_fraction;
     opts.max_errors = a.max_errors;
+    opts.stop_after_shards = a.stop_after_shards;
     let bar = BarProgress(progress_bar(0));
     let report = fnc_ingest::ingest(&opts, &bar)
         .with_context(|| format!("ingesting {} into {}", src.display(), a.out.display()))?;

@@ -43,6 +43,10 @@ pub struct IngestOptions {
     pub val_fraction: f64,
     /// Unusable files tolerated before the run stops (default 1000).
     pub max_errors: usize,
+    /// Stop after this many shards are written by this run, leaving the output
+    /// exactly as an interruption at that point would (the next run resumes);
+    /// for ingesting in time slots (default `None`: run to the end).
+    pub stop_after_shards: Option<u64>,
 }
 
 impl IngestOptions {
@@ -56,6 +60,7 @@ impl IngestOptions {
             seed: 0,
             val_fraction: 0.0,
             max_errors: 1000,
+            stop_after_shards: None,
         }
     }
 }
@@ -258,13 +263,6 @@ fn read_and_convert(item: &SourceItem, policy: &StoragePolicy) -> Result<Convert
     convert(&bytes, policy)
 }
 
-/// Test hook: abort the process (like `kill -9`) after this many shards.
-fn abort_after_shards() -> Option<u64> {
-    std::env::var("FNC_INGEST_TEST_ABORT_AFTER_SHARDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-}
-
 /// Packs `opts.src` into shards under `opts.out`, resuming an interrupted run.
 pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
@@ -316,7 +314,6 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
         .sum();
     progress.start(total, done_before);
 
-    let abort_after = abort_after_shards();
     let mut shards_this_run = 0u64;
     let mut processed = 0u64;
     for (split, items) in &plan.splits {
@@ -394,8 +391,11 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
                             state.splits.insert(split.clone(), ss.clone());
                             save_state(out, &state)?;
                             shards_this_run += 1;
-                            if abort_after == Some(shards_this_run) {
-                                std::process::abort();
+                            if opts.stop_after_shards == Some(shards_this_run) {
+                                return Err(IngestError::Stopped {
+                                    shards: shards_this_run,
+                                    out: out.clone(),
+                                });
                             }
                         }
                         if c.kept {

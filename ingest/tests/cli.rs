@@ -276,6 +276,13 @@ fn bad_sources_and_outputs_are_named() {
     // A bad flag value names the flag.
     let o = run(&[p(&a), "--out", p(&t.path().join("q")), "--quality", "0"]);
     assert!(stderr(&o).contains("--quality"), "{}", stderr(&o));
+    // A size that overflows is an error naming the flag, not a panic.
+    for huge in ["99999999999999G", "18446744073709551616"] {
+        let o = run(&[p(&a), "--out", p(&t.path().join("q")), "--shard-size", huge]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("--shard-size"), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
 }
 
 #[test]
@@ -302,14 +309,19 @@ fn interrupted_ingest_resumes_to_the_same_bytes() {
     let want = shard_bytes(&full);
     assert!(want.len() >= 5);
 
-    // Killed (abort, as kill -9 would) right after the second shard.
+    // Stopped right after the second shard, as an interruption there would.
     let part = t.path().join("part");
     let o = bin()
         .args(args(&part))
-        .env("FNC_INGEST_TEST_ABORT_AFTER_SHARDS", "2")
+        .args(["--stop-after-shards", "2"])
         .output()
         .unwrap();
     assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("stopped after writing 2 shards"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!part.join("manifest.json").exists());
     assert!(part.join("ingest-state.json").exists());
     let o = bin().args(args(&part)).arg("--json").output().unwrap();
