@@ -8,13 +8,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use fnc_formats::SplitReader;
+use std::path::PathBuf;
+
+use fnc_formats::{FormatError, SplitReader};
 use rayon::prelude::*;
 
 use crate::decode::decode_into;
 use crate::error::AugmentError;
-use crate::ops::{apply_view, Scratch};
-use crate::params::{draw_view, Recipe};
+use crate::ops::{apply_view, crop_resize, Scratch};
+use crate::params::{draw_view, CropBox, Recipe};
 use crate::rng::ViewRng;
 use crate::sampler::{Sampler, SamplerState};
 
@@ -182,35 +184,72 @@ impl EngineConfigBuilder {
     }
 }
 
-/// One view index of a whole batch: `[batch, side, side, 3]` uint8, NHWC,
-/// RGB, rows top to bottom.
+/// Consecutive views of one side for every image of a batch, as one buffer:
+/// `[views * batch, side, side, 3]` uint8, NHWC, RGB, rows top to bottom,
+/// view-major (rows `[k*B, (k+1)*B)` hold view `first + k` of every image),
+/// so that a group becomes one tensor in one copy.
 #[derive(Debug, Clone)]
-pub struct ViewBatch {
+pub struct ViewGroup {
+    /// Index of the group's first view (0 for the main views, 2 for support).
+    pub first: usize,
+    /// Views in the group.
+    pub views: usize,
     pub side: u32,
     pub data: Vec<u8>,
 }
 
-/// A finished batch. Views are in view-major order (`views[v]` holds view v of
-/// every image), matching the FNC loss's row order. Dropping it returns its
-/// buffers to the engine's pool.
+impl ViewGroup {
+    /// Bytes of one image's view.
+    pub fn image_len(&self) -> usize {
+        (self.side * self.side * 3) as usize
+    }
+
+    /// View `first + k` of every image: `[batch, side, side, 3]`.
+    pub fn view(&self, k: usize) -> &[u8] {
+        let per_view = self.data.len() / self.views.max(1);
+        &self.data[k * per_view..(k + 1) * per_view]
+    }
+}
+
+/// A finished batch. Views come in groups of one side (the 2 main views, then
+/// the S support views), each group view-major, matching the FNC loss's row
+/// order. Dropping it returns its buffers to the engine's pool.
 #[derive(Debug)]
 pub struct Batch {
     pub epoch: u64,
     /// Record indices (within the split) of the images.
     pub indices: Vec<u64>,
     pub labels: Vec<u32>,
-    pub views: Vec<ViewBatch>,
+    /// The main views (`groups[0]`), then the support views when S > 0.
+    pub groups: Vec<ViewGroup>,
     /// Sampler state after this batch: save it to resume right after it.
     pub sampler_after: SamplerState,
-    /// Images replaced because their record failed to decode (OnError::Substitute).
-    pub substituted: u32,
-    recycle: Option<Sender<Vec<ViewBatch>>>,
+    /// Records that failed to decode and were replaced by another record
+    /// ([`OnError::Substitute`]), each error naming its shard and record, in
+    /// batch order.
+    pub bad: Vec<AugmentError>,
+    recycle: Option<Sender<Vec<ViewGroup>>>,
+}
+
+impl Batch {
+    /// View `v` (0 and 1 main, then support) of every image: `[batch, side, side, 3]`.
+    pub fn view(&self, v: usize) -> Option<&[u8]> {
+        self.groups
+            .iter()
+            .find(|g| (g.first..g.first + g.views).contains(&v))
+            .map(|g| g.view(v - g.first))
+    }
+
+    /// Views per image.
+    pub fn views(&self) -> usize {
+        self.groups.iter().map(|g| g.views).sum()
+    }
 }
 
 impl Drop for Batch {
     fn drop(&mut self) {
         if let Some(tx) = self.recycle.take() {
-            let _ = tx.try_send(std::mem::take(&mut self.views));
+            let _ = tx.try_send(std::mem::take(&mut self.groups));
         }
     }
 }
@@ -219,18 +258,42 @@ thread_local! {
     static WORK: RefCell<(Vec<u8>, Scratch)> = RefCell::new((Vec::new(), Scratch::default()));
 }
 
+/// Where record `index` of the split lives: its shard file and position.
+fn locate(split: &SplitReader, index: u64) -> Result<(PathBuf, u64), AugmentError> {
+    let (k, j) = split.locate(index)?;
+    let shard = split
+        .shards()
+        .nth(k)
+        .map(|s| s.path().to_path_buf())
+        .unwrap_or_default();
+    Ok((shard, j as u64))
+}
+
+/// An error about record `index`, naming its shard and record once.
 fn record_error(split: &SplitReader, index: u64, detail: String) -> AugmentError {
-    match split.locate(index) {
-        Ok((k, j)) => AugmentError::Record {
-            shard: split
-                .shards()
-                .nth(k)
-                .map(|s| s.path().to_path_buf())
-                .unwrap_or_default(),
-            record: j as u64,
+    match locate(split, index) {
+        Ok((shard, record)) => AugmentError::Record {
+            shard,
+            record,
             detail,
         },
-        Err(e) => e.into(),
+        Err(e) => e,
+    }
+}
+
+/// A failed read of record `index`: a record checksum mismatch becomes a
+/// record error (the shard and record named once, not again in the detail);
+/// other format errors already name their file.
+fn read_error(split: &SplitReader, index: u64, e: FormatError) -> AugmentError {
+    match e {
+        FormatError::RecordChecksum {
+            stored, computed, ..
+        } => record_error(
+            split,
+            index,
+            format!("checksum mismatch (stored {stored:08x}, computed {computed:08x})"),
+        ),
+        other => other.into(),
     }
 }
 
@@ -245,9 +308,7 @@ pub fn make_views(
 ) -> Result<u32, AugmentError> {
     WORK.with(|w| {
         let (buf, scratch) = &mut *w.borrow_mut();
-        let rec = split
-            .get(index)
-            .map_err(|e| record_error(split, index, e.to_string()))?;
+        let rec = split.get(index).map_err(|e| read_error(split, index, e))?;
         let (w, h) = decode_into(&rec, buf).map_err(|e| record_error(split, index, e))?;
         for (v, slot) in slots.iter_mut().enumerate() {
             let mut rng = ViewRng::new(cfg.seed, epoch, index, v as u64);
@@ -259,34 +320,57 @@ pub fn make_views(
     })
 }
 
+/// The empty view groups of a batch of `b` images under `cfg`.
+fn new_groups(cfg: &EngineConfig, b: usize) -> Vec<ViewGroup> {
+    let mut groups = vec![(0, 2, cfg.size)];
+    if cfg.support > 0 {
+        groups.push((2, cfg.support, cfg.support_size));
+    }
+    groups
+        .into_iter()
+        .map(|(first, views, side)| ViewGroup {
+            first,
+            views,
+            side,
+            data: vec![0u8; views * b * (side * side * 3) as usize],
+        })
+        .collect()
+}
+
+/// Fills `groups` with the views of the records in `indices`; returns the
+/// errors of records that were substituted (in batch order).
 fn fill_batch(
     split: &SplitReader,
     cfg: &EngineConfig,
     epoch: u64,
     indices: &mut [u64],
     labels: &mut [u32],
-    views: &mut [ViewBatch],
-) -> Result<u32, AugmentError> {
+    groups: &mut [ViewGroup],
+) -> Result<Vec<AugmentError>, AugmentError> {
     let b = indices.len();
     let mut per_image: Vec<Vec<&mut [u8]>> =
-        (0..b).map(|_| Vec::with_capacity(views.len())).collect();
-    for vb in views.iter_mut() {
-        let n = (vb.side * vb.side * 3) as usize;
-        for (i, chunk) in vb.data.chunks_exact_mut(n).enumerate() {
-            per_image[i].push(chunk);
+        (0..b).map(|_| Vec::with_capacity(cfg.views())).collect();
+    // Chunks run view-major through each group, so image i's slots arrive in
+    // view order.
+    for g in groups.iter_mut() {
+        let n = g.image_len();
+        for (c, chunk) in g.data.chunks_exact_mut(n).enumerate() {
+            per_image[c % b].push(chunk);
         }
     }
     let len = split.len();
-    let substituted = std::sync::atomic::AtomicU32::new(0);
-    per_image
+    let bad: Vec<Option<AugmentError>> = per_image
         .into_par_iter()
         .zip(indices.par_iter_mut())
         .zip(labels.par_iter_mut())
-        .try_for_each(|((mut slots, idx), label)| -> Result<(), AugmentError> {
+        .map(|((mut slots, idx), label)| {
             let first = make_views(split, cfg, epoch, *idx, &mut slots);
             match (first, cfg.on_error) {
-                (Ok(l), _) => *label = l,
-                (Err(e), OnError::Fail) => return Err(e),
+                (Ok(l), _) => {
+                    *label = l;
+                    Ok(None)
+                }
+                (Err(e), OnError::Fail) => Err(e),
                 (Err(e), OnError::Substitute) => {
                     // The next records in index order, deterministically.
                     let mut found = None;
@@ -297,15 +381,64 @@ fn fill_batch(
                             break;
                         }
                     }
-                    let (alt, l) = found.ok_or(e)?;
+                    let Some((alt, l)) = found else {
+                        return Err(e);
+                    };
                     *idx = alt;
                     *label = l;
-                    substituted.fetch_add(1, Ordering::Relaxed);
+                    Ok(Some(e))
                 }
             }
-            Ok(())
-        })?;
-    Ok(substituted.into_inner())
+        })
+        .collect::<Result<_, AugmentError>>()?;
+    Ok(bad.into_iter().flatten().collect())
+}
+
+/// Evaluation views: the centre `crop` fraction of each image's shorter side
+/// (0.875 in the reference), resized to `side` x `side` (bilinear,
+/// antialiased), no other augmentation, for the records `indices`, written
+/// into `out` (`[indices.len(), side, side, 3]` uint8 NHWC). Runs on the
+/// current rayon pool; returns the labels. An error names the shard and record.
+pub fn centre_crops(
+    split: &SplitReader,
+    indices: &[u64],
+    side: u32,
+    crop: f64,
+    out: &mut [u8],
+) -> Result<Vec<u32>, AugmentError> {
+    let per = (side * side * 3) as usize;
+    if out.len() != per * indices.len() || !(crop > 0.0 && crop <= 1.0) {
+        return Err(AugmentError::Config {
+            flag: "centre crop",
+            detail: format!(
+                "{} output bytes for {} views of {side} px, crop {crop} (want {} bytes, crop in (0, 1])",
+                out.len(),
+                indices.len(),
+                per * indices.len()
+            ),
+        });
+    }
+    out.par_chunks_mut(per)
+        .zip(indices.par_iter())
+        .map(|(slot, &i)| {
+            WORK.with(|w| {
+                let (buf, scratch) = &mut *w.borrow_mut();
+                let rec = split.get(i).map_err(|e| read_error(split, i, e))?;
+                let (w, h) = decode_into(&rec, buf).map_err(|e| record_error(split, i, e))?;
+                let short = w.min(h);
+                let s = ((short as f64 * crop).round() as u32).clamp(1, short);
+                let bx = CropBox {
+                    x: (w - s) / 2,
+                    y: (h - s) / 2,
+                    w: s,
+                    h: s,
+                };
+                crop_resize(buf, w, h, bx, side, slot, scratch)
+                    .map_err(|e| record_error(split, i, e))?;
+                Ok(rec.label)
+            })
+        })
+        .collect()
 }
 
 /// Runs the engine on its own threads and hands out finished batches.
@@ -357,7 +490,7 @@ impl Loader {
                 detail: e.to_string(),
             })?;
         let (tx, rx) = bounded::<Result<Batch, AugmentError>>(cfg.queue_depth);
-        let (recycle_tx, recycle_rx) = bounded::<Vec<ViewBatch>>(cfg.queue_depth + 4);
+        let (recycle_tx, recycle_rx) = bounded::<Vec<ViewGroup>>(cfg.queue_depth + 4);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let handle = std::thread::Builder::new()
@@ -373,28 +506,20 @@ impl Loader {
                             *i = map[*i as usize];
                         }
                     }
-                    let mut views = recycle_rx.try_recv().unwrap_or_else(|_| {
-                        (0..cfg.views())
-                            .map(|v| {
-                                let side = cfg.view_side(v);
-                                ViewBatch {
-                                    side,
-                                    data: vec![0u8; b * (side * side * 3) as usize],
-                                }
-                            })
-                            .collect()
-                    });
+                    let mut groups = recycle_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| new_groups(&cfg, b));
                     let mut labels = vec![0u32; b];
                     let res = pool.install(|| {
-                        fill_batch(&split, &cfg, epoch, &mut indices, &mut labels, &mut views)
+                        fill_batch(&split, &cfg, epoch, &mut indices, &mut labels, &mut groups)
                     });
-                    let msg = res.map(|substituted| Batch {
+                    let msg = res.map(|bad| Batch {
                         epoch,
                         indices,
                         labels,
-                        views,
+                        groups,
                         sampler_after: sampler.state(),
-                        substituted,
+                        bad,
                         recycle: Some(recycle_tx.clone()),
                     });
                     let failed = msg.is_err();

@@ -4,9 +4,10 @@
 //! S support), each with its own random draw derived from (seed, epoch, record
 //! index, view index), so the same seed gives byte-identical batches whatever the
 //! thread count. Views are written straight into preallocated uint8 NHWC batch
-//! buffers (`views[v]` = view v of every image: view-major, like the loss's rows),
-//! which finished batches carry through a bounded queue and give back to a pool
-//! when dropped.
+//! buffers, one per group of same-sized views (main, support), each view-major
+//! like the loss's rows, which finished batches carry through a bounded queue and
+//! give back to a pool when dropped. [`centre_crops`] makes the unaugmented
+//! evaluation views.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -19,7 +20,8 @@
 //! let sampler = Sampler::new(train.len(), cfg.seed(), 0, 1);
 //! let mut loader = Loader::start(train, cfg, sampler)?;
 //! let batch = loader.next_batch().expect("running")?;
-//! assert_eq!(batch.views.len(), 10);
+//! assert_eq!(batch.views(), 10);
+//! assert_eq!(batch.groups[1].views, 8); // the support views, one buffer
 //! # Ok(()) }
 //! ```
 //!
@@ -43,7 +45,7 @@ pub mod simd;
 
 pub use decode::decode_into;
 pub use engine::{
-    make_views, Batch, EngineConfig, EngineConfigBuilder, Loader, OnError, ViewBatch,
+    centre_crops, make_views, Batch, EngineConfig, EngineConfigBuilder, Loader, OnError, ViewGroup,
 };
 pub use error::AugmentError;
 pub use params::{draw_crop, draw_view, CropBox, Jitter, Recipe, ViewDraw};

@@ -35,7 +35,9 @@ fn fingerprint(b: &Batch) -> (u64, Vec<u64>, Vec<u32>, Vec<Vec<u8>>) {
         b.epoch,
         b.indices.clone(),
         b.labels.clone(),
-        b.views.iter().map(|v| v.data.clone()).collect(),
+        (0..b.views())
+            .map(|v| b.view(v).unwrap().to_vec())
+            .collect(),
     )
 }
 
@@ -114,7 +116,7 @@ fn buffers_are_recycled_and_drop_stops_the_workers() {
     let mut seen = std::collections::HashSet::new();
     for _ in 0..30 {
         let b = l.next_batch().unwrap().unwrap();
-        seen.insert(b.views[0].data.as_ptr() as usize);
+        seen.insert(b.groups[0].data.as_ptr() as usize);
     }
     // Queue depth 4: a handful of buffers in circulation, not one per batch.
     assert!(
@@ -226,7 +228,11 @@ fn a_bad_record_is_named_or_substituted() {
     .unwrap();
     for _ in 0..3 {
         let b = l.next_batch().unwrap().unwrap();
-        assert_eq!(b.substituted, 1);
+        assert_eq!(b.bad.len(), 1);
+        match &b.bad[0] {
+            AugmentError::Record { record, .. } => assert_eq!(*record, 5),
+            other => panic!("the substituted record is named: {other:?}"),
+        }
         assert!(!b.indices.contains(&5));
         assert!(b.indices.contains(&6));
     }
@@ -259,7 +265,7 @@ fn every_storage_encoding_decodes_in_the_engine() {
         let mut l =
             Loader::start(split.clone(), config(1), Sampler::new(split.len(), 5, 0, 1)).unwrap();
         let b = l.next_batch().unwrap().unwrap();
-        firsts.push(b.views[0].data.clone());
+        firsts.push(b.view(0).unwrap().to_vec());
     }
     // Same records, same draws: the lossless and lossy storages give nearly the
     // same pixels (JPEG q92 source, so raw == keep exactly).
@@ -274,4 +280,37 @@ fn every_storage_encoding_decodes_in_the_engine() {
         mean_diff < 6.0,
         "WebP views differ by {mean_diff} on average"
     );
+}
+
+#[test]
+fn centre_crops_are_the_unaugmented_centre_of_each_image() {
+    let t = tempfile::tempdir().unwrap();
+    let split = synth_shards(t.path());
+    let idx: Vec<u64> = (0..6).collect();
+    // Synth images are 40 px squares: crop 1.0 at 40 px is the decoded image.
+    let mut out = vec![0u8; idx.len() * 40 * 40 * 3];
+    let labels = fnc_augment::centre_crops(&split, &idx, 40, 1.0, &mut out).unwrap();
+    let mut buf = Vec::new();
+    for (k, &i) in idx.iter().enumerate() {
+        let rec = split.get(i).unwrap();
+        assert_eq!(labels[k], rec.label);
+        let (w, h) = fnc_augment::decode_into(&rec, &mut buf).unwrap();
+        assert_eq!((w, h), (40, 40));
+        assert_eq!(&out[k * 4800..(k + 1) * 4800], &buf[..4800], "image {i}");
+    }
+    // Crop 0.5 at 20 px: the centre 20 x 20 pixels, copied.
+    let mut half = vec![0u8; idx.len() * 20 * 20 * 3];
+    fnc_augment::centre_crops(&split, &idx, 20, 0.5, &mut half).unwrap();
+    let rec = split.get(0).unwrap();
+    fnc_augment::decode_into(&rec, &mut buf).unwrap();
+    for y in 0..20 {
+        let src = &buf[((y + 10) * 40 + 10) * 3..((y + 10) * 40 + 30) * 3];
+        assert_eq!(&half[y * 60..(y + 1) * 60], src, "row {y}");
+    }
+    // A buffer of the wrong size is an error, not a panic.
+    let mut short = vec![0u8; 10];
+    assert!(matches!(
+        fnc_augment::centre_crops(&split, &idx, 20, 0.5, &mut short),
+        Err(AugmentError::Config { .. })
+    ));
 }

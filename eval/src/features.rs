@@ -17,9 +17,33 @@ pub struct FeatureSet {
     pub classes: i64,
 }
 
-fn cache_path(run: &Path, tag: &str, split: &str) -> PathBuf {
-    run.join("features")
-        .join(format!("{tag}-{split}.safetensors"))
+/// What makes features differ besides the encoder: the dataset (its id and
+/// the checksums of the split's shards, so re-ingested data is not confused
+/// with the old), the split, the view side and the crop. Hashed into the
+/// cache file's name.
+fn cache_key(ds: &Dataset, split: &str, arch: &str, size: u32) -> String {
+    let m = ds.manifest();
+    let mut text = format!(
+        "{}|{split}|{arch}|{size}|{}",
+        m.dataset_id,
+        fnc_train::EVAL_CROP
+    );
+    if let Some(info) = m.splits.get(split) {
+        for sh in &info.shards {
+            text.push('|');
+            text.push_str(&sh.checksum);
+        }
+    }
+    // FNV-1a: stable across builds and platforms (unlike DefaultHasher).
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in text.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn cache_path(dir: &Path, tag: &str, split: &str, key: &str) -> PathBuf {
+    dir.join(format!("{tag}-{split}-{key}.safetensors"))
 }
 
 fn load_cached(p: &Path) -> Option<(Tensor, Tensor)> {
@@ -56,7 +80,9 @@ pub fn open_dataset(shards: &Path) -> Result<Dataset, EvalError> {
 }
 
 /// Features of `src`'s checkpoint (or, with `random`, of a freshly initialised
-/// encoder of the same architecture, seeded), cached under `RUN/features/`.
+/// encoder of the same architecture, seeded) on the images of `shards`,
+/// cached in the run's features directory under a key of the checkpoint and
+/// everything about the data that changes them.
 pub fn features(
     src: &Source,
     shards: &Path,
@@ -76,15 +102,12 @@ pub fn features(
     }
     let model = fnc_train::build_model(&vs, &cfg);
     if random.is_none() {
-        vs.load(src.checkpoint.join("model.safetensors"))
-            .map_err(|e| EvalError::Input {
-                what: format!("checkpoint {}", src.checkpoint.display()),
-                detail: format!("does not fit a {} encoder: {e}", cfg.arch.name()),
-            })?;
+        src.checkpoint.restore_model(&mut vs, cfg.arch)?;
     }
     let mut out = Vec::new();
     for split in ["train", "val"] {
-        let p = cache_path(&src.run, &tag, split);
+        let key = cache_key(&ds, split, cfg.arch.name(), cfg.image_size);
+        let p = cache_path(&src.run.features_dir(), &tag, split, &key);
         if let Some(c) = load_cached(&p) {
             out.push(c);
             continue;

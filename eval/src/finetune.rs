@@ -121,12 +121,9 @@ pub fn finetune(
         Default::default(),
     );
     if !cfg.random_init {
-        // The checkpoint has no classifier: load what it has.
-        vs.load_partial(src.checkpoint.join("model.safetensors"))
-            .map_err(|e| EvalError::Input {
-                what: format!("checkpoint {}", src.checkpoint.display()),
-                detail: format!("does not fit a {} encoder: {e}", tcfg.arch.name()),
-            })?;
+        // The checkpoint has no classifier.
+        src.checkpoint
+            .restore_model_except(&mut vs, tcfg.arch, &["classifier."])?;
     }
     let n = subset.len();
     let batch = cfg.batch_size.min(n).max(1);
@@ -157,17 +154,15 @@ pub fn finetune(
             what: "fine-tuning".into(),
             detail: "the engine stopped".into(),
         })??;
-        let side = b.views[0].side as i64;
-        let x = Tensor::from_slice(&b.views[0].data)
+        let side = b.groups[0].side as i64;
+        let x = Tensor::from_slice(b.groups[0].view(0))
             .view([batch as i64, side, side, 3])
             .to_device(device);
         let y = Tensor::from_slice(&b.labels.iter().map(|&l| l as i64).collect::<Vec<_>>())
             .to_device(device);
         let logits = classifier.forward(&model.features(&fnc_train::normalise(&x), true));
         let loss = logits.cross_entropy_for_logits(&y);
-        opt.set_lr(
-            cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos()),
-        );
+        opt.set_lr(fnc_train::cosine(step as i64, total as i64, cfg.lr));
         opt.backward_step(&loss);
     }
     drop(loader);

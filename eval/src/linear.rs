@@ -83,9 +83,7 @@ pub fn linear_probe(
             let idx = perm.narrow(0, s, m);
             let logits = lin.forward(&x.index_select(0, &idx));
             let loss = logits.cross_entropy_for_logits(&tl.index_select(0, &idx));
-            opt.set_lr(
-                cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos()),
-            );
+            opt.set_lr(fnc_train::cosine(step, total, cfg.lr));
             opt.backward_step(&loss);
             s += m;
             step += 1;

@@ -52,7 +52,8 @@ enum Command {
         #[arg(long, default_value_t = 0.1)]
         lr: f64,
     },
-    /// Weighted k-NN (k = 20 and 200, temperature 0.07) top-1 on frozen features.
+    /// Weighted k-NN (k = 20 and 200, temperature 0.07, as the training
+    /// monitor) top-1 on frozen features.
     Knn {
         #[command(flatten)]
         which: Which,
@@ -151,7 +152,14 @@ fn run() -> Result<()> {
             } else {
                 None
             };
-            let extra = serde_json::json!({ "run": src.run, "checkpoint": src.checkpoint, "arch": src.config.arch.name() });
+            let extra = serde_json::json!({
+                "run": src.run.path(),
+                "checkpoint": src.checkpoint.dir(),
+                "arch": src.config.arch.name(),
+                "shards": shards,
+                "train_images": f.train.1.size()[0],
+                "val_images": f.val.1.size()[0],
+            });
             output(
                 &which,
                 &format!("{} ({})", src.config.arch.name(), src.tag()),
@@ -163,10 +171,20 @@ fn run() -> Result<()> {
         Command::Knn { which } => {
             let (src, shards, device) = source(&which)?;
             let knn = |f: &fnc_eval::FeatureSet| -> serde_json::Value {
-                serde_json::json!({
-                    "k20": fnc_train::knn_top1(&f.train.0, &f.train.1, &f.val.0, &f.val.1, 20, 0.07, f.classes),
-                    "k200": fnc_train::knn_top1(&f.train.0, &f.train.1, &f.val.0, &f.val.1, 200, 0.07, f.classes),
-                })
+                let mut m = serde_json::Map::new();
+                for k in [fnc_train::KNN_K, 200] {
+                    let acc = fnc_train::knn_top1(
+                        &f.train.0,
+                        &f.train.1,
+                        &f.val.0,
+                        &f.val.1,
+                        k,
+                        fnc_train::KNN_T,
+                        f.classes,
+                    );
+                    m.insert(format!("k{k}"), acc.into());
+                }
+                m.into()
             };
             let f = fnc_eval::features(&src, &shards, None, device)?;
             let mut j = serde_json::json!({ "top1": knn(&f) });

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use fnc_train::StepMetrics;
+use fnc_train::{RunDir, StepMetrics};
 use plotters::prelude::*;
 
 use crate::error::EvalError;
@@ -26,22 +26,9 @@ fn register_font() -> bool {
     false
 }
 
-/// Reads `RUN/metrics.jsonl`.
+/// Reads a run's metrics (its `metrics.jsonl`).
 pub fn read_metrics(run: &Path) -> Result<Vec<StepMetrics>, EvalError> {
-    let p = run.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&p).map_err(|e| EvalError::Input {
-        what: p.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| EvalError::Input {
-                what: format!("{} line {}", p.display(), i + 1),
-                detail: e.to_string(),
-            })
-        })
-        .collect()
+    Ok(fnc_train::read_metrics(&RunDir::new(run).metrics_path())?)
 }
 
 type Series = (&'static str, Vec<(f64, f64)>, Option<Vec<(f64, f64)>>);
@@ -52,7 +39,7 @@ pub fn report(run: &Path, out: &Path) -> Result<usize, EvalError> {
     let m = read_metrics(run)?;
     if m.is_empty() {
         return Err(EvalError::Input {
-            what: run.join("metrics.jsonl").display().to_string(),
+            what: RunDir::new(run).metrics_path().display().to_string(),
             detail: "holds no steps".into(),
         });
     }

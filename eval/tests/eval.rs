@@ -118,20 +118,77 @@ fn commands_end_to_end_and_their_errors() {
         "cpu",
         "--json",
     ]));
-    for key in ["top1", "top5"] {
-        let v = lin[key].as_f64().unwrap();
-        assert!((0.0..=100.0).contains(&v));
-        let b = lin["baseline"][key].as_f64().unwrap();
-        assert!((0.0..=100.0).contains(&b));
+    for (key, b) in [("top1", &lin), ("top5", &lin), ("top1", &lin["baseline"])] {
+        let v = b[key].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&v), "{lin}");
     }
+    assert!(lin["top5"].as_f64() >= lin["top1"].as_f64(), "{lin}");
+    // 3 classes x 24 train and x 6 val images.
+    assert_eq!(lin["train_images"], 72, "{lin}");
+    assert_eq!(lin["val_images"], 18, "{lin}");
+    let cached = |run: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(run.join("features"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let files = cached(&run);
     assert!(
-        run.join("features")
-            .join("step-00000006-train.safetensors")
-            .is_file(),
-        "features are cached next to the run"
+        files
+            .iter()
+            .any(|f| f.starts_with("step-00000006-train-") && f.ends_with(".safetensors")),
+        "features are cached next to the run: {files:?}"
     );
+    // k-NN of the final checkpoint is what the training monitor logged for it
+    // (same features, k and temperature).
     let knn = json(&eval(&["knn", "--run", r, "--device", "cpu", "--json"]));
-    assert!(knn["top1"]["k20"].as_f64().unwrap() >= 0.0);
+    let metrics = fnc_train::read_metrics(&run.join("metrics.jsonl")).unwrap();
+    let logged = metrics.last().unwrap().knn_top1.unwrap();
+    assert!(
+        (knn["top1"]["k20"].as_f64().unwrap() - logged).abs() < 1e-9,
+        "fnc-eval knn {knn} vs the monitor's {logged}"
+    );
+
+    // Another dataset through --shards: its images are evaluated, with their
+    // own cache entries, not the run's own shards' features.
+    let other_dir = t.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = fnc_tests::synth_shards(&other_dir, 3, 10, 4, 40, 9);
+    let lin_b = json(&eval(&[
+        "linear",
+        "--run",
+        r,
+        "--shards",
+        other.to_str().unwrap(),
+        "--epochs",
+        "5",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!(lin_b["train_images"], 30, "{lin_b}");
+    assert_eq!(lin_b["val_images"], 12, "{lin_b}");
+    let after = cached(&run);
+    assert_eq!(
+        after.len(),
+        files.len() + 2,
+        "new train and val cache entries for the other dataset: {files:?} -> {after:?}"
+    );
+    // And the run's own shards still use their own cache.
+    let again = json(&eval(&[
+        "linear", "--run", r, "--epochs", "20", "--device", "cpu", "--json",
+    ]));
+    assert_eq!(again["val_images"], 18, "{again}");
+    assert_eq!(
+        cached(&run).len(),
+        after.len(),
+        "a cache hit writes nothing"
+    );
     let ft = json(&eval(&[
         "finetune",
         "--run",
@@ -191,7 +248,7 @@ fn commands_end_to_end_and_their_errors() {
     .unwrap();
     let o = eval(&["linear", "--run", r, "--device", "cpu"]);
     assert!(
-        stderr(&o).contains("does not fit a resnet18 encoder"),
+        stderr(&o).contains("holds a small encoder and cannot be loaded into a resnet18 encoder"),
         "{}",
         stderr(&o)
     );

@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
+use fnc_augment::{AugmentError, EngineConfig, OnError};
 use serde::{Deserialize, Serialize};
 
+use crate::error::TrainError;
 use crate::loss::LossConfig;
 use crate::model::Arch;
 use crate::optim::OptimizerKind;
@@ -101,6 +103,9 @@ pub struct TrainConfig {
     pub memory: usize,
     /// EMA decay of the momentum encoder (memory variant).
     pub ema_decay: f64,
+    /// Records that fail to decode which are replaced by another record (and
+    /// counted, and named once each) before the run stops; 0 = stop at the first.
+    pub max_bad_records: u64,
     pub loss: LossConfig,
 }
 
@@ -131,6 +136,7 @@ impl Default for TrainConfig {
             knn_every: 0,
             memory: 0,
             ema_decay: 0.999,
+            max_bad_records: 0,
             loss: LossConfig::default(),
         }
     }
@@ -150,5 +156,116 @@ impl TrainConfig {
     /// Views per image.
     pub fn views(&self) -> usize {
         2 + self.support
+    }
+
+    /// Checks every option on its own and against the others: the one place
+    /// where a config is judged before anything runs. An error names the flag
+    /// (its config key is the flag's name with `_` for `-`). What needs the
+    /// data (the batch against the split's size) is [`Self::check_split`].
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |flag: &'static str, detail: String| Err(TrainError::Config { flag, detail });
+        if self.batch_size < 2 {
+            return bad(
+                "--batch-size",
+                format!(
+                    "{} is too small: contrast needs 2 images at least",
+                    self.batch_size
+                ),
+            );
+        }
+        if self.steps == 0 && !(self.epochs > 0.0 && self.epochs.is_finite()) {
+            return bad(
+                "--epochs",
+                format!("{} is not a positive number (or give --steps)", self.epochs),
+            );
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("--lr", format!("{} is not a positive number", self.lr));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad(
+                "--weight-decay",
+                format!("{} is not a number >= 0", self.weight_decay),
+            );
+        }
+        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs.is_finite()) {
+            return bad(
+                "--warmup-epochs",
+                format!("{} is not a number >= 0", self.warmup_epochs),
+            );
+        }
+        if self.proj_dim < 1 {
+            return bad("proj_dim", format!("{} must be at least 1", self.proj_dim));
+        }
+        if self.checkpoint_every == 0 {
+            return bad("--checkpoint-every", "must be at least 1".into());
+        }
+        crate::device::parse_device(&self.device)?;
+        self.loss.validate(self.views() as i64)?;
+        let anchor_views = self.loss.anchor_views(self.views() as i64) as usize;
+        if self.memory > 0 && self.memory < anchor_views {
+            return bad(
+                "--memory",
+                format!(
+                    "{} x batch rows cannot hold one batch of {anchor_views} anchor views; \
+                     use at least {anchor_views} (the reference uses 16)",
+                    self.memory
+                ),
+            );
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return bad(
+                "--ema-decay",
+                format!("{} is not in [0, 1)", self.ema_decay),
+            );
+        }
+        // Sizes and the rest of the view recipe.
+        self.engine_config(0)?;
+        Ok(())
+    }
+
+    /// Checks the config against a split of `records` images.
+    pub fn check_split(&self, records: u64) -> Result<(), TrainError> {
+        if self.batch_size as u64 > records {
+            return Err(TrainError::Config {
+                flag: "--batch-size",
+                detail: format!(
+                    "{} does not fit the {records} records of split {} (2..={records})",
+                    self.batch_size, self.split
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The augmentation engine of this run with `workers` threads (0 = one per
+    /// core): bad records are replaced when `max_bad_records` allows any.
+    pub fn engine_config(&self, workers: usize) -> Result<EngineConfig, TrainError> {
+        let on_error = if self.max_bad_records > 0 {
+            OnError::Substitute
+        } else {
+            OnError::Fail
+        };
+        EngineConfig::builder()
+            .batch_size(self.batch_size)
+            .support(self.support)
+            .size(self.image_size)
+            .support_size(self.support_size)
+            .seed(self.seed)
+            .threads(workers)
+            .on_error(on_error)
+            .build()
+            .map_err(|e| match e {
+                AugmentError::Config { flag, detail } => TrainError::Config {
+                    // The engine calls the main view side --size.
+                    flag: if flag == "--size" {
+                        "--image-size"
+                    } else {
+                        flag
+                    },
+                    detail,
+                },
+                other => other.into(),
+            })
     }
 }

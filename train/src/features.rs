@@ -1,67 +1,25 @@
 //! Frozen-encoder features (centre crop, no augmentation) and weighted k-NN:
 //! what evaluation and the training-time monitor share.
 
-use std::cell::RefCell;
-
-use fnc_augment::ops::{crop_resize, Scratch};
-use fnc_augment::{decode_into, CropBox};
 use fnc_formats::SplitReader;
-use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
+use crate::error::TrainError;
 use crate::model::{normalise, Model};
-use crate::run::TrainError;
 
-thread_local! {
-    static WORK: RefCell<(Vec<u8>, Scratch)> = RefCell::new((Vec::new(), Scratch::default()));
-}
+/// The centre crop of evaluation features: this fraction of the shorter side
+/// (0.875, as the reference's evaluation).
+pub const EVAL_CROP: f64 = 0.875;
 
-/// The centre `crop` fraction of the shorter side (0.875 as in the reference),
-/// resized to `size`, for every record in `indices`: uint8 NHWC, and labels.
-pub fn centre_crops(
-    split: &SplitReader,
-    indices: &[u64],
-    size: u32,
-    crop: f64,
-) -> Result<(Vec<u8>, Vec<i64>), TrainError> {
-    let per = (size * size * 3) as usize;
-    let mut out = vec![0u8; per * indices.len()];
-    let labels: Vec<i64> = out
-        .par_chunks_mut(per)
-        .zip(indices.par_iter())
-        .map(|(slot, &i)| {
-            WORK.with(|w| {
-                let (buf, scratch) = &mut *w.borrow_mut();
-                let rec = split.get(i).map_err(|e| TrainError::Config {
-                    flag: "--shards",
-                    detail: e.to_string(),
-                })?;
-                let (w, h) = decode_into(&rec, buf).map_err(|detail| TrainError::Config {
-                    flag: "--shards",
-                    detail: format!("record {i}: {detail}"),
-                })?;
-                let side = ((w.min(h) as f64 * crop).round() as u32).clamp(1, w.min(h));
-                let bx = CropBox {
-                    x: (w - side) / 2,
-                    y: (h - side) / 2,
-                    w: side,
-                    h: side,
-                };
-                crop_resize(buf, w, h, bx, size, slot, scratch).map_err(|detail| {
-                    TrainError::Config {
-                        flag: "--shards",
-                        detail,
-                    }
-                })?;
-                Ok(rec.label as i64)
-            })
-        })
-        .collect::<Result<_, TrainError>>()?;
-    Ok((out, labels))
-}
+/// The k-NN monitor's and `fnc-eval knn`'s defaults: k 20 neighbours weighted
+/// by exp(sim / 0.07).
+pub const KNN_K: i64 = 20;
+/// See [`KNN_K`].
+pub const KNN_T: f64 = 0.07;
 
-/// Encoder features of a whole split (eval mode, no gradient), on the CPU as
-/// `[N, d]` float, with `[N]` int64 labels.
+/// Encoder features of a whole split (eval mode, no gradient) on centre crops
+/// ([`EVAL_CROP`]) of side `size`, on the CPU as `[N, d]` float, with `[N]`
+/// int64 labels.
 pub fn extract_features(
     model: &Model,
     split: &SplitReader,
@@ -76,13 +34,14 @@ pub fn extract_features(
     while start < n {
         let end = (start + batch as u64).min(n);
         let idx: Vec<u64> = (start..end).collect();
-        let (px, l) = centre_crops(split, &idx, size, 0.875)?;
+        let mut px = vec![0u8; idx.len() * (size * size * 3) as usize];
+        let l = fnc_augment::centre_crops(split, &idx, size, EVAL_CROP, &mut px)?;
         let x = Tensor::from_slice(&px)
             .view([idx.len() as i64, size as i64, size as i64, 3])
             .to_device(device);
         let f = tch::no_grad(|| model.features(&normalise(&x), false));
         feats.push(f.to_device(Device::Cpu).to_kind(Kind::Float));
-        labels.extend(l);
+        labels.extend(l.into_iter().map(i64::from));
         start = end;
     }
     Ok((Tensor::cat(&feats, 0), Tensor::from_slice(&labels)))

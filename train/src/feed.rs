@@ -1,15 +1,18 @@
 //! Batches as tensors one step ahead: a thread turns the augmentation engine's
-//! batches into host tensors (pinned when the model is on CUDA) while the
-//! device trains on the previous step, so that the copies into tensors do not
-//! sit between two steps.
+//! batches into tensors on the training device while the device trains on the
+//! previous step, so that the copies do not sit between two steps.
+//!
+//! Each view group arrives from the engine as one buffer, so it becomes a
+//! tensor in one host copy; on CUDA the thread also uploads it, and the
+//! training thread receives device tensors.
 
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver};
-use fnc_augment::{Batch, Loader, SamplerState, ViewBatch};
-use tch::{Device, Kind, Tensor};
+use fnc_augment::{AugmentError, Batch, Loader, SamplerState, ViewGroup};
+use tch::{Device, Tensor};
 
-use crate::run::TrainError;
+use crate::error::TrainError;
 
 /// What one training step consumes.
 #[derive(Debug)]
@@ -23,6 +26,8 @@ pub(crate) struct StepInput {
     pub epoch: u64,
     /// Where the sampler resumes after this batch.
     pub sampler_after: SamplerState,
+    /// Records of this batch that failed to decode and were replaced.
+    pub bad: Vec<AugmentError>,
 }
 
 /// The feeding thread and its one-deep queue.
@@ -30,77 +35,62 @@ pub(crate) struct StepInput {
 pub(crate) struct Feed {
     rx: Option<Receiver<Result<StepInput, TrainError>>>,
     handle: Option<JoinHandle<()>>,
-    device: Device,
 }
 
-/// One view group as a single host tensor, pinned for `device` if it is CUDA.
-fn group(views: &[ViewBatch], b: usize, device: Device) -> Tensor {
-    let side = views[0].side as i64;
-    let parts: Vec<Tensor> = views
-        .iter()
-        .map(|v| Tensor::from_slice(&v.data).view([b as i64, side, side, 3]))
-        .collect();
-    let x = Tensor::cat(&parts, 0);
+/// One view group as a tensor on `device`: one host copy, then the upload.
+fn group(g: &ViewGroup, b: usize, device: Device) -> Tensor {
+    let side = g.side as i64;
+    let x = Tensor::from_slice(&g.data).view([(g.views * b) as i64, side, side, 3]);
     if device.is_cuda() {
-        x.pin_memory(device)
+        x.to_device(device)
     } else {
         x
     }
 }
 
-fn to_input(batch: Batch, b: usize, device: Device) -> StepInput {
+fn to_input(mut batch: Batch, device: Device) -> StepInput {
+    let b = batch.labels.len();
     let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
     StepInput {
-        main: group(&batch.views[..2], b, device),
-        support: (batch.views.len() > 2).then(|| group(&batch.views[2..], b, device)),
-        labels: Tensor::from_slice(&labels),
+        main: group(&batch.groups[0], b, device),
+        support: batch.groups.get(1).map(|g| group(g, b, device)),
+        labels: Tensor::from_slice(&labels).to_device(device),
         epoch: batch.epoch,
         sampler_after: batch.sampler_after,
+        bad: std::mem::take(&mut batch.bad),
     }
 }
 
 impl Feed {
-    /// Starts feeding batches of `b` images from `loader` for `device`.
-    pub fn start(mut loader: Loader, b: usize, device: Device) -> Result<Feed, TrainError> {
+    /// Starts feeding `loader`'s batches as tensors on `device`.
+    pub fn start(mut loader: Loader, device: Device) -> Result<Feed, TrainError> {
         let (tx, rx) = bounded(1);
         let handle = std::thread::Builder::new()
             .name("fnc-feed".into())
             .spawn(move || {
                 while let Some(batch) = loader.next_batch() {
                     let item = batch
-                        .map(|batch| to_input(batch, b, device))
+                        .map(|batch| to_input(batch, device))
                         .map_err(TrainError::from);
                     if tx.send(item).is_err() {
                         break;
                     }
                 }
             })
-            .map_err(|e| TrainError::Config {
-                flag: "--workers",
-                detail: format!("cannot start the feeding thread: {e}"),
+            .map_err(|err| TrainError::Thread {
+                what: "feeding",
+                err,
             })?;
         Ok(Feed {
             rx: Some(rx),
             handle: Some(handle),
-            device,
         })
     }
 
-    /// The next step's input, its tensors on the device (copied without
-    /// blocking the host on CUDA); `None` when the engine stopped.
+    /// The next step's input, its tensors on the device; `None` when the
+    /// engine stopped.
     pub fn next(&self) -> Option<Result<StepInput, TrainError>> {
-        let item = self.rx.as_ref()?.recv().ok()?;
-        let dev = self.device;
-        Some(item.map(|mut s| {
-            if dev.is_cuda() {
-                s.main = s.main.to_device_(dev, Kind::Uint8, true, false);
-                s.support = s
-                    .support
-                    .map(|x| x.to_device_(dev, Kind::Uint8, true, false));
-                s.labels = s.labels.to_device(dev);
-            }
-            s
-        }))
+        self.rx.as_ref()?.recv().ok()
     }
 }
 

@@ -3,7 +3,9 @@
 //!
 //! [`fnc_loss`] is the exact loss of SPEC §4 on a view-major embedding matrix;
 //! [`Model`] an encoder with torchvision parameter names plus the projection
-//! head; [`Optimizer`] LARS / SGD / AdamW with their state as named tensors.
+//! head; [`Optimizer`] LARS / SGD / AdamW with their state as named tensors;
+//! [`train`] the loop that ties them to the augmentation engine; [`RunDir`] and
+//! [`Checkpoint`] the run directory that training writes and evaluation reads.
 //!
 //! ```no_run
 //! use fnc_train::{fnc_loss, LossConfig};
@@ -11,33 +13,50 @@
 //! let out = fnc_loss(&z, 4, &LossConfig::default(), None).unwrap();
 //! println!("loss {} mean |F_i| {}", out.loss.double_value(&[]), out.mean_fn);
 //! ```
+//!
+//! Modules, each one concern: `config` (options and their validation),
+//! `error`, `device`, `model`/`resnet`/`layers` (networks), `loss`,
+//! `momentum` (memory variant), `optim` (optimisers and schedules), `step`
+//! (the forward pass of a step), `feed` (batches to tensors), `features`
+//! (evaluation features, k-NN), `metrics`, `checkpoint` (run directory),
+//! `bench`, `export`, and `trainer` (the loop, which nothing else imports).
 #![forbid(unsafe_code)]
 
+mod bench;
+mod checkpoint;
 mod config;
+mod device;
+mod error;
+mod export;
 mod features;
 mod feed;
 mod layers;
 mod loss;
+mod metrics;
 mod model;
 mod momentum;
 mod optim;
 mod resnet;
-mod run;
+mod step;
+mod trainer;
 
+pub use bench::{bench_steps, BenchTimes};
+pub use checkpoint::{Checkpoint, CheckpointState, RunDir};
 pub use config::{LrScaling, MemoryFormat, Precision, TrainConfig};
-pub use features::{centre_crops, extract_features, knn_top1};
+pub use device::{parse_device, sync};
+pub use error::TrainError;
+pub use export::export_encoder;
+pub use features::{extract_features, knn_top1, EVAL_CROP, KNN_K, KNN_T};
 pub use loss::{
     fnc_loss, fnc_loss_memory, Aggregate, Anchors, LossConfig, LossError, LossOutput, MemoryBank,
     Strategy, SupportSet,
 };
+pub use metrics::{read_metrics, MetricsLog, StepMetrics, TrainSummary};
 pub use model::{
-    encoder, is_channels_last, normalise, normalise_as, projection_head, small_cnn,
+    build_model, encoder, is_channels_last, normalise, normalise_as, projection_head, small_cnn,
     to_channels_last, Arch, Model, ProjectionHead, SmallCnn,
 };
 pub use momentum::Momentum;
-pub use optim::{learning_rate, Optimizer, OptimizerKind};
+pub use optim::{cosine, learning_rate, trainable, Optimizer, OptimizerKind};
 pub use resnet::{resnet18, resnet50, ResNet};
-pub use run::{
-    bench_steps, build_model, export_encoder, latest_checkpoint, load_latest, parse_device, train,
-    BenchTimes, StepMetrics, TrainError, TrainSummary,
-};
+pub use trainer::{train, Observer};

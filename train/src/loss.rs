@@ -64,6 +64,37 @@ pub struct LossConfig {
 }
 
 impl LossConfig {
+    /// Checks the options for `views` views per image; an error names the flag.
+    pub fn validate(&self, views: i64) -> Result<(), LossError> {
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(LossError::Option {
+                flag: "--temperature",
+                detail: format!("{} is not a positive number", self.temperature),
+            });
+        }
+        if self.topk < 0 {
+            return Err(LossError::Option {
+                flag: "--fn-topk",
+                detail: format!("{} is negative (0 turns the filter off)", self.topk),
+            });
+        }
+        if let Some(t) = self.threshold {
+            if !(-1.0..=1.0).contains(&t) {
+                return Err(LossError::Option {
+                    flag: "--fn-threshold",
+                    detail: format!("{t} is not a cosine similarity in [-1, 1] (or `none`)"),
+                });
+            }
+        }
+        if self.support_set == SupportSet::Support && views < 3 {
+            return Err(LossError::Option {
+                flag: "--fn-support",
+                detail: "'support' needs support views (V > 2)".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Views that are anchors (and positives) out of `views`: all V, or the
     /// two main views.
     pub fn anchor_views(&self, views: i64) -> i64 {
@@ -108,32 +139,37 @@ pub struct LossOutput {
 pub enum LossError {
     #[error("--views {views}: the embedding matrix has {rows} rows, not a multiple of V")]
     Shape { views: i64, rows: i64 },
+    #[error("--labels: shape {shape:?}, but the embeddings hold {images} images: want [{images}] (one label per image)")]
+    Labels { shape: Vec<i64>, images: i64 },
     #[error("invalid option {flag}: {detail}")]
     Option { flag: &'static str, detail: String },
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 }
 
-/// Checks `z` (`[V*B, d]`) and the options; returns B.
-fn images_in(z: &Tensor, views: i64, cfg: &LossConfig) -> Result<i64, LossError> {
+/// Checks `z` (`[V*B, d]`), `labels` (`[B]`) and the options; returns B.
+fn images_in(
+    z: &Tensor,
+    views: i64,
+    cfg: &LossConfig,
+    labels: Option<&Tensor>,
+) -> Result<i64, LossError> {
     let size = z.size();
     let n = size.first().copied().unwrap_or(0);
     if views < 2 || n == 0 || n % views != 0 || size.len() != 2 {
         return Err(LossError::Shape { views, rows: n });
     }
-    if cfg.temperature <= 0.0 {
-        return Err(LossError::Option {
-            flag: "--temperature",
-            detail: "must be positive".into(),
-        });
+    cfg.validate(views)?;
+    let b = n / views;
+    if let Some(l) = labels {
+        if l.size() != [b] {
+            return Err(LossError::Labels {
+                shape: l.size(),
+                images: b,
+            });
+        }
     }
-    if cfg.support_set == SupportSet::Support && views < 3 {
-        return Err(LossError::Option {
-            flag: "--fn-support",
-            detail: "'support' needs support views (V > 2)".into(),
-        });
-    }
-    Ok(n / views)
+    Ok(b)
 }
 
 fn l2_normalise(z: &Tensor) -> Result<Tensor, LossError> {
@@ -160,7 +196,7 @@ pub fn fnc_loss(
     cfg: &LossConfig,
     labels: Option<&Tensor>,
 ) -> Result<LossOutput, LossError> {
-    let b = images_in(z, views, cfg)?;
+    let b = images_in(z, views, cfg, labels)?;
     let z = l2_normalise(z)?;
     let m = cfg.anchor_views(views) * b;
     let anchors = z.f_narrow(0, 0, m)?;
@@ -195,7 +231,7 @@ pub fn fnc_loss_memory(
     cfg: &LossConfig,
     labels: Option<&Tensor>,
 ) -> Result<LossOutput, LossError> {
-    let b = images_in(z, views, cfg)?;
+    let b = images_in(z, views, cfg, labels)?;
     if z_momentum.size() != z.size() {
         return Err(LossError::Shape {
             views,
@@ -333,10 +369,25 @@ impl MemoryBank {
                 self.keys.size()
             ));
         }
+        let labels = get("memory.labels")?;
+        if labels.size() != self.labels.size() {
+            return Err(format!(
+                "memory.labels is {:?}, this run's bank is {:?}",
+                labels.size(),
+                self.labels.size()
+            ));
+        }
+        let filled = crate::optim::scalar_entry(named, "memory.filled")?;
+        if !(0..=self.capacity()).contains(&filled) {
+            return Err(format!(
+                "memory.filled {filled} is not in 0..={}",
+                self.capacity()
+            ));
+        }
         let dev = self.keys.device();
         self.keys = keys.to_device(dev).to_kind(Kind::Float);
-        self.labels = get("memory.labels")?.to_device(dev).to_kind(Kind::Int64);
-        self.filled = get("memory.filled")?.int64_value(&[0]);
+        self.labels = labels.to_device(dev).to_kind(Kind::Int64);
+        self.filled = filled;
         Ok(())
     }
 }

@@ -13,7 +13,13 @@ use fnc_train::{
 
 /// Pretrain an image encoder with the FNC loss (GPU when present, CPU otherwise).
 #[derive(Debug, Parser)]
-#[command(name = "fnc-train", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "fnc-train",
+    version,
+    args_conflicts_with_subcommands = true,
+    // A flag given twice takes its last value (e.g. after a preset of flags).
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -208,6 +214,11 @@ struct TrainArgs {
     /// EMA decay of the momentum encoder of --memory [default: 0.999].
     #[arg(long)]
     ema_decay: Option<f64>,
+    /// Records that fail to decode (corrupt data, a damaged shard) which are
+    /// replaced by another record, counted in metrics.jsonl and named once each,
+    /// before the run stops; 0 = stop at the first [default: 0].
+    #[arg(long, value_name = "N")]
+    max_bad_records: Option<u64>,
     #[command(flatten)]
     loss: LossArgs,
     /// Print the summary as JSON.
@@ -223,7 +234,7 @@ fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
     let mut cfg = TrainConfig::default();
     let from_run = a
         .resume
-        .then(|| a.out.as_ref().map(|o| o.join("config.toml")))
+        .then(|| a.out.as_ref().map(|o| fnc_train::RunDir::new(o).config_path()))
         .flatten();
     if let Some(path) = a.config.as_ref().or(from_run.as_ref()) {
         let text = std::fs::read_to_string(path)
@@ -254,9 +265,11 @@ fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
         checkpoint_every,
         knn_every,
         memory,
-        ema_decay
+        ema_decay,
+        max_bad_records
     );
     a.loss.apply(&mut cfg.loss)?;
+    cfg.validate()?;
     if a.resume && a.out.is_none() {
         anyhow::bail!("--resume needs --out RUN_DIR (the run to continue)");
     }
@@ -378,18 +391,8 @@ fn run() -> Result<()> {
                 indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let observe = |m: &fnc_train::StepMetrics, total: u64| {
-                bar.set_length(total);
-                bar.set_position(m.step);
-                bar.set_message(format!(
-                    "loss {:.4} {:.0} img/s wait {:.0}% |F| {:.2}",
-                    m.loss,
-                    m.images_per_s,
-                    m.data_wait * 100.0,
-                    m.mean_fn
-                ));
-            };
-            let s = fnc_train::train(&cfg, &out, cli.train.resume, &observe)
+            let observer = Progress { bar: &bar };
+            let s = fnc_train::train(&cfg, &out, cli.train.resume, &observer)
                 .with_context(|| format!("training into {}", out.display()))?;
             bar.finish_and_clear();
             if cli.train.json {
@@ -403,10 +406,41 @@ fn run() -> Result<()> {
                     s.mean_data_wait * 100.0,
                     s.checkpoint
                 );
+                if !s.bad_records.is_empty() {
+                    println!(
+                        "{} bad records were replaced (--max-bad-records {})",
+                        s.bad_records.len(),
+                        cfg.max_bad_records
+                    );
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Draws the progress bar and reports bad records on stderr.
+struct Progress<'a> {
+    bar: &'a indicatif::ProgressBar,
+}
+
+impl fnc_train::Observer for Progress<'_> {
+    fn step(&self, m: &fnc_train::StepMetrics, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(m.step);
+        self.bar.set_message(format!(
+            "loss {:.4} {:.0} img/s wait {:.0}% |F| {:.2}",
+            m.loss,
+            m.images_per_s,
+            m.data_wait * 100.0,
+            m.mean_fn
+        ));
+    }
+
+    fn bad_record(&self, err: &fnc_augment::AugmentError) {
+        self.bar
+            .suspend(|| eprintln!("warning: bad record replaced: {err}"));
+    }
 }
 
 fn main() -> std::process::ExitCode {

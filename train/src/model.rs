@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+use crate::config::TrainConfig;
 use crate::layers::{batch_norm, Conv2d, Linear};
 use crate::resnet;
 
@@ -164,6 +165,18 @@ impl Model {
     pub fn project(&self, x: &Tensor, train: bool) -> Tensor {
         self.head.forward_t(&self.features(x, train), train)
     }
+}
+
+/// The model of `cfg` in `vs` (seeded with `cfg.seed`), its convolution
+/// weights channels-last when `cfg.memory_format` says so on `vs`'s device:
+/// the one constructor of online, momentum and evaluation models.
+pub fn build_model(vs: &nn::VarStore, cfg: &TrainConfig) -> Model {
+    tch::manual_seed(cfg.seed as i64);
+    let model = Model::new(&vs.root(), cfg.arch, cfg.proj_dim);
+    if cfg.memory_format.channels_last(vs.device()) {
+        to_channels_last(vs);
+    }
+    model
 }
 
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];

@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use tch::{nn, Tensor};
 
 use crate::config::TrainConfig;
+use crate::error::TrainError;
 use crate::loss::MemoryBank;
-use crate::model::{to_channels_last, Model};
-use crate::run::{project_groups, trainable, TrainError};
+use crate::model::{build_model, Model};
+use crate::optim::trainable;
+use crate::step::project_groups;
 
 /// The momentum model, its pairing with the online parameters, and the bank.
 #[derive(Debug)]
@@ -30,10 +32,7 @@ impl Momentum {
     pub fn new(online: &nn::VarStore, cfg: &TrainConfig) -> Result<Momentum, TrainError> {
         let device = online.device();
         let mut vs = nn::VarStore::new(device);
-        let model = Model::new(&vs.root(), cfg.arch, cfg.proj_dim);
-        if cfg.memory_format.channels_last(device) {
-            to_channels_last(&vs);
-        }
+        let model = build_model(&vs, cfg);
         vs.copy(online)?;
         vs.freeze();
         let mine = vs.variables();

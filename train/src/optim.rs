@@ -3,7 +3,7 @@
 //! one-dimensional variables) get no weight decay and no LARS adaptation.
 
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Optimiser kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -130,31 +130,36 @@ impl Optimizer {
         out
     }
 
-    /// Restores [`Optimizer::state`]; missing entries are an error naming them.
+    /// Restores [`Optimizer::state`]; a missing entry, or one whose shape does
+    /// not match its parameter, is an error naming it.
     pub fn load_state(
         &mut self,
         named: &std::collections::HashMap<String, Tensor>,
     ) -> Result<(), String> {
-        let get = |n: &str| state_entry(named, n, " (optimiser state)");
-        self.step = get("opt.step")?.int64_value(&[0]);
+        let step = scalar_entry(named, "opt.step")?;
         tch::no_grad(|| -> Result<(), String> {
+            let restore = |dst: &mut Tensor, name: &str| -> Result<(), String> {
+                let src = state_entry(named, name, " (optimiser state)")?;
+                if src.size() != dst.size() {
+                    return Err(format!(
+                        "{name} is {:?} in the checkpoint but {:?} in this model \
+                         (was it saved with another --arch or --optimizer?)",
+                        src.size(),
+                        dst.size()
+                    ));
+                }
+                dst.f_copy_(src).map_err(|e| format!("{name}: {e}"))
+            };
             for (k, (name, _)) in self.params.iter().enumerate() {
-                let dev = self.m[k].device();
-                self.m[k].copy_(
-                    &get(&format!("opt.m.{name}"))?
-                        .to_device(dev)
-                        .to_kind(Kind::Float),
-                );
+                restore(&mut self.m[k], &format!("opt.m.{name}"))?;
                 if self.kind == OptimizerKind::Adamw {
-                    self.v[k].copy_(
-                        &get(&format!("opt.v.{name}"))?
-                            .to_device(dev)
-                            .to_kind(Kind::Float),
-                    );
+                    restore(&mut self.v[k], &format!("opt.v.{name}"))?;
                 }
             }
             Ok(())
-        })
+        })?;
+        self.step = step;
+        Ok(())
     }
 }
 
@@ -169,12 +174,44 @@ pub(crate) fn state_entry<'a>(
         .ok_or_else(|| format!("checkpoint lacks {name}{hint}"))
 }
 
-/// Linear warm-up to `peak` over `warmup` steps, then cosine decay to 0 at `total`.
+/// A one-element integer entry of checkpoint state (a counter), or an error
+/// naming it.
+pub(crate) fn scalar_entry(
+    named: &std::collections::HashMap<String, Tensor>,
+    name: &str,
+) -> Result<i64, String> {
+    let t = state_entry(named, name, "")?;
+    if t.numel() != 1 {
+        return Err(format!("{name} has {} elements, not 1", t.numel()));
+    }
+    t.f_view([1])
+        .and_then(|t| t.f_int64_value(&[0]))
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+/// Cosine decay from `peak` at `step` 0 to 0 at `total` (clamped beyond):
+/// the one schedule of pretraining, the linear probe and fine-tuning.
+pub fn cosine(step: i64, total: i64, peak: f64) -> f64 {
+    let t = (step as f64 / total.max(1) as f64).clamp(0.0, 1.0);
+    peak * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+}
+
+/// Linear warm-up to `peak` over `warmup` steps, then [`cosine`] decay to 0 at `total`.
 pub fn learning_rate(step: i64, peak: f64, warmup: i64, total: i64) -> f64 {
     if warmup > 0 && step < warmup {
         return peak * (step + 1) as f64 / warmup as f64;
     }
-    let span = (total - warmup).max(1) as f64;
-    let t = ((step - warmup) as f64 / span).clamp(0.0, 1.0);
-    peak * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+    cosine(step - warmup, total - warmup, peak)
+}
+
+/// Trainable variables of `vs`, sorted by name (a stable order for the
+/// optimiser and the momentum encoder's pairing).
+pub fn trainable(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }

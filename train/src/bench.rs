@@ -1,0 +1,86 @@
+//! `fnc-train bench`: the step time of a model and loss on random views, with
+//! no data loading, split into phases, for comparison with a PyTorch eager step.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{nn, Kind, Tensor};
+
+use crate::config::TrainConfig;
+use crate::device::{parse_device, sync};
+use crate::error::TrainError;
+use crate::model::build_model;
+use crate::momentum::Momentum;
+use crate::optim::{trainable, Optimizer};
+use crate::step::forward_loss;
+
+/// Mean seconds per timed step of [`bench_steps`], whole and by phase.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct BenchTimes {
+    pub step_s: f64,
+    /// Normalisation, encoder, head and loss (and the momentum encoder).
+    pub forward_s: f64,
+    pub backward_s: f64,
+    /// The optimiser update (and the moving average and bank).
+    pub optimizer_s: f64,
+}
+
+/// Step time of `cfg`'s model and loss on random uint8 views (no data loading):
+/// `warmup` untimed steps, then the mean of `steps` timed ones, split into
+/// phases (the device is synchronised between phases).
+pub fn bench_steps(
+    cfg: &TrainConfig,
+    warmup: usize,
+    steps: usize,
+) -> Result<(BenchTimes, String), TrainError> {
+    cfg.validate()?;
+    let device = parse_device(&cfg.device)?;
+    let vs = nn::VarStore::new(device);
+    let model = build_model(&vs, cfg);
+    let mut opt = Optimizer::new(cfg.optimizer, trainable(&vs), cfg.weight_decay);
+    let mut momentum = (cfg.memory > 0)
+        .then(|| Momentum::new(&vs, cfg))
+        .transpose()?;
+    let b = cfg.batch_size as i64;
+    let (s, ss) = (cfg.image_size as i64, cfg.support_size as i64);
+    let opts = (Kind::Uint8, device);
+    let main = Tensor::randint(256, [2 * b, s, s, 3], opts);
+    let support =
+        (cfg.support > 0).then(|| Tensor::randint(256, [cfg.support as i64 * b, ss, ss, 3], opts));
+    let labels = Tensor::arange(b, (Kind::Int64, device));
+    let mut sum = BenchTimes::default();
+    for k in 0..warmup + steps {
+        sync(device);
+        let t0 = Instant::now();
+        let mut groups = vec![&main];
+        groups.extend(support.as_ref());
+        let (out, zm) = forward_loss(&model, momentum.as_ref(), &groups, &labels, cfg)?;
+        sync(device);
+        let t1 = Instant::now();
+        let grads = opt.gradients(&out.loss)?;
+        sync(device);
+        let t2 = Instant::now();
+        opt.step(&grads, 0.1);
+        if let (Some(mo), Some(zm)) = (momentum.as_mut(), zm) {
+            mo.update();
+            mo.bank.push(&zm, &labels, cfg.views() as i64, &cfg.loss)?;
+        }
+        // Reading the loss waits for the device.
+        let _ = out.loss.double_value(&[]);
+        let t3 = Instant::now();
+        if k >= warmup {
+            sum.forward_s += (t1 - t0).as_secs_f64();
+            sum.backward_s += (t2 - t1).as_secs_f64();
+            sum.optimizer_s += (t3 - t2).as_secs_f64();
+            sum.step_s += (t3 - t0).as_secs_f64();
+        }
+    }
+    let n = steps.max(1) as f64;
+    let mean = BenchTimes {
+        step_s: sum.step_s / n,
+        forward_s: sum.forward_s / n,
+        backward_s: sum.backward_s / n,
+        optimizer_s: sum.optimizer_s / n,
+    };
+    Ok((mean, format!("{device:?}")))
+}

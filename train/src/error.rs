@@ -1,0 +1,81 @@
+//! The errors of the trainer, each naming what is at fault: a file, a flag, a
+//! record, a checkpoint.
+
+use std::path::{Path, PathBuf};
+
+/// Errors that stop a training run, an export or a benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    // Causes are in the message, not chained as sources, so that each is
+    // printed once both by Display and by anyhow's `{:#}`.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    /// The dataset directory cannot be opened or lacks a split.
+    #[error("--shards {path}: {err}")]
+    Dataset {
+        path: PathBuf,
+        err: fnc_formats::FormatError,
+    },
+    /// A record failed to decode, or the engine could not start; the error
+    /// names the shard and record.
+    #[error(transparent)]
+    Augment(#[from] fnc_augment::AugmentError),
+    #[error("{count} bad records, more than --max-bad-records {max}; the last: {last}")]
+    TooManyBadRecords {
+        count: usize,
+        max: u64,
+        last: fnc_augment::AugmentError,
+    },
+    #[error(transparent)]
+    Loss(#[from] crate::loss::LossError),
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+    /// A flag (or the config key of the same name) has a value that cannot work.
+    #[error("invalid option {flag}: {detail}")]
+    Config { flag: &'static str, detail: String },
+    /// A config file that cannot be read back as a [`crate::TrainConfig`].
+    #[error("{path}: not an fnc-train config: {detail}")]
+    ConfigFile { path: PathBuf, detail: String },
+    #[error("the loss is not finite at step {step}; stopped without updating. {checkpoint}")]
+    NonFinite { step: u64, checkpoint: String },
+    /// A checkpoint that is missing, incomplete, or does not fit the model.
+    #[error("checkpoint {path}: {detail}")]
+    Checkpoint { path: PathBuf, detail: String },
+    #[error("{path}: cannot write JSON: {err}")]
+    Json {
+        path: PathBuf,
+        err: serde_json::Error,
+    },
+    #[error("{path} line {line}: {err}")]
+    JsonLine {
+        path: PathBuf,
+        line: usize,
+        err: serde_json::Error,
+    },
+    /// Writing a run file (metrics, checkpoint pointer) failed; names the file.
+    #[error(transparent)]
+    Write(#[from] fnc_formats::FormatError),
+    #[error("cannot start the {what} thread: {err}")]
+    Thread {
+        what: &'static str,
+        err: std::io::Error,
+    },
+    #[error("the augmentation engine stopped before the run ended")]
+    EngineStopped,
+}
+
+/// Maps an I/O error to [`TrainError::Io`] naming `path`.
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |err| TrainError::Io {
+        path: path.to_path_buf(),
+        err,
+    }
+}
+
+/// A [`TrainError::Checkpoint`] about `path`.
+pub(crate) fn checkpoint(path: &Path, detail: impl Into<String>) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        detail: detail.into(),
+    }
+}

@@ -1,0 +1,236 @@
+//! The training loop: engine batches -> device -> model -> FNC loss ->
+//! optimiser, with metrics, checkpoints and exact resume. Everything else it
+//! uses lives in its own module; nothing imports from here.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fnc_augment::{AugmentError, Loader, Sampler};
+use tch::nn;
+
+use crate::checkpoint::{Checkpoint, CheckpointState, RunDir};
+use crate::config::TrainConfig;
+use crate::device::parse_device;
+use crate::error::TrainError;
+use crate::features::{extract_features, knn_top1, KNN_K, KNN_T};
+use crate::feed::Feed;
+use crate::metrics::{MetricsLog, StepMetrics, TrainSummary};
+use crate::model::build_model;
+use crate::momentum::Momentum;
+use crate::optim::{learning_rate, trainable, Optimizer};
+use crate::step::forward_loss;
+
+/// Sees a run as it goes: every step's metrics, and each bad record (once)
+/// when `--max-bad-records` lets the run replace it.
+pub trait Observer {
+    /// Step `m.step` of `total` is done.
+    fn step(&self, m: &StepMetrics, total: u64);
+    /// A record failed to decode and was replaced; called once per record.
+    fn bad_record(&self, _err: &AugmentError) {}
+}
+
+impl<F: Fn(&StepMetrics, u64)> Observer for F {
+    fn step(&self, m: &StepMetrics, total: u64) {
+        self(m, total)
+    }
+}
+
+/// The distinct bad records replaced so far, against `--max-bad-records`.
+struct BadRecords {
+    max: u64,
+    named: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl BadRecords {
+    fn new(max: u64, named: Vec<String>) -> BadRecords {
+        let seen = named.iter().cloned().collect();
+        BadRecords { max, named, seen }
+    }
+
+    /// Counts the batch's bad records; a record seen in an earlier epoch is
+    /// not counted (or reported) again.
+    fn add(&mut self, bad: Vec<AugmentError>, observer: &dyn Observer) -> Result<(), TrainError> {
+        for e in bad {
+            let name = e.to_string();
+            if !self.seen.insert(name.clone()) {
+                continue;
+            }
+            self.named.push(name);
+            if self.named.len() as u64 > self.max {
+                return Err(TrainError::TooManyBadRecords {
+                    count: self.named.len(),
+                    max: self.max,
+                    last: e,
+                });
+            }
+            observer.bad_record(&e);
+        }
+        Ok(())
+    }
+}
+
+/// Trains per `cfg` into `out` (a run directory); `resume` continues the latest
+/// checkpoint there. `observer` sees every step and every bad record.
+pub fn train(
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    observer: &dyn Observer,
+) -> Result<TrainSummary, TrainError> {
+    cfg.validate()?;
+    let device = parse_device(&cfg.device)?;
+    let open_err = |err| TrainError::Dataset {
+        path: cfg.shards.clone(),
+        err,
+    };
+    let ds = fnc_formats::Dataset::open(&cfg.shards).map_err(open_err)?;
+    let split = Arc::new(ds.split(&cfg.split).map_err(open_err)?);
+    let epoch_len = split.len();
+    cfg.check_split(epoch_len)?;
+    // The k-NN monitor reads the training split through the same reader.
+    let knn = if cfg.knn_every > 0 {
+        let val = ds.split("val").map_err(|e| TrainError::Config {
+            flag: "--knn-every",
+            detail: format!("needs a val split: {e}"),
+        })?;
+        Some((
+            split.clone(),
+            val,
+            ds.manifest().classes.len().max(1) as i64,
+        ))
+    } else {
+        None
+    };
+    let steps_per_epoch = epoch_len / cfg.batch_size as u64;
+    let total = if cfg.steps > 0 {
+        cfg.steps
+    } else {
+        ((cfg.epochs * steps_per_epoch as f64).ceil() as u64).max(1)
+    };
+    let warmup = ((cfg.warmup_epochs * steps_per_epoch as f64) as u64).min(total / 2) as i64;
+    let peak = cfg.peak_lr();
+
+    let run = RunDir::new(out);
+    std::fs::create_dir_all(out).map_err(crate::error::io(out))?;
+    let mut vs = nn::VarStore::new(device);
+    let model = build_model(&vs, cfg);
+    let mut opt = Optimizer::new(cfg.optimizer, trainable(&vs), cfg.weight_decay);
+    let mut momentum = (cfg.memory > 0)
+        .then(|| Momentum::new(&vs, cfg))
+        .transpose()?;
+    let mut step = 0u64;
+    let mut sampler = Sampler::new(epoch_len, cfg.seed, 0, 1);
+    let mut bad = BadRecords::new(cfg.max_bad_records, Vec::new());
+    let mut last_ckpt: Option<Checkpoint> = None;
+    if resume {
+        if let Some(ck) = run.latest() {
+            ck.restore_model(&mut vs, cfg.arch)?;
+            ck.restore_training(&mut opt, momentum.as_mut())?;
+            let state = ck.state();
+            step = state.step;
+            sampler = Sampler::restore(epoch_len, 0, 1, state.sampler);
+            bad = BadRecords::new(cfg.max_bad_records, state.bad_records.clone());
+            last_ckpt = Some(ck);
+        }
+    } else if run.latest().is_some() {
+        return Err(TrainError::Config {
+            flag: "--out",
+            detail: format!(
+                "{} already holds a run; pass --resume to continue it or choose another --out",
+                out.display()
+            ),
+        });
+    }
+    run.write_config(cfg)?;
+    let mut metrics = MetricsLog::open(&run.metrics_path(), resume.then_some(step))?;
+
+    let feed = Feed::start(
+        Loader::start(split, cfg.engine_config(cfg.workers)?, sampler)?,
+        device,
+    )?;
+    let views = cfg.views() as i64;
+    let (mut wait_sum, mut time_sum, mut final_loss) = (0.0, 0.0, f64::NAN);
+    while step < total {
+        let t0 = Instant::now();
+        let batch = feed.next().ok_or(TrainError::EngineStopped)??;
+        let waited = t0.elapsed().as_secs_f64();
+        bad.add(batch.bad, observer)?;
+        let lr = learning_rate(step as i64, peak, warmup, total as i64);
+        let labels = &batch.labels;
+        let mut groups = vec![&batch.main];
+        groups.extend(batch.support.as_ref());
+        let (outp, zm) = forward_loss(&model, momentum.as_ref(), &groups, labels, cfg)?;
+        let loss = outp.loss.double_value(&[]);
+        if !loss.is_finite() {
+            let checkpoint = match &last_ckpt {
+                Some(c) => format!("The last good checkpoint is {}.", c.dir().display()),
+                None => "No checkpoint was written yet.".into(),
+            };
+            return Err(TrainError::NonFinite {
+                step: step + 1,
+                checkpoint,
+            });
+        }
+        let grads = opt.gradients(&outp.loss)?;
+        opt.step(&grads, lr);
+        if let (Some(mo), Some(zm)) = (momentum.as_mut(), zm) {
+            mo.update();
+            mo.bank.push(&zm, labels, views, &cfg.loss)?;
+        }
+        step += 1;
+        let dt = t0.elapsed().as_secs_f64();
+        wait_sum += waited;
+        time_sum += dt;
+        final_loss = loss;
+        let knn_top1 = match &knn {
+            Some((tr, va, classes)) if step.is_multiple_of(cfg.knn_every) || step == total => {
+                let (tf, tl) = extract_features(&model, tr, cfg.image_size, 256, device)?;
+                let (vf, vl) = extract_features(&model, va, cfg.image_size, 256, device)?;
+                Some(knn_top1(&tf, &tl, &vf, &vl, KNN_K, KNN_T, *classes))
+            }
+            _ => None,
+        };
+        let m = StepMetrics {
+            step,
+            epoch: batch.epoch,
+            loss,
+            lr,
+            images_per_s: cfg.batch_size as f64 / dt,
+            data_wait: waited / dt,
+            mean_fn: outp.mean_fn,
+            fn_precision: outp.fn_precision,
+            fn_chance: outp.fn_chance,
+            knn_top1,
+            bad_records: bad.named.len() as u64,
+        };
+        metrics.append(&m)?;
+        observer.step(&m, total);
+        if step.is_multiple_of(cfg.checkpoint_every) || step == total {
+            let state = CheckpointState {
+                step,
+                sampler: batch.sampler_after,
+                arch: cfg.arch.name().into(),
+                bad_records: bad.named.clone(),
+            };
+            last_ckpt = Some(run.save(&vs, &opt, momentum.as_ref(), state)?);
+        }
+    }
+    Ok(TrainSummary {
+        out: out.display().to_string(),
+        steps: step,
+        device: format!("{device:?}"),
+        final_loss,
+        mean_data_wait: if time_sum > 0.0 {
+            wait_sum / time_sum
+        } else {
+            0.0
+        },
+        checkpoint: last_ckpt
+            .map(|c| c.dir().display().to_string())
+            .unwrap_or_default(),
+        bad_records: bad.named,
+    })
+}
