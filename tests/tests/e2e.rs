@@ -32,6 +32,8 @@ fn synth_ingest_augment_train_eval() {
             "3",
             "--per-class",
             "16",
+            "--val-per-class",
+            "10",
             "--size",
             "40",
         ],
@@ -56,7 +58,12 @@ fn synth_ingest_augment_train_eval() {
             "16",
         ],
     );
-    assert!(image::open(p("preview.png")).is_ok());
+    // One row per image, original + 2 main + 2 support views per row.
+    let sheet = image::open(p("preview.png")).unwrap();
+    assert!(
+        sheet.width() > 5 * 32 && sheet.height() > 2 * 32,
+        "{sheet:?}"
+    );
     let (shards, run_dir) = (p("out"), p("run"));
     let mut train = fnc_tests::SMALL_MODEL.to_vec();
     train.extend([
@@ -80,15 +87,29 @@ fn synth_ingest_augment_train_eval() {
             &p("run"),
             "--baseline",
             "--epochs",
-            "5",
+            "100",
             "--device",
             "cpu",
             "--json",
         ],
     ))
     .unwrap();
+    // The encoder of the run's last checkpoint, on this dataset's images.
     assert!(
-        j["top1"].as_f64().is_some() && j["baseline"]["top1"].as_f64().is_some(),
+        j["checkpoint"].as_str().unwrap().ends_with("step-00000004"),
         "{j}"
     );
+    assert_eq!(j["train_images"], 48, "{j}");
+    assert_eq!(j["val_images"], 30, "{j}");
+    // The features tell the classes apart above chance (1 in 3).
+    let top1 = j["top1"].as_f64().unwrap();
+    assert!(top1 > 40.0, "linear top-1 {top1}% on 3 classes: {j}");
+    assert!(j["baseline"]["top1"].as_f64().is_some(), "{j}");
+    let export = p("enc.safetensors");
+    let out = run(
+        "fnc-train",
+        &["export", "--run", &run_dir, "--out", &export],
+    );
+    assert!(out.starts_with("wrote "), "{out}");
+    assert!(std::fs::metadata(&export).unwrap().len() > 0);
 }

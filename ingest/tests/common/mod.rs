@@ -31,14 +31,20 @@ pub fn shared_dataset(name: &str) -> Option<PathBuf> {
         .join("../../shared/datasets")
         .join(name);
     if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: {} is absent (shared datasets exist on developer machines and CI only)",
+        return Some(dir);
+    }
+    // CI has the shared data: there a missing set is a failure, not a skip.
+    if std::env::var_os("FNC_REQUIRE_SHARED_DATA").is_some() {
+        panic!(
+            "{} is absent but FNC_REQUIRE_SHARED_DATA is set (.ci/run sets it)",
             dir.display()
         );
-        None
     }
+    eprintln!(
+        "SKIP: {} is absent (shared datasets exist on developer machines and CI only)",
+        dir.display()
+    );
+    None
 }
 
 /// Bytes of every file in `dir` whose name ends with `.fncs`, sorted by name.
