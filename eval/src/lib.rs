@@ -1,6 +1,7 @@
 //! Evaluation of fnc encoders (SPEC §6): linear probe, weighted k-NN and
 //! semi-supervised fine-tuning on frozen or fine-tuned features, each with a
-//! random-initialisation baseline; and a PNG report of a run's training curves.
+//! random-initialisation baseline; a PNG report of a run's training curves; and
+//! the comparison of runs grouped over seeds (`compare`).
 //!
 //! ```no_run
 //! use fnc_eval::{features, linear_probe, resolve, LinearConfig};
@@ -13,6 +14,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod compare;
 mod error;
 mod features;
 mod finetune;
@@ -20,6 +22,7 @@ mod linear;
 mod report;
 mod source;
 
+pub use compare::{compare, compare_plot, Comparison, Group, RunResult, Spread};
 pub use error::EvalError;
 pub use features::{features, open_dataset, FeatureSet};
 pub use finetune::{balanced_subset, finetune, named_subset, FinetuneConfig};

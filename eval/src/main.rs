@@ -78,7 +78,27 @@ enum Command {
         #[arg(long, default_value_t = 0.05)]
         lr: f64,
     },
-    /// A PNG of loss, lr, k-NN accuracy, mean |F_i| and FN precision over training.
+    /// Several runs side by side: the flags that differ, final linear and k-NN
+    /// accuracy as mean ± std over runs that differ only in --seed, FN
+    /// precision/recall, and a PNG of each group's curves with their spread.
+    Compare {
+        /// Run directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output PNG.
+        #[arg(long, default_value = "compare.png")]
+        out: PathBuf,
+        /// Epochs of each run's linear probe.
+        #[arg(long, default_value_t = 100)]
+        epochs: usize,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A PNG of loss, lr, k-NN accuracy, mean |F_i|, FN precision and recall over training.
     Report {
         /// Run directory.
         #[arg(long)]
@@ -130,6 +150,45 @@ fn output(
         table(&rows);
     }
     Ok(())
+}
+
+fn pm(s: &fnc_eval::Spread) -> String {
+    format!("{:.2} ± {:.2}", s.mean, s.std)
+}
+
+fn pct(s: &Option<fnc_eval::Spread>) -> String {
+    s.as_ref()
+        .map(|s| format!("{:.1} ± {:.1}", 100.0 * s.mean, 100.0 * s.std))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The comparison as a markdown table.
+fn print_comparison(c: &fnc_eval::Comparison) {
+    println!(
+        "differing flags: {}",
+        if c.differing.is_empty() {
+            "none".to_string()
+        } else {
+            c.differing.join(", ")
+        }
+    );
+    println!(
+        "| group | runs (seeds) | linear top-1 % | k-NN top-1 % | FN precision % | FN recall % |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    for g in &c.groups {
+        let seeds: Vec<String> = g.runs.iter().map(|r| r.seed.to_string()).collect();
+        println!(
+            "| {} | {} ({}) | {} | {} | {} | {} |",
+            g.label(),
+            g.runs.len(),
+            seeds.join(", "),
+            pm(&g.linear_top1),
+            pm(&g.knn_top1),
+            pct(&g.fn_precision),
+            pct(&g.fn_recall)
+        );
+    }
 }
 
 fn run() -> Result<()> {
@@ -242,6 +301,27 @@ fn run() -> Result<()> {
                 base,
                 serde_json::json!({ "labelled": labelled }),
             )?;
+        }
+        Command::Compare {
+            runs,
+            out,
+            epochs,
+            device,
+            json,
+        } => {
+            let device = fnc_train::parse_device(&device)?;
+            let probe = LinearConfig {
+                epochs,
+                ..LinearConfig::default()
+            };
+            let c = fnc_eval::compare(&runs, &probe, device)?;
+            fnc_eval::compare_plot(&c, &out)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print_comparison(&c);
+                println!("\ncurves: {}", out.display());
+            }
         }
         Command::Report { run, out } => {
             let out = out.unwrap_or_else(|| run.join("report.png"));

@@ -14,7 +14,7 @@ const FONTS: [&str; 3] = [
     "/usr/share/fonts/dejavu/DejaVuSans.ttf",
 ];
 
-fn register_font() -> bool {
+pub(crate) fn register_font() -> bool {
     for f in FONTS {
         if let Ok(bytes) = std::fs::read(f) {
             let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
@@ -33,8 +33,8 @@ pub fn read_metrics(run: &Path) -> Result<Vec<StepMetrics>, EvalError> {
 
 type Series = (&'static str, Vec<(f64, f64)>, Option<Vec<(f64, f64)>>);
 
-/// Draws loss, lr, k-NN top-1, mean |F_i| and FN precision (with its chance
-/// rate) against the step into `out`.
+/// Draws loss, lr, k-NN top-1, mean |F_i|, FN precision (with its chance
+/// rate) and FN recall against the step into `out`.
 pub fn report(run: &Path, out: &Path) -> Result<usize, EvalError> {
     let m = read_metrics(run)?;
     if m.is_empty() {
@@ -59,9 +59,10 @@ pub fn report(run: &Path, out: &Path) -> Result<usize, EvalError> {
             xy(&|s| s.fn_precision),
             Some(xy(&|s| s.fn_chance)),
         ),
+        ("FN recall", xy(&|s| s.fn_recall), None),
     ];
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(out, (900, 1250)).into_drawing_area();
+        let root = BitMapBackend::new(out, (900, 250 * panels.len() as u32)).into_drawing_area();
         root.fill(&WHITE)?;
         let areas = root.split_evenly((panels.len(), 1));
         let max_step = m.last().map(|s| s.step as f64).unwrap_or(1.0).max(1.0);

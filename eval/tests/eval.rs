@@ -225,7 +225,7 @@ fn commands_end_to_end_and_their_errors() {
     let o = eval(&["report", "--run", r, "--out", png.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let img = image::open(&png).unwrap();
-    assert_eq!((img.width(), img.height()), (900, 1250));
+    assert_eq!((img.width(), img.height()), (900, 1500), "six panels");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(
         metrics.matches("knn_top1").count(),
@@ -263,4 +263,103 @@ fn commands_end_to_end_and_their_errors() {
     std::fs::write(noval.join("manifest.json"), m.to_string()).unwrap();
     let o = eval(&["linear", "--run", r, "--shards", noval.to_str().unwrap()]);
     assert!(stderr(&o).contains("no val split"), "{}", stderr(&o));
+}
+
+#[test]
+fn compare_groups_runs_that_differ_only_in_the_seed() {
+    let t = tempfile::tempdir().unwrap();
+    let shards = fnc_tests::synth_shards(t.path(), 3, 16, 6, 40, 4);
+    let mut runs = Vec::new();
+    for strategy in ["none", "attraction"] {
+        for seed in ["0", "1"] {
+            let run = t.path().join(format!("{strategy}-{seed}"));
+            let mut args = SMALL_MODEL.to_vec();
+            args.extend([
+                "--shards",
+                shards.to_str().unwrap(),
+                "--batch-size",
+                "16",
+                "--steps",
+                "3",
+                "--knn-every",
+                "3",
+                "--device",
+                "cpu",
+                "--fn-strategy",
+                strategy,
+                "--seed",
+                seed,
+                "--out",
+                run.to_str().unwrap(),
+            ]);
+            let o = Command::new(assert_cmd::cargo::cargo_bin("fnc-train"))
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            runs.push(run.to_str().unwrap().to_string());
+        }
+    }
+    let png = t.path().join("cmp.png");
+    let mut args = vec!["compare"];
+    args.extend(runs.iter().map(String::as_str));
+    args.extend([
+        "--out",
+        png.to_str().unwrap(),
+        "--epochs",
+        "10",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    let c = json(&eval(&args));
+    assert_eq!(c["differing"], serde_json::json!(["loss.strategy"]), "{c}");
+    let groups = c["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{c}");
+    for (g, strategy) in groups.iter().zip(["none", "attraction"]) {
+        assert_eq!(g["flags"]["loss.strategy"], strategy);
+        let seeds: Vec<u64> = g["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["seed"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seeds, [0, 1]);
+        // Mean and sample std of the runs' own values.
+        let v: Vec<f64> = g["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["linear_top1"].as_f64().unwrap())
+            .collect();
+        let mean = (v[0] + v[1]) / 2.0;
+        let std = ((v[0] - mean).powi(2) + (v[1] - mean).powi(2)).sqrt();
+        assert!((g["linear_top1"]["mean"].as_f64().unwrap() - mean).abs() < 1e-9);
+        assert!((g["linear_top1"]["std"].as_f64().unwrap() - std).abs() < 1e-9);
+        // k-NN of each run equals what its monitor logged at the last step.
+        for r in g["runs"].as_array().unwrap() {
+            let m = fnc_train::read_metrics(
+                &Path::new(r["run"].as_str().unwrap()).join("metrics.jsonl"),
+            )
+            .unwrap();
+            let logged = m.last().unwrap().knn_top1.unwrap();
+            assert!(
+                (r["knn_top1"].as_f64().unwrap() - logged).abs() < 1e-9,
+                "{r}"
+            );
+        }
+    }
+    // SimCLR detects nothing; FNC's detection statistics are reported.
+    assert!(groups[1]["fn_recall"]["mean"].as_f64().is_some(), "{c}");
+    let img = image::open(&png).unwrap();
+    assert_eq!((img.width(), img.height()), (1000, 1200));
+    // The table form names the groups.
+    args.pop();
+    let o = eval(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("loss.strategy=attraction") && table.contains("2 (0, 1)"),
+        "{table}"
+    );
 }

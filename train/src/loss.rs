@@ -49,8 +49,24 @@ pub enum SupportSet {
     Support,
 }
 
-/// Loss options; defaults are SPEC §4's.
+/// Where the false negatives F_i come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Detect {
+    /// The method: similarity of candidates to image i's support set, filtered
+    /// by top-k and threshold.
+    #[default]
+    Support,
+    /// The upper bound: the candidates that share image i's label (labels
+    /// reach the loss only here), optionally filtered as `Support` ranks them,
+    /// and optionally made noisy (`oracle_precision`).
+    Oracle,
+}
+
+/// Loss options; defaults are SPEC §4's. Keys missing from a config file take
+/// their defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LossConfig {
     pub temperature: f64,
     pub strategy: Strategy,
@@ -61,6 +77,14 @@ pub struct LossConfig {
     pub threshold: Option<f64>,
     pub anchors: Anchors,
     pub support_set: SupportSet,
+    pub detect: Detect,
+    /// Oracle only: keep the same-label candidates that the top-k / threshold
+    /// filter keeps when it ranks them by their support-set score, so that
+    /// |F_i| stays comparable to detection's.
+    pub oracle_filter: bool,
+    /// Oracle only: the share of each F_i that is right; the rest (1 - P) is
+    /// replaced by as many random candidates of other labels (|F_i| kept).
+    pub oracle_precision: f64,
 }
 
 impl LossConfig {
@@ -85,6 +109,23 @@ impl LossConfig {
                     detail: format!("{t} is not a cosine similarity in [-1, 1] (or `none`)"),
                 });
             }
+        }
+        if !(0.0..=1.0).contains(&self.oracle_precision) {
+            return Err(LossError::Option {
+                flag: "--fn-oracle-precision",
+                detail: format!("{} is not in [0, 1]", self.oracle_precision),
+            });
+        }
+        if self.detect != Detect::Oracle && (self.oracle_filter || self.oracle_precision < 1.0) {
+            let flag = if self.oracle_filter {
+                "--fn-oracle-filter"
+            } else {
+                "--fn-oracle-precision"
+            };
+            return Err(LossError::Option {
+                flag,
+                detail: "applies to oracle detection only: add --fn-detect oracle".into(),
+            });
         }
         if self.support_set == SupportSet::Support && views < 3 {
             return Err(LossError::Option {
@@ -115,6 +156,9 @@ impl Default for LossConfig {
             threshold: Some(0.7),
             anchors: Anchors::All,
             support_set: SupportSet::All,
+            detect: Detect::Support,
+            oracle_filter: false,
+            oracle_precision: 1.0,
         }
     }
 }
@@ -132,6 +176,8 @@ pub struct LossOutput {
     pub fn_precision: Option<f64>,
     /// Share of all candidates with the anchor's label: precision by chance.
     pub fn_chance: Option<f64>,
+    /// Share of the candidates with the anchor's label that were detected.
+    pub fn_recall: Option<f64>,
 }
 
 /// Errors of the loss's inputs.
@@ -424,53 +470,64 @@ fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
     let same = img.unsqueeze(1).f_eq_tensor(&key_img.unsqueeze(0))?; // [B, Nk]
 
     // Detection, without gradient.
-    let (fmask, mean_fn, fn_precision, fn_chance) = tch::no_grad(|| -> Result<_, LossError> {
-        let keys = c.keys.detach();
-        let per_view = c.support.f_matmul(&keys.f_tr()?)?; // [|U|, B, Nk]
-        let score = match cfg.aggregate {
-            Aggregate::Max => per_view.f_amax([0i64].as_slice(), false)?,
-            Aggregate::Mean => per_view.f_mean_dim([0i64].as_slice(), false, keys.kind())?,
-        };
-        let mut candidate = same.logical_not();
-        if let Some(v) = c.valid {
-            candidate = candidate.f_logical_and(&v.unsqueeze(0))?;
-        }
-        let score = score.f_masked_fill(&candidate.logical_not(), f64::NEG_INFINITY)?;
-        let mut f = candidate.shallow_clone();
-        if cfg.topk > 0 {
-            // Past the candidates, top-k picks -inf scores that `candidate` drops.
-            let k = cfg.topk.min(nk);
-            let (_, top_idx) = score.f_topk(k, 1, true, false)?;
-            let top =
-                Tensor::f_zeros([b, nk], (Kind::Bool, dev))?.f_scatter_value(1, &top_idx, 1)?;
-            f = f.f_logical_and(&top)?;
-        }
-        if let Some(t) = cfg.threshold {
-            f = f.f_logical_and(&score.f_gt(t)?)?;
-        }
-        let total = f.f_sum(Kind::Float)?.double_value(&[]);
-        let mean_fn = total / b as f64;
-        let (precision, chance) = match (c.labels, c.key_labels) {
-            (Some(l), Some(kl)) => {
-                let same_label = l.unsqueeze(1).f_eq_tensor(&kl.unsqueeze(0))?;
-                let hit = f
-                    .f_logical_and(&same_label)?
-                    .f_sum(Kind::Float)?
-                    .double_value(&[]);
-                let c_hit = candidate
-                    .f_logical_and(&same_label)?
-                    .f_sum(Kind::Float)?
-                    .double_value(&[]);
-                let c_all = candidate.f_sum(Kind::Float)?.double_value(&[]);
-                (
-                    (total > 0.0).then(|| hit / total),
-                    (c_all > 0.0).then(|| c_hit / c_all),
-                )
+    let (fmask, mean_fn, fn_precision, fn_chance, fn_recall) =
+        tch::no_grad(|| -> Result<_, LossError> {
+            let keys = c.keys.detach();
+            let per_view = c.support.f_matmul(&keys.f_tr()?)?; // [|U|, B, Nk]
+            let score = match cfg.aggregate {
+                Aggregate::Max => per_view.f_amax([0i64].as_slice(), false)?,
+                Aggregate::Mean => per_view.f_mean_dim([0i64].as_slice(), false, keys.kind())?,
+            };
+            let mut candidate = same.logical_not();
+            if let Some(v) = c.valid {
+                candidate = candidate.f_logical_and(&v.unsqueeze(0))?;
             }
-            _ => (None, None),
-        };
-        Ok((f, mean_fn, precision, chance))
-    })?;
+            let score = score.f_masked_fill(&candidate.logical_not(), f64::NEG_INFINITY)?;
+            let same_label = match (c.labels, c.key_labels) {
+                (Some(l), Some(kl)) => Some(l.unsqueeze(1).f_eq_tensor(&kl.unsqueeze(0))?),
+                _ => None,
+            };
+            let f = match cfg.detect {
+                Detect::Support => filter(&score, &candidate, cfg, nk)?,
+                Detect::Oracle => {
+                    let sl = same_label.as_ref().ok_or_else(|| LossError::Option {
+                        flag: "--fn-detect",
+                        detail: "oracle detection needs the labels of the batch".into(),
+                    })?;
+                    let right = candidate.f_logical_and(sl)?;
+                    let f = if cfg.oracle_filter {
+                        filter(&score, &right, cfg, nk)?
+                    } else {
+                        right
+                    };
+                    if cfg.oracle_precision < 1.0 {
+                        let wrong = candidate.f_logical_and(&sl.logical_not())?;
+                        noisy(&f, &wrong, cfg.oracle_precision)?
+                    } else {
+                        f
+                    }
+                }
+            };
+            let total = f.f_sum(Kind::Float)?.double_value(&[]);
+            let mean_fn = total / b as f64;
+            let (precision, chance, recall) = match &same_label {
+                Some(same_label) => {
+                    let count = |t: &Tensor| -> Result<f64, LossError> {
+                        Ok(t.f_sum(Kind::Float)?.double_value(&[]))
+                    };
+                    let hit = count(&f.f_logical_and(same_label)?)?;
+                    let c_hit = count(&candidate.f_logical_and(same_label)?)?;
+                    let c_all = count(&candidate)?;
+                    (
+                        (total > 0.0).then(|| hit / total),
+                        (c_all > 0.0).then(|| c_hit / c_all),
+                        (c_hit > 0.0).then(|| hit / c_hit),
+                    )
+                }
+                None => (None, None, None),
+            };
+            Ok((f, mean_fn, precision, chance, recall))
+        })?;
 
     let sim = c.anchors.f_matmul(&c.keys.f_tr()?)? / cfg.temperature; // [m, Nk]
     let row_img = Tensor::f_arange(m, (Kind::Int64, dev))?.f_remainder(b)?;
@@ -506,5 +563,57 @@ fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
         mean_fn,
         fn_precision,
         fn_chance,
+        fn_recall,
     })
+}
+
+/// The members of `set` (`[B, Nk]` bool) that the top-k and threshold filter
+/// keeps when it ranks them by `score` (whose entries outside `set` are
+/// ignored).
+fn filter(score: &Tensor, set: &Tensor, cfg: &LossConfig, nk: i64) -> Result<Tensor, LossError> {
+    let score = score.f_masked_fill(&set.logical_not(), f64::NEG_INFINITY)?;
+    let mut f = set.shallow_clone();
+    if cfg.topk > 0 {
+        // Past the set's members, top-k picks -inf scores that `set` drops.
+        let k = cfg.topk.min(nk);
+        let (_, top_idx) = score.f_topk(k, 1, true, false)?;
+        let top = score
+            .f_zeros_like()?
+            .to_kind(Kind::Bool)
+            .f_scatter_value(1, &top_idx, 1)?;
+        f = f.f_logical_and(&top)?;
+    }
+    if let Some(t) = cfg.threshold {
+        f = f.f_logical_and(&score.f_gt(t)?)?;
+    }
+    Ok(f)
+}
+
+/// A noisy oracle: each member of `f` (`[B, Nk]` bool) is kept with
+/// probability `precision`, and every dropped one is replaced by a random
+/// member of `wrong` (distinct, uniformly chosen), so |F_i| is kept while
+/// `wrong` has enough members. Draws from libtorch's global generator: the
+/// trainer seeds it per step, so runs and resumes repeat.
+fn noisy(f: &Tensor, wrong: &Tensor, precision: f64) -> Result<Tensor, LossError> {
+    let (b, nk) = (f.size()[0], f.size()[1]);
+    let dev = f.device();
+    let drop = f.f_logical_and(&Tensor::f_rand([b, nk], (Kind::Float, dev))?.f_ge(precision)?)?;
+    let kept = f.f_logical_and(&drop.logical_not())?;
+    let n_drop = drop.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?; // [B]
+    let most = n_drop.f_max()?.f_int64_value(&[])?;
+    if most == 0 {
+        return Ok(kept);
+    }
+    // A uniformly random order of each row's wrong candidates: random keys,
+    // non-members last.
+    let keys =
+        Tensor::f_rand([b, nk], (Kind::Float, dev))?.f_masked_fill(&wrong.logical_not(), -1.0)?;
+    let (_, order) = keys.f_topk(most.min(nk), 1, true, false)?; // [B, K]
+    let rank = Tensor::f_arange(order.size()[1], (Kind::Int64, dev))?.unsqueeze(0);
+    let take = rank.f_lt_tensor(&n_drop.unsqueeze(1))?; // [B, K]
+    let added = f
+        .f_zeros_like()?
+        .f_scatter(1, &order, &take)?
+        .f_logical_and(wrong)?;
+    Ok(kept.f_logical_or(&added)?)
 }

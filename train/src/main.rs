@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use fnc_train::{
-    Aggregate, Anchors, Arch, LossConfig, LrScaling, MemoryFormat, OptimizerKind, Precision,
-    Strategy, SupportSet, TrainConfig,
+    Aggregate, Anchors, Arch, Detect, LossConfig, LrScaling, MemoryFormat, OptimizerKind,
+    Precision, Strategy, SupportSet, TrainConfig,
 };
 
 /// Pretrain an image encoder with the FNC loss (GPU when present, CPU otherwise).
@@ -95,6 +95,20 @@ struct LossArgs {
     /// Support set for detection: all views, or support views only [default: all].
     #[arg(long, value_enum)]
     fn_support: Option<SupportSet>,
+    /// Where F_i comes from: support (the method) or oracle (the candidates
+    /// sharing the image's label: the upper bound; the only use of labels by
+    /// the loss) [default: support].
+    #[arg(long, value_enum)]
+    fn_detect: Option<Detect>,
+    /// Oracle only: keep the same-label candidates that --fn-topk and
+    /// --fn-threshold keep when they rank them by support-set similarity, so
+    /// |F_i| stays comparable to detection's [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    fn_oracle_filter: Option<bool>,
+    /// Oracle only: the share P of each F_i that is right; 1 - P of it is
+    /// replaced by random candidates of other labels, |F_i| kept [default: 1].
+    #[arg(long, value_name = "P")]
+    fn_oracle_precision: Option<f64>,
 }
 
 impl LossArgs {
@@ -126,6 +140,15 @@ impl LossArgs {
         }
         if let Some(v) = self.fn_support {
             c.support_set = v;
+        }
+        if let Some(v) = self.fn_detect {
+            c.detect = v;
+        }
+        if let Some(v) = self.fn_oracle_filter {
+            c.oracle_filter = v;
+        }
+        if let Some(v) = self.fn_oracle_precision {
+            c.oracle_precision = v;
         }
         Ok(())
     }
@@ -234,7 +257,11 @@ fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
     let mut cfg = TrainConfig::default();
     let from_run = a
         .resume
-        .then(|| a.out.as_ref().map(|o| fnc_train::RunDir::new(o).config_path()))
+        .then(|| {
+            a.out
+                .as_ref()
+                .map(|o| fnc_train::RunDir::new(o).config_path())
+        })
         .flatten();
     if let Some(path) = a.config.as_ref().or(from_run.as_ref()) {
         let text = std::fs::read_to_string(path)
@@ -343,6 +370,7 @@ fn run() -> Result<()> {
                 "fn_total": out.mean_fn * (z.size()[0] / views) as f64,
                 "fn_precision": out.fn_precision,
                 "fn_chance": out.fn_chance,
+                "fn_recall": out.fn_recall,
                 "config": cfg,
             });
             println!("{}", serde_json::to_string_pretty(&r)?);

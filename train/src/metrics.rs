@@ -25,6 +25,9 @@ pub struct StepMetrics {
     pub fn_precision: Option<f64>,
     /// The same share among all candidates: the chance rate.
     pub fn_chance: Option<f64>,
+    /// Share of the candidates carrying the anchor's label that were detected.
+    #[serde(default)]
+    pub fn_recall: Option<f64>,
     /// Weighted k-NN top-1 on val, percent, on `--knn-every` steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knn_top1: Option<f64>,

@@ -16,6 +16,7 @@ use crate::device::parse_device;
 use crate::error::TrainError;
 use crate::features::{extract_features, knn_top1, KNN_K, KNN_T};
 use crate::feed::Feed;
+use crate::loss::Detect;
 use crate::metrics::{MetricsLog, StepMetrics, TrainSummary};
 use crate::model::build_model;
 use crate::momentum::Momentum;
@@ -70,6 +71,14 @@ impl BadRecords {
         }
         Ok(())
     }
+}
+
+/// A seed for libtorch's generator at `step` of a run seeded `seed` (splitmix64).
+fn step_seed(seed: u64, step: u64) -> i64 {
+    let mut z = seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) as i64
 }
 
 /// Trains per `cfg` into `out` (a run directory); `resume` continues the latest
@@ -160,6 +169,11 @@ pub fn train(
         bad.add(batch.bad, observer)?;
         let lr = learning_rate(step as i64, peak, warmup, total as i64);
         let labels = &batch.labels;
+        if cfg.loss.detect == Detect::Oracle && cfg.loss.oracle_precision < 1.0 {
+            // The noisy oracle's draws depend on (seed, step) only, so a
+            // resumed run repeats them.
+            tch::manual_seed(step_seed(cfg.seed, step));
+        }
         let mut groups = vec![&batch.main];
         groups.extend(batch.support.as_ref());
         let (outp, zm) = forward_loss(&model, momentum.as_ref(), &groups, labels, cfg)?;
@@ -203,6 +217,7 @@ pub fn train(
             mean_fn: outp.mean_fn,
             fn_precision: outp.fn_precision,
             fn_chance: outp.fn_chance,
+            fn_recall: outp.fn_recall,
             knn_top1,
             bad_records: bad.named.len() as u64,
         };

@@ -98,6 +98,7 @@ fn loss_command_matches_the_reference() {
             anchors: Anchors::All,
             support_set: SupportSet::All,
             temperature: 0.1,
+            ..LossConfig::default()
         };
         let want = reference(&rows32, 4, &cfg);
         let got = r["loss"].as_f64().unwrap();

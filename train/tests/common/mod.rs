@@ -90,6 +90,7 @@ pub fn every_config() -> Vec<LossConfig> {
                                 threshold,
                                 anchors,
                                 support_set,
+                                ..LossConfig::default()
                             });
                         }
                     }

@@ -1,0 +1,328 @@
+//! `fnc-eval compare`: several runs side by side. Runs whose configs differ
+//! only in `--seed` (and in flags that do not change what is learned: device,
+//! workers, checkpoint and monitor cadence, the run directory) form a group;
+//! each group reports the mean and spread of its final linear and k-NN
+//! accuracy, and one PNG draws every group's training curves with their spread.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+use tch::Device;
+
+use fnc_train::StepMetrics;
+
+use crate::error::EvalError;
+use crate::features::features;
+use crate::linear::{linear_probe, LinearConfig};
+use crate::source::resolve;
+
+/// Config keys that do not change what a run learns, left out of grouping.
+const IGNORED: [&str; 7] = [
+    "seed",
+    "device",
+    "workers",
+    "checkpoint_every",
+    "knn_every",
+    "max_bad_records",
+    "shards",
+];
+
+/// Mean, sample standard deviation and the values they summarise.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Spread {
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); 0 for a single value.
+    pub std: f64,
+    pub values: Vec<f64>,
+}
+
+impl Spread {
+    pub fn of(values: Vec<f64>) -> Spread {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n.max(1.0);
+        let std = if values.len() > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        Spread { mean, std, values }
+    }
+}
+
+/// One run's final figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub run: PathBuf,
+    pub seed: u64,
+    pub linear_top1: f64,
+    pub knn_top1: f64,
+    /// Mean FN precision, chance rate and recall over the last quarter of
+    /// training (where logged).
+    pub fn_precision: Option<f64>,
+    pub fn_chance: Option<f64>,
+    pub fn_recall: Option<f64>,
+    pub steps: u64,
+    #[serde(skip)]
+    pub metrics: Vec<StepMetrics>,
+}
+
+/// Runs that differ only in their seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    /// The group's values of the flags that differ between groups.
+    pub flags: BTreeMap<String, Value>,
+    pub runs: Vec<RunResult>,
+    pub linear_top1: Spread,
+    pub knn_top1: Spread,
+    pub fn_precision: Option<Spread>,
+    pub fn_recall: Option<Spread>,
+}
+
+impl Group {
+    /// `flag=value ...`, or `all` when no flag differs.
+    pub fn label(&self) -> String {
+        if self.flags.is_empty() {
+            return "all".into();
+        }
+        self.flags
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The comparison of some runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// Config keys whose values differ between groups.
+    pub differing: Vec<String>,
+    pub groups: Vec<Group>,
+}
+
+/// Flattens nested config tables into `table.key` entries.
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+fn tail_mean(m: &[StepMetrics], f: impl Fn(&StepMetrics) -> Option<f64>) -> Option<f64> {
+    let tail = &m[m.len() * 3 / 4..];
+    let v: Vec<f64> = tail.iter().filter_map(&f).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Evaluates each run's latest checkpoint (linear probe with `probe`, k-NN
+/// with the monitor's defaults, on the run's own shards) and groups them.
+pub fn compare(
+    runs: &[PathBuf],
+    probe: &LinearConfig,
+    device: Device,
+) -> Result<Comparison, EvalError> {
+    if runs.is_empty() {
+        return Err(EvalError::Input {
+            what: "fnc-eval compare".into(),
+            detail: "name at least one run directory".into(),
+        });
+    }
+    let mut keyed: Vec<(BTreeMap<String, Value>, RunResult)> = Vec::new();
+    for run in runs {
+        let src = resolve(Some(run), None)?;
+        let cfg = serde_json::to_value(&src.config).map_err(|e| EvalError::Input {
+            what: src.run.config_path().display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let mut flat = BTreeMap::new();
+        flatten("", &cfg, &mut flat);
+        for k in IGNORED {
+            flat.remove(k);
+        }
+        let f = features(&src, &src.config.shards, None, device)?;
+        let linear = linear_probe(&f.train, &f.val, f.classes, probe)?;
+        let knn = fnc_train::knn_top1(
+            &f.train.0,
+            &f.train.1,
+            &f.val.0,
+            &f.val.1,
+            fnc_train::KNN_K,
+            fnc_train::KNN_T,
+            f.classes,
+        );
+        let metrics = fnc_train::read_metrics(&src.run.metrics_path())?;
+        keyed.push((
+            flat,
+            RunResult {
+                run: run.clone(),
+                seed: src.config.seed,
+                linear_top1: linear.top1,
+                knn_top1: knn,
+                fn_precision: tail_mean(&metrics, |s| s.fn_precision),
+                fn_chance: tail_mean(&metrics, |s| s.fn_chance),
+                fn_recall: tail_mean(&metrics, |s| s.fn_recall),
+                steps: metrics.last().map(|s| s.step).unwrap_or(0),
+                metrics,
+            },
+        ));
+    }
+    // Group in order of first appearance.
+    let mut groups: Vec<(BTreeMap<String, Value>, Vec<RunResult>)> = Vec::new();
+    for (key, r) in keyed {
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, rs)) => rs.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    let all_keys: std::collections::BTreeSet<&String> =
+        groups.iter().flat_map(|(k, _)| k.keys()).collect();
+    let differing: Vec<String> = all_keys
+        .into_iter()
+        .filter(|k| {
+            let first = groups[0].0.get(*k);
+            groups.iter().any(|(g, _)| g.get(*k) != first)
+        })
+        .cloned()
+        .collect();
+    let spread_of = |rs: &[RunResult], f: &dyn Fn(&RunResult) -> Option<f64>| {
+        let v: Vec<f64> = rs.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| Spread::of(v))
+    };
+    let groups = groups
+        .into_iter()
+        .map(|(key, runs)| Group {
+            flags: differing
+                .iter()
+                .map(|k| (k.clone(), key.get(k).cloned().unwrap_or(Value::Null)))
+                .collect(),
+            linear_top1: Spread::of(runs.iter().map(|r| r.linear_top1).collect()),
+            knn_top1: Spread::of(runs.iter().map(|r| r.knn_top1).collect()),
+            fn_precision: spread_of(&runs, &|r| r.fn_precision),
+            fn_recall: spread_of(&runs, &|r| r.fn_recall),
+            runs,
+        })
+        .collect();
+    Ok(Comparison { differing, groups })
+}
+
+/// Per step: (step, mean, min, max) over the runs that logged `f` there.
+fn band(runs: &[RunResult], f: &dyn Fn(&StepMetrics) -> Option<f64>) -> Vec<(f64, f64, f64, f64)> {
+    let mut at: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for r in runs {
+        for s in &r.metrics {
+            if let Some(v) = f(s).filter(|v| v.is_finite()) {
+                at.entry(s.step).or_default().push(v);
+            }
+        }
+    }
+    at.into_iter()
+        .map(|(step, v)| {
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let lo = v.iter().copied().fold(f64::MAX, f64::min);
+            let hi = v.iter().copied().fold(f64::MIN, f64::max);
+            (step as f64, mean, lo, hi)
+        })
+        .collect()
+}
+
+type Curve<'a> = (&'static str, &'a dyn Fn(&StepMetrics) -> Option<f64>);
+
+/// Draws loss, k-NN top-1, FN precision and FN recall per group (the mean
+/// over its runs, and their min-max spread shaded) into `out`.
+pub fn compare_plot(c: &Comparison, out: &Path) -> Result<(), EvalError> {
+    let labelled = crate::report::register_font();
+    let curves: [Curve; 4] = [
+        ("loss", &|s| Some(s.loss)),
+        ("k-NN top-1 (%)", &|s| s.knn_top1),
+        ("FN precision", &|s| s.fn_precision),
+        ("FN recall", &|s| s.fn_recall),
+    ];
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(out, (1000, 300 * curves.len() as u32)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let areas = root.split_evenly((curves.len(), 1));
+        let max_step = c
+            .groups
+            .iter()
+            .flat_map(|g| g.runs.iter().map(|r| r.steps))
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        for (panel, ((name, f), area)) in curves.iter().zip(areas.iter()).enumerate() {
+            let bands: Vec<Vec<(f64, f64, f64, f64)>> =
+                c.groups.iter().map(|g| band(&g.runs, *f)).collect();
+            let (mut lo, mut hi) = bands
+                .iter()
+                .flatten()
+                .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.2), b.max(p.3)));
+            if lo > hi {
+                (lo, hi) = (0.0, 1.0);
+            }
+            if hi - lo < 1e-12 {
+                hi = lo + 1.0;
+            }
+            let pad = (hi - lo) * 0.05;
+            let mut b = ChartBuilder::on(area);
+            b.margin(10)
+                .x_label_area_size(if labelled { 25 } else { 0 })
+                .y_label_area_size(if labelled { 60 } else { 0 });
+            if labelled {
+                b.caption(*name, ("sans-serif", 18));
+            }
+            let mut chart = b.build_cartesian_2d(0.0..max_step, (lo - pad)..(hi + pad))?;
+            if labelled {
+                chart.configure_mesh().draw()?;
+            }
+            for (k, pts) in bands.iter().enumerate() {
+                if pts.is_empty() {
+                    continue;
+                }
+                let colour = Palette99::pick(k).to_rgba();
+                let mut poly: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.3)).collect();
+                poly.extend(pts.iter().rev().map(|p| (p.0, p.2)));
+                chart.draw_series(std::iter::once(Polygon::new(poly, colour.mix(0.2))))?;
+                let line = chart.draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, p.1)),
+                    colour.stroke_width(2),
+                ))?;
+                if labelled && panel == 0 {
+                    let label = c.groups[k].label();
+                    line.label(label).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+                    });
+                }
+            }
+            if labelled && panel == 0 {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 12))
+                    .draw()?;
+            }
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| EvalError::Input {
+        what: out.display().to_string(),
+        detail: format!("cannot draw the comparison: {e}"),
+    })
+}
