@@ -17,6 +17,7 @@ use fnc_train::StepMetrics;
 use crate::error::EvalError;
 use crate::features::features;
 use crate::linear::{linear_probe, LinearConfig};
+use crate::report::{panel_chart, register_font};
 use crate::source::resolve;
 
 /// Config keys that do not change what a run learns, left out of grouping.
@@ -247,7 +248,7 @@ type Curve<'a> = (&'static str, &'a dyn Fn(&StepMetrics) -> Option<f64>);
 /// Draws loss, k-NN top-1, FN precision and FN recall per group (the mean
 /// over its runs, and their min-max spread shaded) into `out`.
 pub fn compare_plot(c: &Comparison, out: &Path) -> Result<(), EvalError> {
-    let labelled = crate::report::register_font();
+    let labelled = register_font();
     let curves: [Curve; 4] = [
         ("loss", &|s| Some(s.loss)),
         ("k-NN top-1 (%)", &|s| s.knn_top1),
@@ -268,28 +269,8 @@ pub fn compare_plot(c: &Comparison, out: &Path) -> Result<(), EvalError> {
         for (panel, ((name, f), area)) in curves.iter().zip(areas.iter()).enumerate() {
             let bands: Vec<Vec<(f64, f64, f64, f64)>> =
                 c.groups.iter().map(|g| band(&g.runs, *f)).collect();
-            let (mut lo, mut hi) = bands
-                .iter()
-                .flatten()
-                .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.2), b.max(p.3)));
-            if lo > hi {
-                (lo, hi) = (0.0, 1.0);
-            }
-            if hi - lo < 1e-12 {
-                hi = lo + 1.0;
-            }
-            let pad = (hi - lo) * 0.05;
-            let mut b = ChartBuilder::on(area);
-            b.margin(10)
-                .x_label_area_size(if labelled { 25 } else { 0 })
-                .y_label_area_size(if labelled { 60 } else { 0 });
-            if labelled {
-                b.caption(*name, ("sans-serif", 18));
-            }
-            let mut chart = b.build_cartesian_2d(0.0..max_step, (lo - pad)..(hi + pad))?;
-            if labelled {
-                chart.configure_mesh().draw()?;
-            }
+            let values = bands.iter().flatten().flat_map(|p| [p.2, p.3]);
+            let mut chart = panel_chart(area, name, values, max_step, labelled)?;
             for (k, pts) in bands.iter().enumerate() {
                 if pts.is_empty() {
                     continue;

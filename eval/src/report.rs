@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use fnc_train::{RunDir, StepMetrics};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::EvalError;
@@ -29,6 +31,43 @@ pub(crate) fn register_font() -> bool {
 /// Reads a run's metrics (its `metrics.jsonl`).
 pub fn read_metrics(run: &Path) -> Result<Vec<StepMetrics>, EvalError> {
     Ok(fnc_train::read_metrics(&RunDir::new(run).metrics_path())?)
+}
+
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One panel's chart on `area`: x from 0 to `max_step`, y the range of the
+/// finite `values` padded by 5% (0..1 when there are none); caption and mesh
+/// when a font is available.
+pub(crate) fn panel_chart<'a, 'b>(
+    area: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    name: &str,
+    values: impl Iterator<Item = f64>,
+    max_step: f64,
+    labelled: bool,
+) -> Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
+    let (mut lo, mut hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    if lo > hi {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if hi - lo < 1e-12 {
+        hi = lo + 1.0;
+    }
+    let pad = (hi - lo) * 0.05;
+    let mut b = ChartBuilder::on(area);
+    b.margin(10)
+        .x_label_area_size(if labelled { 25 } else { 0 })
+        .y_label_area_size(if labelled { 60 } else { 0 });
+    if labelled {
+        b.caption(name, ("sans-serif", 18));
+    }
+    let mut chart = b.build_cartesian_2d(0.0..max_step, (lo - pad)..(hi + pad))?;
+    if labelled {
+        chart.configure_mesh().draw()?;
+    }
+    Ok(chart)
 }
 
 type Series = (&'static str, Vec<(f64, f64)>, Option<Vec<(f64, f64)>>);
@@ -67,37 +106,8 @@ pub fn report(run: &Path, out: &Path) -> Result<usize, EvalError> {
         let areas = root.split_evenly((panels.len(), 1));
         let max_step = m.last().map(|s| s.step as f64).unwrap_or(1.0).max(1.0);
         for ((name, ys, extra), area) in panels.iter().zip(areas.iter()) {
-            let all: Vec<f64> = ys
-                .iter()
-                .chain(extra.iter().flatten())
-                .map(|p| p.1)
-                .filter(|v| v.is_finite())
-                .collect();
-            let (mut lo, mut hi) = all
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-            if all.is_empty() {
-                (lo, hi) = (0.0, 1.0);
-            }
-            if hi - lo < 1e-12 {
-                hi = lo + 1.0;
-            }
-            let pad = (hi - lo) * 0.05;
-            let mut b = ChartBuilder::on(area);
-            b.margin(10)
-                .x_label_area_size(if labelled { 25 } else { 0 })
-                .y_label_area_size(if labelled { 60 } else { 0 });
-            if labelled {
-                b.caption(*name, ("sans-serif", 18));
-            }
-            let mut chart = b.build_cartesian_2d(0.0..max_step, (lo - pad)..(hi + pad))?;
-            let mut mesh = chart.configure_mesh();
-            if !labelled {
-                mesh.disable_x_mesh().disable_y_mesh();
-            }
-            if labelled {
-                mesh.draw()?;
-            }
+            let values = ys.iter().chain(extra.iter().flatten()).map(|p| p.1);
+            let mut chart = panel_chart(area, name, values, max_step, labelled)?;
             chart.draw_series(LineSeries::new(ys.iter().copied(), &BLUE))?;
             if let Some(e) = extra {
                 chart.draw_series(DashedLineSeries::new(e.iter().copied(), 6, 4, RED.into()))?;

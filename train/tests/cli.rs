@@ -51,6 +51,19 @@ fn small() -> Vec<&'static str> {
     a
 }
 
+/// `fnc-train loss` of the embeddings in `zp` (4 views) with the labels in `lp`.
+fn loss_args<'a>(zp: &'a Path, lp: &'a Path) -> Vec<&'a str> {
+    vec![
+        "loss",
+        "--embeddings",
+        zp.to_str().unwrap(),
+        "--views",
+        "4",
+        "--labels",
+        lp.to_str().unwrap(),
+    ]
+}
+
 #[test]
 fn loss_command_matches_the_reference() {
     let t = tempfile::tempdir().unwrap();
@@ -65,14 +78,8 @@ fn loss_command_matches_the_reference() {
         (Strategy::Elimination, "elimination"),
         (Strategy::Attraction, "attraction"),
     ] {
-        let o = run(&[
-            "loss",
-            "--embeddings",
-            zp.to_str().unwrap(),
-            "--views",
-            "4",
-            "--labels",
-            lp.to_str().unwrap(),
+        let mut args = loss_args(&zp, &lp);
+        args.extend([
             "--fn-strategy",
             s,
             "--fn-topk",
@@ -83,6 +90,7 @@ fn loss_command_matches_the_reference() {
             "mean",
             "--json",
         ]);
+        let o = run(&args);
         assert!(o.status.success(), "{}", stderr(&o));
         let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         // The reference sees the float32-rounded matrix the command read.
@@ -596,15 +604,7 @@ fn labels_that_do_not_fit_are_an_error() {
         tch::Tensor::zeros(shape, (tch::Kind::Int64, tch::Device::Cpu))
             .write_npy(&lp)
             .unwrap();
-        let o = run(&[
-            "loss",
-            "--embeddings",
-            zp.to_str().unwrap(),
-            "--views",
-            "4",
-            "--labels",
-            lp.to_str().unwrap(),
-        ]);
+        let o = run(&loss_args(&zp, &lp));
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{shape:?}: {e}");
         assert!(e.contains("--labels") && e.contains("want [6]"), "{e}");
@@ -664,5 +664,47 @@ fn checkpoints_that_do_not_fit_are_named_not_panicked_on() {
     assert!(
         e.contains("holds a small encoder and cannot be loaded into a resnet18 encoder"),
         "{e}"
+    );
+}
+
+#[test]
+fn oracle_runs_log_their_precision_and_the_noisy_one_resumes_exactly() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let metrics = |run: &Path| fnc_train::read_metrics(&run.join("metrics.jsonl")).unwrap();
+    let exact = t.path().join("exact");
+    train_small(&data, &exact, &["--steps", "3", "--fn-detect", "oracle"]);
+    for m in metrics(&exact) {
+        assert_eq!(m.fn_precision, Some(1.0));
+        assert_eq!(m.fn_recall, Some(1.0));
+    }
+    let mut args: Vec<&str> = small();
+    args.extend([
+        "--shards",
+        data.to_str().unwrap(),
+        "--steps",
+        "40",
+        "--checkpoint-every",
+        "5",
+        "--fn-detect",
+        "oracle",
+        "--fn-oracle-precision",
+        "0.5",
+    ]);
+    let full = t.path().join("full");
+    let mut full_args = args.clone();
+    full_args.extend(["--out", full.to_str().unwrap()]);
+    let o = run(&full_args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&full);
+    let p: f64 = m.iter().map(|s| s.fn_precision.unwrap()).sum::<f64>() / m.len() as f64;
+    assert!((p - 0.5).abs() < 0.05, "mean precision {p}");
+    let part = t.path().join("part");
+    let mut part_args = args.clone();
+    part_args.extend(["--out", part.to_str().unwrap()]);
+    assert_eq!(
+        kill_and_resume(&part_args, &part, 17, 40),
+        losses(&full),
+        "the noisy oracle's draws repeat after a resume"
     );
 }
