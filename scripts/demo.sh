@@ -20,9 +20,8 @@ head -3 "$D/inspect.txt"
 $BIN/fnc-ingest verify "$D/out"
 $BIN/fnc-augment preview --shards "$D/out" --out "$D/preview.png" --images 4 --support 2 --size 64 --support-size 32
 # Same budget for both: the same steps, views, model, optimiser and seed.
-COMMON=(--shards "$D/out" --arch small --image-size 64 --support 2 --support-size 32
-        --batch-size 128 --steps "$STEPS" --optimizer adamw --lr 0.003 --lr-scaling none
-        --weight-decay 1e-4 --warmup-epochs 1 --temperature 0.2 --knn-every 150
+# (configs/cpu-small.toml: the small CNN, 64 px + 2 x 32 px views, batch 128, AdamW.)
+COMMON=(--config configs/cpu-small.toml --shards "$D/out" --steps "$STEPS" --knn-every 150
         --checkpoint-every 150 --device "$DEV")
 $BIN/fnc-train "${COMMON[@]}" --fn-strategy attraction --out "$D/runs/fnc"
 $BIN/fnc-train "${COMMON[@]}" --fn-strategy none --out "$D/runs/simclr"

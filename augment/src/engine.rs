@@ -211,16 +211,17 @@ impl ViewGroup {
     }
 }
 
-/// A finished batch. Views come in groups of one side (the 2 main views, then
-/// the S support views), each group view-major, matching the FNC loss's row
-/// order. Dropping it returns its buffers to the engine's pool.
+/// A finished batch. Views come in groups of one side, each group view-major,
+/// matching the FNC loss's row order: all V views in one group when the
+/// support views have the main views' side, else the 2 main views, then the S
+/// support views. Dropping it returns its buffers to the engine's pool.
 #[derive(Debug)]
 pub struct Batch {
     pub epoch: u64,
     /// Record indices (within the split) of the images.
     pub indices: Vec<u64>,
     pub labels: Vec<u32>,
-    /// The main views (`groups[0]`), then the support views when S > 0.
+    /// The view groups in view order (see [`Batch`]).
     pub groups: Vec<ViewGroup>,
     /// Sampler state after this batch: save it to resume right after it.
     pub sampler_after: SamplerState,
@@ -320,12 +321,15 @@ pub fn make_views(
     })
 }
 
-/// The empty view groups of a batch of `b` images under `cfg`.
+/// The empty view groups of a batch of `b` images under `cfg`: one group of
+/// all V views when support and main views have one size (so the model can
+/// take them in one pass), else the main views and the support views.
 fn new_groups(cfg: &EngineConfig, b: usize) -> Vec<ViewGroup> {
-    let mut groups = vec![(0, 2, cfg.size)];
-    if cfg.support > 0 {
-        groups.push((2, cfg.support, cfg.support_size));
-    }
+    let groups = if cfg.support == 0 || cfg.support_size == cfg.size {
+        vec![(0, cfg.views(), cfg.size)]
+    } else {
+        vec![(0, 2, cfg.size), (2, cfg.support, cfg.support_size)]
+    };
     groups
         .into_iter()
         .map(|(first, views, side)| ViewGroup {

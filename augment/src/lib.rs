@@ -4,8 +4,9 @@
 //! S support), each with its own random draw derived from (seed, epoch, record
 //! index, view index), so the same seed gives byte-identical batches whatever the
 //! thread count. Views are written straight into preallocated uint8 NHWC batch
-//! buffers, one per group of same-sized views (main, support), each view-major
-//! like the loss's rows, which finished batches carry through a bounded queue and
+//! buffers, one per group of same-sized views (all V views when support and
+//! main views have one side, else main and support), each view-major like the
+//! loss's rows, which finished batches carry through a bounded queue and
 //! give back to a pool when dropped. [`centre_crops`] makes the unaugmented
 //! evaluation views.
 //!
@@ -21,7 +22,7 @@
 //! let mut loader = Loader::start(train, cfg, sampler)?;
 //! let batch = loader.next_batch().expect("running")?;
 //! assert_eq!(batch.views(), 10);
-//! assert_eq!(batch.groups[1].views, 8); // the support views, one buffer
+//! assert_eq!(batch.groups[1].views, 8); // the 96 px support views, one buffer
 //! # Ok(()) }
 //! ```
 //!

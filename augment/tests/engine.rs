@@ -314,3 +314,29 @@ fn centre_crops_are_the_unaugmented_centre_of_each_image() {
         Err(AugmentError::Config { .. })
     ));
 }
+
+#[test]
+fn views_of_one_side_come_in_one_group() {
+    let t = tempfile::tempdir().unwrap();
+    let split = synth_shards(t.path());
+    let group_shapes = |support_size: u32| -> Vec<(usize, usize, u32)> {
+        let cfg = EngineConfig::builder()
+            .batch_size(4)
+            .support(3)
+            .size(16)
+            .support_size(support_size)
+            .build()
+            .unwrap();
+        let mut l = Loader::start(split.clone(), cfg, Sampler::new(split.len(), 0, 0, 1)).unwrap();
+        let b = l.next_batch().unwrap().unwrap();
+        for g in &b.groups {
+            assert_eq!(g.data.len(), g.views * 4 * g.image_len());
+        }
+        b.groups
+            .iter()
+            .map(|g| (g.first, g.views, g.side))
+            .collect()
+    };
+    assert_eq!(group_shapes(16), [(0, 5, 16)]);
+    assert_eq!(group_shapes(8), [(0, 2, 16), (2, 3, 8)]);
+}

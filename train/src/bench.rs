@@ -42,18 +42,24 @@ pub fn bench_steps(
         .then(|| Momentum::new(&vs, cfg))
         .transpose()?;
     let b = cfg.batch_size as i64;
-    let (s, ss) = (cfg.image_size as i64, cfg.support_size as i64);
+    let (s, ss) = (cfg.image_size as i64, cfg.support_side() as i64);
     let opts = (Kind::Uint8, device);
-    let main = Tensor::randint(256, [2 * b, s, s, 3], opts);
-    let support =
-        (cfg.support > 0).then(|| Tensor::randint(256, [cfg.support as i64 * b, ss, ss, 3], opts));
+    // The groups the engine hands over: all views at once when they share a side.
+    let sv = cfg.support as i64;
+    let inputs: Vec<Tensor> = if sv == 0 || ss == s {
+        vec![Tensor::randint(256, [(2 + sv) * b, s, s, 3], opts)]
+    } else {
+        vec![
+            Tensor::randint(256, [2 * b, s, s, 3], opts),
+            Tensor::randint(256, [sv * b, ss, ss, 3], opts),
+        ]
+    };
     let labels = Tensor::arange(b, (Kind::Int64, device));
     let mut sum = BenchTimes::default();
     for k in 0..warmup + steps {
         sync(device);
         let t0 = Instant::now();
-        let mut groups = vec![&main];
-        groups.extend(support.as_ref());
+        let groups: Vec<&Tensor> = inputs.iter().collect();
         let (out, zm) = forward_loss(&model, momentum.as_ref(), &groups, &labels, cfg)?;
         sync(device);
         let t1 = Instant::now();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 use crate::loss::LossConfig;
-use crate::model::Arch;
+use crate::model::{Arch, InitScheme};
 use crate::optim::OptimizerKind;
 
 /// How the peak learning rate follows the batch size.
@@ -69,7 +69,7 @@ impl MemoryFormat {
 /// Everything a training run is made of (SPEC §5 defaults). Missing keys in a
 /// config file take their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub shards: PathBuf,
     pub split: String,
@@ -77,7 +77,9 @@ pub struct TrainConfig {
     pub proj_dim: i64,
     pub image_size: u32,
     pub support: usize,
-    pub support_size: u32,
+    /// Side of the support views; `None` = the main views' side (as in the
+    /// reference, whose support views have the main views' size).
+    pub support_size: Option<u32>,
     pub batch_size: usize,
     /// Training length in epochs (used when `steps` is 0).
     pub epochs: f64,
@@ -94,6 +96,8 @@ pub struct TrainConfig {
     pub device: String,
     pub precision: Precision,
     pub memory_format: MemoryFormat,
+    /// How the model's weights are drawn.
+    pub init: InitScheme,
     pub seed: u64,
     pub checkpoint_every: u64,
     /// Weighted k-NN (k = 20) on the val split every N steps; 0 = off.
@@ -118,7 +122,7 @@ impl Default for TrainConfig {
             proj_dim: 128,
             image_size: 224,
             support: 8,
-            support_size: 224,
+            support_size: None,
             batch_size: 256,
             epochs: 100.0,
             steps: 0,
@@ -131,6 +135,7 @@ impl Default for TrainConfig {
             device: "auto".into(),
             precision: Precision::Auto,
             memory_format: MemoryFormat::ChannelsLast,
+            init: InitScheme::Torchvision,
             seed: 0,
             checkpoint_every: 500,
             knn_every: 0,
@@ -151,6 +156,11 @@ impl TrainConfig {
             LrScaling::Linear => self.lr * b / 256.0,
             LrScaling::None => self.lr,
         }
+    }
+
+    /// Side of the support views: `support_size`, or the main side.
+    pub fn support_side(&self) -> u32 {
+        self.support_size.unwrap_or(self.image_size)
     }
 
     /// Views per image.
@@ -250,7 +260,7 @@ impl TrainConfig {
             .batch_size(self.batch_size)
             .support(self.support)
             .size(self.image_size)
-            .support_size(self.support_size)
+            .support_size(self.support_side())
             .seed(self.seed)
             .threads(workers)
             .on_error(on_error)

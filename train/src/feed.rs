@@ -17,10 +17,10 @@ use crate::error::TrainError;
 /// What one training step consumes.
 #[derive(Debug)]
 pub(crate) struct StepInput {
-    /// `[2B, s, s, 3]` uint8, view-major.
-    pub main: Tensor,
-    /// `[S*B, s', s', 3]` uint8, view-major, when there are support views.
-    pub support: Option<Tensor>,
+    /// The view groups in view order, each `[views*B, side, side, 3]` uint8,
+    /// view-major: all V views at once when they share a side, else the main
+    /// and the support views.
+    pub groups: Vec<Tensor>,
     /// `[B]` int64.
     pub labels: Tensor,
     pub epoch: u64,
@@ -52,8 +52,7 @@ fn to_input(mut batch: Batch, device: Device) -> StepInput {
     let b = batch.labels.len();
     let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
     StepInput {
-        main: group(&batch.groups[0], b, device),
-        support: batch.groups.get(1).map(|g| group(g, b, device)),
+        groups: batch.groups.iter().map(|g| group(g, b, device)).collect(),
         labels: Tensor::from_slice(&labels).to_device(device),
         epoch: batch.epoch,
         sampler_after: batch.sampler_after,

@@ -53,8 +53,8 @@ pub use loss::{
 };
 pub use metrics::{read_metrics, MetricsLog, StepMetrics, TrainSummary};
 pub use model::{
-    build_model, encoder, is_channels_last, normalise, normalise_as, projection_head, small_cnn,
-    to_channels_last, Arch, Model, ProjectionHead, SmallCnn,
+    build_model, encoder, is_channels_last, normalise, normalise_as, projection_head,
+    reference_init, small_cnn, to_channels_last, Arch, InitScheme, Model, ProjectionHead, SmallCnn,
 };
 pub use momentum::Momentum;
 pub use optim::{cosine, learning_rate, trainable, Optimizer, OptimizerKind};

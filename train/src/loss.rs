@@ -66,14 +66,16 @@ pub enum Detect {
 /// Loss options; defaults are SPEC §4's. Keys missing from a config file take
 /// their defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
     pub temperature: f64,
     pub strategy: Strategy,
     pub aggregate: Aggregate,
     /// 0 disables the top-k filter.
     pub topk: i64,
-    /// None disables the threshold filter.
+    /// None disables the threshold filter (written `"none"` in a config, so
+    /// that it reads back as off rather than as the default).
+    #[serde(with = "threshold_text")]
     pub threshold: Option<f64>,
     pub anchors: Anchors,
     pub support_set: SupportSet,
@@ -159,6 +161,36 @@ impl Default for LossConfig {
             detect: Detect::Support,
             oracle_filter: false,
             oracle_precision: 1.0,
+        }
+    }
+}
+
+/// `threshold` in config files: a number, or `"none"` for no filter.
+mod threshold_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Number(f64),
+        Word(String),
+    }
+
+    pub fn serialize<S: Serializer>(t: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(x) => Text::Number(*x),
+            None => Text::Word("none".into()),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        match Text::deserialize(d)? {
+            Text::Number(x) => Ok(Some(x)),
+            Text::Word(w) if w == "none" => Ok(None),
+            Text::Word(w) => Err(serde::de::Error::custom(format!(
+                "threshold {w:?} is not a number or \"none\""
+            ))),
         }
     }
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use fnc_train::{
-    Aggregate, Anchors, Arch, Detect, LossConfig, LrScaling, MemoryFormat, OptimizerKind,
-    Precision, Strategy, SupportSet, TrainConfig,
+    Aggregate, Anchors, Arch, Detect, InitScheme, LossConfig, LrScaling, MemoryFormat,
+    OptimizerKind, Precision, Strategy, SupportSet, TrainConfig,
 };
 
 /// Pretrain an image encoder with the FNC loss (GPU when present, CPU otherwise).
@@ -162,7 +162,8 @@ struct TrainArgs {
     /// Run directory [default: runs/<time>-<arch>-<strategy>].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// A config TOML (as written to a run directory); flags override it.
+    /// A config TOML (as written to a run directory, or a preset such as
+    /// configs/fnc-paper.toml); flags override it; unknown keys are an error.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Continue the run in --out from its latest checkpoint (its config.toml applies).
@@ -177,7 +178,8 @@ struct TrainArgs {
     /// Support views per image [default: 8].
     #[arg(long)]
     support: Option<usize>,
-    /// Support view side in pixels [default: 224].
+    /// Support view side in pixels [default: --image-size, as the reference's
+    /// support views have the main views' size].
     #[arg(long)]
     support_size: Option<u32>,
     /// Images per step [default: 256].
@@ -218,6 +220,12 @@ struct TrainArgs {
     /// or contiguous (NCHW) [default: channels-last].
     #[arg(long, value_enum)]
     memory_format: Option<MemoryFormat>,
+    /// Weight initialisation: torchvision, or reference (the official code's:
+    /// variance-scaling convolutions, zero last BatchNorm scale per residual
+    /// block, head weights N(0, 0.01), no shift on the head's last
+    /// BatchNorm) [default: torchvision].
+    #[arg(long, value_enum)]
+    init: Option<InitScheme>,
     /// Seed of the model, the sampler and every augmentation [default: 0].
     #[arg(long)]
     seed: Option<u64>,
@@ -247,6 +255,10 @@ struct TrainArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Print the resolved config (defaults, then --config, then flags) as
+    /// TOML, the form --config reads, and exit without training.
+    #[arg(long)]
+    print_config: bool,
 }
 
 macro_rules! set {
@@ -275,7 +287,6 @@ fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
         arch,
         image_size,
         support,
-        support_size,
         batch_size,
         epochs,
         steps,
@@ -288,6 +299,7 @@ fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
         device,
         precision,
         memory_format,
+        init,
         seed,
         checkpoint_every,
         knn_every,
@@ -295,6 +307,9 @@ fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
         ema_decay,
         max_bad_records
     );
+    if let Some(v) = a.support_size {
+        cfg.support_size = Some(v);
+    }
     a.loss.apply(&mut cfg.loss)?;
     cfg.validate()?;
     if a.resume && a.out.is_none() {
@@ -397,7 +412,7 @@ fn run() -> Result<()> {
                 "batch_size": cfg.batch_size,
                 "views": cfg.views(),
                 "image_size": cfg.image_size,
-                "support_size": cfg.support_size,
+                "support_size": cfg.support_side(),
                 "torch_threads": tch::get_num_threads(),
             });
             println!("{r}");
@@ -407,6 +422,10 @@ fn run() -> Result<()> {
             let n = fnc_train::export_encoder(&run, &out)
                 .with_context(|| format!("exporting --run {}", run.display()))?;
             println!("wrote {} tensors to {}", n, out.display());
+        }
+        None if cli.train.print_config => {
+            let (cfg, _) = resolve(&cli.train)?;
+            print!("{}", toml::to_string_pretty(&cfg)?);
         }
         None => {
             let (cfg, out) = resolve(&cli.train)?;

@@ -167,16 +167,79 @@ impl Model {
     }
 }
 
-/// The model of `cfg` in `vs` (seeded with `cfg.seed`), its convolution
-/// weights channels-last when `cfg.memory_format` says so on `vs`'s device:
-/// the one constructor of online, momentum and evaluation models.
+/// How a new model's weights are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum InitScheme {
+    /// torchvision's: Kaiming-normal (fan-out) convolutions, BatchNorm scale 1
+    /// and shift 0 everywhere, the head's linear layers Kaiming-uniform.
+    #[default]
+    Torchvision,
+    /// The reference code's (SimCLR v2's TF ResNet and head): convolutions
+    /// variance-scaling fan-in (truncated normal, std sqrt(1 / fan_in)), the
+    /// last BatchNorm scale of every residual block 0, head weights
+    /// N(0, 0.01), and no shift on the head's last BatchNorm (`center=False`).
+    Reference,
+}
+
+/// The model of `cfg` in `vs` (seeded with `cfg.seed`, initialised per
+/// `cfg.init`), its convolution weights channels-last when
+/// `cfg.memory_format` says so on `vs`'s device: the one constructor of
+/// online, momentum and evaluation models.
 pub fn build_model(vs: &nn::VarStore, cfg: &TrainConfig) -> Model {
     tch::manual_seed(cfg.seed as i64);
     let model = Model::new(&vs.root(), cfg.arch, cfg.proj_dim);
+    if cfg.init == InitScheme::Reference {
+        reference_init(vs, cfg.arch);
+    }
     if cfg.memory_format.channels_last(vs.device()) {
         to_channels_last(vs);
     }
     model
+}
+
+/// The reference's initialisation ([`InitScheme::Reference`]) over a model
+/// built by [`Model::new`], found by torchvision's variable names.
+pub fn reference_init(vs: &nn::VarStore, arch: Arch) {
+    // The last BatchNorm of a residual block: bn2 of a basic block, bn3 of a
+    // bottleneck (`layer2.0.bn3.weight`).
+    let last_bn = match arch {
+        Arch::Resnet18 => Some(".bn2.weight"),
+        Arch::Resnet50 => Some(".bn3.weight"),
+        Arch::Small => None,
+    };
+    tch::no_grad(|| {
+        for (name, mut t) in vs.variables() {
+            if t.dim() == 4 {
+                let s = t.size();
+                let fan_in = (s[1] * s[2] * s[3]) as f64;
+                let w = truncated_normal(&s, (1.0 / fan_in).sqrt(), t.device());
+                t.copy_(&w);
+            } else if name.starts_with("layer") && last_bn.is_some_and(|l| name.ends_with(l)) {
+                let _ = t.zero_();
+            } else if name.starts_with("head.") && t.dim() == 2 {
+                let _ = t.normal_(0.0, 0.01);
+            } else if name == HEAD_LAST_BN_SHIFT {
+                let _ = t.zero_();
+                let _ = t.set_requires_grad(false);
+            }
+        }
+    })
+}
+
+/// The shift of the head's last BatchNorm (layers `head.{1,4,7}`).
+const HEAD_LAST_BN_SHIFT: &str = "head.7.bias";
+
+/// A truncated normal (within two standard deviations of the underlying
+/// normal) whose standard deviation is `std`, as TF's variance scaling draws
+/// it: by the inverse CDF of uniforms between Phi(-2) and Phi(2).
+fn truncated_normal(shape: &[i64], std: f64, device: tch::Device) -> Tensor {
+    const PHI_LO: f64 = 0.022_750_131_948_179_195;
+    const PHI_HI: f64 = 0.977_249_868_051_820_8;
+    // The std of a standard normal truncated at +-2.
+    const TRUNCATED_STD: f64 = 0.879_625_661_034_239_8;
+    let u = Tensor::rand(shape, (tch::Kind::Float, device)) * (PHI_HI - PHI_LO) + PHI_LO;
+    (u * 2.0 - 1.0).erfinv() * (std::f64::consts::SQRT_2 * std / TRUNCATED_STD)
 }
 
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fnc_augment::{AugmentError, Loader, Sampler};
-use tch::nn;
+use tch::{nn, Tensor};
 
 use crate::checkpoint::{Checkpoint, CheckpointState, RunDir};
 use crate::config::TrainConfig;
@@ -174,8 +174,7 @@ pub fn train(
             // resumed run repeats them.
             tch::manual_seed(step_seed(cfg.seed, step));
         }
-        let mut groups = vec![&batch.main];
-        groups.extend(batch.support.as_ref());
+        let groups: Vec<&Tensor> = batch.groups.iter().collect();
         let (outp, zm) = forward_loss(&model, momentum.as_ref(), &groups, labels, cfg)?;
         let loss = outp.loss.double_value(&[]);
         if !loss.is_finite() {

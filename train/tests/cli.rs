@@ -617,7 +617,12 @@ fn checkpoints_that_do_not_fit_are_named_not_panicked_on() {
     let t = tempfile::tempdir().unwrap();
     let data = shards(t.path());
     let out = t.path().join("r");
-    train_small(&data, &out, &["--steps", "2", "--optimizer", "sgd"]);
+    // (With the reference initialisation, whose head shift is not trained.)
+    train_small(
+        &data,
+        &out,
+        &["--steps", "2", "--optimizer", "sgd", "--init", "reference"],
+    );
     let ck = out.join("checkpoints").join("step-00000002");
     let mut args = small();
     args.extend([
@@ -707,4 +712,79 @@ fn oracle_runs_log_their_precision_and_the_noisy_one_resumes_exactly() {
         losses(&full),
         "the noisy oracle's draws repeat after a resume"
     );
+}
+
+#[test]
+fn presets_print_every_official_flag_and_configs_read_back() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let paper = root.join("configs/fnc-paper.toml");
+    let o = run(&[
+        "--config",
+        paper.to_str().unwrap(),
+        "--print-config",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let cfg: fnc_train::TrainConfig = toml::from_str(&text).unwrap();
+    assert_eq!(cfg.arch, fnc_train::Arch::Resnet50);
+    assert_eq!(
+        (cfg.batch_size, cfg.support, cfg.support_side()),
+        (4096, 8, 224)
+    );
+    assert_eq!((cfg.epochs, cfg.warmup_epochs, cfg.lr), (100.0, 10.0, 0.1));
+    assert_eq!(cfg.lr_scaling, fnc_train::LrScaling::Sqrt);
+    assert_eq!(cfg.optimizer, fnc_train::OptimizerKind::Lars);
+    assert_eq!(
+        (cfg.weight_decay, cfg.memory, cfg.ema_decay),
+        (1e-4, 16, 0.999)
+    );
+    assert_eq!(cfg.init, fnc_train::InitScheme::Reference);
+    assert_eq!(cfg.loss.temperature, 0.1);
+    assert_eq!((cfg.loss.topk, cfg.loss.threshold), (10, Some(0.7)));
+    assert_eq!(cfg.loss.strategy, Strategy::Attraction);
+    assert_eq!(cfg.loss.aggregate, Aggregate::Max);
+    // The SimCLR baseline differs in the loss, support views and memory only.
+    let simclr = root.join("configs/simclr-v2.toml");
+    let o = run(&["--config", simclr.to_str().unwrap(), "--print-config"]);
+    let base: fnc_train::TrainConfig = toml::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert_eq!(base.loss.strategy, Strategy::None);
+    assert_eq!((base.support, base.memory), (0, 0));
+    assert_eq!(
+        (base.arch, base.batch_size, base.lr, base.init),
+        (cfg.arch, cfg.batch_size, cfg.lr, cfg.init)
+    );
+    // Flags override the file; "none" thresholds and following support sizes
+    // survive the round trip through a config file.
+    let o = run(&[
+        "--config",
+        paper.to_str().unwrap(),
+        "--fn-threshold",
+        "none",
+        "--image-size",
+        "96",
+        "--print-config",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("threshold = \"none\""), "{text}");
+    let again: fnc_train::TrainConfig = toml::from_str(&text).unwrap();
+    assert_eq!(again.loss.threshold, None);
+    assert_eq!(again.support_side(), 224, "the preset sets support_size");
+    let o = run(&["--image-size", "96", "--print-config"]);
+    let follow: fnc_train::TrainConfig =
+        toml::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert_eq!(
+        follow.support_side(),
+        96,
+        "support views follow --image-size"
+    );
+    // A misspelt key is an error naming it, not silently ignored.
+    let t = tempfile::tempdir().unwrap();
+    let bad = t.path().join("bad.toml");
+    std::fs::write(&bad, "batch_sise = 64\n").unwrap();
+    let o = run(&["--config", bad.to_str().unwrap(), "--print-config"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("batch_sise"), "{e}");
 }

@@ -153,3 +153,64 @@ fn small_cnn_keeps_its_sequential_names() {
         .forward_t(&normalise_as(&images(2, 32), Kind::Float, true), false);
     assert_eq!(y.size(), [2, 128]);
 }
+
+#[test]
+fn the_reference_initialisation_is_the_official_codes() {
+    for (arch, last) in [(Arch::Resnet18, "bn2"), (Arch::Resnet50, "bn3")] {
+        let cfg = fnc_train::TrainConfig {
+            arch,
+            init: fnc_train::InitScheme::Reference,
+            memory_format: fnc_train::MemoryFormat::Contiguous,
+            ..fnc_train::TrainConfig::default()
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _model = fnc_train::build_model(&vs, &cfg);
+        let vars = vs.variables();
+        let std = |t: &Tensor| t.to_kind(Kind::Double).std(true).double_value(&[]);
+        let mut zeroed = 0;
+        for (name, t) in &vars {
+            if name.starts_with("layer") && name.ends_with(&format!(".{last}.weight")) {
+                assert!(t.eq(0.0).all().int64_value(&[]) == 1, "{name} starts at 0");
+                zeroed += 1;
+            } else if name.ends_with("bn1.weight") {
+                assert!(t.eq(1.0).all().int64_value(&[]) == 1, "{name}");
+            }
+        }
+        assert_eq!(
+            zeroed,
+            if arch == Arch::Resnet18 { 8 } else { 16 },
+            "one per block"
+        );
+        // Variance scaling, fan-in: std sqrt(1 / fan_in), truncated at 2 of
+        // the underlying normal's std (1.14 x the result's).
+        let w = &vars["layer4.0.conv2.weight"];
+        let s = w.size();
+        let want = (1.0 / (s[1] * s[2] * s[3]) as f64).sqrt();
+        assert!((std(w) / want - 1.0).abs() < 0.02, "{} vs {want}", std(w));
+        let bound = 2.0 * want / 0.879_625_661_034_239_8;
+        assert!(w.abs().max().double_value(&[]) <= bound * 1.0001);
+        // The head: N(0, 0.01) weights; no shift on its last BatchNorm.
+        assert!((std(&vars["head.3.weight"]) / 0.01 - 1.0).abs() < 0.02);
+        let shift = &vars["head.7.bias"];
+        assert!(shift.eq(0.0).all().int64_value(&[]) == 1 && !shift.requires_grad());
+        assert!(
+            vars["head.4.bias"].requires_grad(),
+            "hidden BatchNorms keep their shift"
+        );
+        let names: Vec<String> = fnc_train::trainable(&vs)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert!(!names.contains(&"head.7.bias".to_string()));
+    }
+    // The default is torchvision's.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _ = fnc_train::build_model(&vs, &fnc_train::TrainConfig::default());
+    assert!(
+        vs.variables()["layer1.0.bn3.weight"]
+            .eq(1.0)
+            .all()
+            .int64_value(&[])
+            == 1
+    );
+}
