@@ -11,9 +11,11 @@
 # oracle precisions, "0.25 0.5 0.75"), BIN (target/release).
 #
 # Arms: simclr (--fn-strategy none), fnc-attr, fnc-elim (support detection),
-# oracle-attr, oracle-elim (F_i = the same-label candidates), noisy-P (oracle
-# attraction with precision P), and fnc-regime: attraction at temperature 0.1,
-# support views at the main size, threshold 0.8, twice the steps.
+# oracle-attr, oracle-elim (F_i = the same-label candidates), oracle-attr-top10
+# (the 10 same-label candidates the support set ranks highest: |F_i| as
+# detection's), noisy-P (oracle attraction with precision P), fnc-regime
+# (attraction at temperature 0.1, support views at the main size, threshold
+# 0.8, twice the steps) and simclr-regime (the same without FNC).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARDS=${1:?usage: scripts/study.sh SHARDS [WORK]}
@@ -24,8 +26,14 @@ STEPS=${STEPS:-300} ARCH=${ARCH:-small} SIZE=${SIZE:-64} SUPPORT=${SUPPORT:-2}
 SUPPORT_SIZE=${SUPPORT_SIZE:-$((SIZE / 2))} BATCH=${BATCH:-128} TEMP=${TEMP:-0.2}
 DEV=${DEVICE:-auto}
 PRECISIONS=${PRECISIONS:-"0.25 0.5 0.75"}
-ARMS=${ARMS:-"simclr fnc-attr fnc-elim oracle-attr oracle-elim $(for p in $PRECISIONS; do printf 'noisy-%s ' "$p"; done)fnc-regime"}
+ARMS=${ARMS:-"simclr fnc-attr fnc-elim oracle-attr oracle-attr-top10 oracle-elim $(for p in $PRECISIONS; do printf 'noisy-%s ' "$p"; done)fnc-regime simclr-regime"}
 mkdir -p "$W/runs"
+
+# The regime the loss analysis points to: temperature 0.1, support views at the
+# main size, a stricter threshold, a longer schedule.
+regime() {
+  echo "--temperature 0.1 --support-size $SIZE --fn-threshold 0.8 --steps $((STEPS * 2))"
+}
 
 # The flags of an arm (after the common ones; a later flag overrides).
 arm_flags() {
@@ -35,15 +43,17 @@ arm_flags() {
     fnc-elim) echo "--fn-strategy elimination" ;;
     oracle-attr) echo "--fn-strategy attraction --fn-detect oracle" ;;
     oracle-elim) echo "--fn-strategy elimination --fn-detect oracle" ;;
+    oracle-attr-top10) echo "--fn-strategy attraction --fn-detect oracle --fn-oracle-filter --fn-threshold none" ;;
     noisy-*) echo "--fn-strategy attraction --fn-detect oracle --fn-oracle-precision ${1#noisy-}" ;;
-    fnc-regime) echo "--fn-strategy attraction --temperature 0.1 --support-size $SIZE --fn-threshold 0.8 --steps $((STEPS * 2))" ;;
+    fnc-regime) echo "--fn-strategy attraction $(regime)" ;;
+    simclr-regime) echo "--fn-strategy none $(regime)" ;;
     *) echo "unknown arm $1" >&2; exit 2 ;;
   esac
 }
 
 # The step a run ends at, and the step of its latest checkpoint (0 if none).
 final_step() {
-  case $1 in fnc-regime) echo $((STEPS * 2)) ;; *) echo "$STEPS" ;; esac
+  case $1 in *-regime) echo $((STEPS * 2)) ;; *) echo "$STEPS" ;; esac
 }
 done_step() {
   local latest="$1/checkpoints/latest"
