@@ -379,8 +379,8 @@ fn kill_and_resume(args: &[&str], out: &Path, after: usize, total: usize) -> Vec
     losses(out)
 }
 
-/// Runs fnc-train with `small()` + `extra` into `out`, asserting success.
-fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Vec<f64> {
+/// `small()` on the shards in `data`, into `out`, then `extra`.
+fn small_args<'a>(data: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args: Vec<&str> = small();
     args.extend([
         "--shards",
@@ -389,7 +389,12 @@ fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Vec<f64> {
         out.to_str().unwrap(),
     ]);
     args.extend(extra);
-    let o = run(&args);
+    args
+}
+
+/// Runs fnc-train with `small()` + `extra` into `out`, asserting success.
+fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Vec<f64> {
+    let o = run(&small_args(data, out, extra));
     assert!(o.status.success(), "{}", stderr(&o));
     losses(out)
 }
@@ -427,16 +432,8 @@ fn the_memory_variant_uses_its_bank_and_resumes_exactly_after_kill_9() {
     assert!(ckpt.join("momentum.safetensors").exists());
 
     let part = t.path().join("part");
-    let mut args: Vec<&str> = small();
-    args.extend([
-        "--shards",
-        data.to_str().unwrap(),
-        "--out",
-        part.to_str().unwrap(),
-    ]);
-    args.extend(&long);
     assert_eq!(
-        kill_and_resume(&args, &part, 10, 24),
+        kill_and_resume(&small_args(&data, &part, &long), &part, 10, 24),
         want,
         "resumed run logged other losses"
     );
@@ -683,10 +680,7 @@ fn oracle_runs_log_their_precision_and_the_noisy_one_resumes_exactly() {
         assert_eq!(m.fn_precision, Some(1.0));
         assert_eq!(m.fn_recall, Some(1.0));
     }
-    let mut args: Vec<&str> = small();
-    args.extend([
-        "--shards",
-        data.to_str().unwrap(),
+    let noisy = [
         "--steps",
         "40",
         "--checkpoint-every",
@@ -695,21 +689,16 @@ fn oracle_runs_log_their_precision_and_the_noisy_one_resumes_exactly() {
         "oracle",
         "--fn-oracle-precision",
         "0.5",
-    ]);
+    ];
     let full = t.path().join("full");
-    let mut full_args = args.clone();
-    full_args.extend(["--out", full.to_str().unwrap()]);
-    let o = run(&full_args);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let want = train_small(&data, &full, &noisy);
     let m = metrics(&full);
     let p: f64 = m.iter().map(|s| s.fn_precision.unwrap()).sum::<f64>() / m.len() as f64;
     assert!((p - 0.5).abs() < 0.05, "mean precision {p}");
     let part = t.path().join("part");
-    let mut part_args = args.clone();
-    part_args.extend(["--out", part.to_str().unwrap()]);
     assert_eq!(
-        kill_and_resume(&part_args, &part, 17, 40),
-        losses(&full),
+        kill_and_resume(&small_args(&data, &part, &noisy), &part, 17, 40),
+        want,
         "the noisy oracle's draws repeat after a resume"
     );
 }
