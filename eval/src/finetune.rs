@@ -1,4 +1,6 @@
-//! Semi-supervised fine-tuning of the whole network on a labelled fraction.
+//! Supervised training on top of an encoder, with augmented views: fine-tuning
+//! the whole network on a labelled fraction, and SimCLR's linear-evaluation
+//! protocol (a classifier on the frozen encoder, BatchNorm in inference mode).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -25,6 +27,58 @@ pub struct FinetuneConfig {
     pub seed: u64,
     /// Start from a random encoder instead of the checkpoint (the baseline).
     pub random_init: bool,
+}
+
+/// Options of the reference linear evaluation (SimCLR's protocol).
+#[derive(Debug, Clone)]
+pub struct ReferenceLinearConfig {
+    /// Epochs over train (default 90).
+    pub epochs: usize,
+    /// Images per step (default 1024, at most the split's size).
+    pub batch_size: usize,
+    /// Peak learning rate of SGD with Nesterov momentum 0.9, cosine-decayed;
+    /// `None` = 0.005 x sqrt(batch) (0.16 at 1024).
+    pub lr: Option<f64>,
+    pub seed: u64,
+    /// Evaluate a random encoder instead of the checkpoint (the baseline).
+    pub random_init: bool,
+}
+
+impl Default for ReferenceLinearConfig {
+    fn default() -> Self {
+        ReferenceLinearConfig {
+            epochs: 90,
+            batch_size: 1024,
+            lr: None,
+            seed: 0,
+            random_init: false,
+        }
+    }
+}
+
+/// How the supervised loop treats the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tune {
+    /// Train it with the classifier, BatchNorm in training mode.
+    Full,
+    /// Keep it fixed, BatchNorm in inference mode: only the classifier learns.
+    Frozen,
+}
+
+/// One supervised run: what to train and how.
+#[derive(Debug, Clone)]
+struct Supervised {
+    tune: Tune,
+    epochs: usize,
+    batch_size: usize,
+    /// Peak learning rate; `None` = the reference's 0.005 x sqrt(batch).
+    lr: Option<f64>,
+    seed: u64,
+    random_init: bool,
+    /// Area range of the random resized crop (with flip; no colour, blur).
+    crop_scale: (f64, f64),
+    /// Start the classifier at zero (the reference's linear evaluation).
+    zero_classifier: bool,
 }
 
 /// A balanced, seeded subset: `fraction` of each class (at least one image).
@@ -100,34 +154,96 @@ pub fn finetune(
     cfg: &FinetuneConfig,
     device: Device,
 ) -> Result<Accuracy, EvalError> {
+    let run = Supervised {
+        tune: Tune::Full,
+        epochs: cfg.epochs,
+        batch_size: cfg.batch_size,
+        lr: Some(cfg.lr),
+        seed: cfg.seed,
+        random_init: cfg.random_init,
+        crop_scale: Recipe::default().crop_scale,
+        zero_classifier: false,
+    };
+    supervised(src, shards, Some(subset), &run, device)
+}
+
+/// SimCLR's linear evaluation: a zero-initialised linear classifier trained on
+/// the frozen encoder (BatchNorm in inference mode) over random resized crops
+/// (area 0.2-1) and flips of the whole train split, SGD with Nesterov
+/// momentum, cosine decay, no weight decay; top-1/top-5 on val centre crops.
+pub fn linear_reference(
+    src: &Source,
+    shards: &Path,
+    cfg: &ReferenceLinearConfig,
+    device: Device,
+) -> Result<Accuracy, EvalError> {
+    let run = Supervised {
+        tune: Tune::Frozen,
+        epochs: cfg.epochs,
+        batch_size: cfg.batch_size,
+        lr: cfg.lr,
+        seed: cfg.seed,
+        random_init: cfg.random_init,
+        crop_scale: (0.2, 1.0),
+        zero_classifier: true,
+    };
+    supervised(src, shards, None, &run, device)
+}
+
+/// Trains a classifier (and with [`Tune::Full`] the encoder) on the records
+/// `subset` of train (all of it when `None`), then scores val.
+fn supervised(
+    src: &Source,
+    shards: &Path,
+    subset: Option<Vec<u64>>,
+    cfg: &Supervised,
+    device: Device,
+) -> Result<Accuracy, EvalError> {
     let ds = crate::features::open_dataset(shards)?;
     let classes = ds.manifest().classes.len() as i64;
-    let train = Arc::new(ds.split("train").map_err(|e| EvalError::Input {
+    let split_err = |e: fnc_formats::FormatError| EvalError::Input {
         what: format!("--shards {}", shards.display()),
         detail: e.to_string(),
-    })?);
-    let val = ds.split("val").map_err(|e| EvalError::Input {
-        what: format!("--shards {}", shards.display()),
-        detail: e.to_string(),
-    })?;
+    };
+    let train = Arc::new(ds.split("train").map_err(split_err)?);
+    let val = ds.split("val").map_err(split_err)?;
+    let subset = subset.unwrap_or_else(|| (0..train.len()).collect());
     let mut tcfg = src.config.clone();
     tcfg.seed = cfg.seed;
     let mut vs = nn::VarStore::new(device);
     let model = fnc_train::build_model(&vs, &tcfg);
+    let init = if cfg.zero_classifier {
+        nn::LinearConfig {
+            ws_init: nn::Init::Const(0.0),
+            bs_init: Some(nn::Init::Const(0.0)),
+            bias: true,
+        }
+    } else {
+        Default::default()
+    };
     let classifier = nn::linear(
         vs.root() / "classifier",
         tcfg.arch.feature_dim(),
         classes,
-        Default::default(),
+        init,
     );
     if !cfg.random_init {
         // The checkpoint has no classifier.
         src.checkpoint
             .restore_model_except(&mut vs, tcfg.arch, &["classifier."])?;
     }
+    if cfg.tune == Tune::Frozen {
+        for (name, t) in vs.variables() {
+            if !name.starts_with("classifier.") {
+                let _ = t.set_requires_grad(false);
+            }
+        }
+    }
     let n = subset.len();
     let batch = cfg.batch_size.min(n).max(1);
+    let lr = cfg.lr.unwrap_or(0.005 * (batch as f64).sqrt());
     let recipe = Recipe {
+        crop_scale: cfg.crop_scale,
         jitter_p: 0.0,
         grey_p: 0.0,
         blur_p: 0.0,
@@ -147,11 +263,12 @@ pub fn finetune(
         nesterov: true,
         ..Default::default()
     }
-    .build(&vs, cfg.lr)?;
+    .build(&vs, lr)?;
+    let train_mode = cfg.tune == Tune::Full;
     let total = (cfg.epochs * (n / batch).max(1)).max(1);
     for step in 0..total {
         let b = loader.next_batch().ok_or_else(|| EvalError::Input {
-            what: "fine-tuning".into(),
+            what: "supervised training".into(),
             detail: "the engine stopped".into(),
         })??;
         let side = b.groups[0].side as i64;
@@ -160,9 +277,14 @@ pub fn finetune(
             .to_device(device);
         let y = Tensor::from_slice(&b.labels.iter().map(|&l| l as i64).collect::<Vec<_>>())
             .to_device(device);
-        let logits = classifier.forward(&model.features(&fnc_train::normalise(&x), true));
-        let loss = logits.cross_entropy_for_logits(&y);
-        opt.set_lr(fnc_train::cosine(step as i64, total as i64, cfg.lr));
+        let x = fnc_train::normalise(&x);
+        let h = if train_mode {
+            model.features(&x, true)
+        } else {
+            tch::no_grad(|| model.features(&x, false))
+        };
+        let loss = classifier.forward(&h).cross_entropy_for_logits(&y);
+        opt.set_lr(fnc_train::cosine(step as i64, total as i64, lr));
         opt.backward_step(&loss);
     }
     drop(loader);

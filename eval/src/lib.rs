@@ -25,7 +25,10 @@ mod source;
 pub use compare::{compare, compare_plot, Comparison, Group, RunResult, Spread};
 pub use error::EvalError;
 pub use features::{features, open_dataset, FeatureSet};
-pub use finetune::{balanced_subset, finetune, named_subset, FinetuneConfig};
+pub use finetune::{
+    balanced_subset, finetune, linear_reference, named_subset, FinetuneConfig,
+    ReferenceLinearConfig,
+};
 pub use linear::{accuracy, linear_probe, Accuracy, LinearConfig};
 pub use report::{read_metrics, report};
 pub use source::{latest_run, resolve, Source};

@@ -4,7 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use fnc_eval::{Accuracy, FinetuneConfig, LinearConfig, Source};
+use fnc_eval::{Accuracy, FinetuneConfig, LinearConfig, ReferenceLinearConfig, Source};
+
+/// Linear evaluation protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Protocol {
+    Fast,
+    Reference,
+}
 
 /// Evaluate a trained encoder (the latest run under runs/ unless told otherwise).
 #[derive(Debug, Parser)]
@@ -45,12 +52,22 @@ enum Command {
     Linear {
         #[command(flatten)]
         which: Which,
-        /// Epochs of the linear classifier.
-        #[arg(long, default_value_t = 100)]
-        epochs: usize,
-        /// Peak learning rate (SGD, momentum 0.9, cosine).
-        #[arg(long, default_value_t = 0.1)]
-        lr: f64,
+        /// fast: a classifier on cached centre-crop features; reference:
+        /// SimCLR's protocol (frozen encoder with BatchNorm in inference mode,
+        /// random crop area 0.2-1 + flip, Nesterov SGD, zero-initialised
+        /// classifier, batch 1024 or the split's size) [default: fast].
+        #[arg(long, value_enum, default_value = "fast")]
+        protocol: Protocol,
+        /// Epochs of the linear classifier [default: 100 fast, 90 reference].
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Peak learning rate, cosine-decayed [default: 0.1 fast (SGD, momentum
+        /// 0.9); 0.005 x sqrt(batch) reference].
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Images per step of the reference protocol [default: 1024].
+        #[arg(long, default_value_t = 1024)]
+        batch_size: usize,
     },
     /// Weighted k-NN (k = 20 and 200, temperature 0.07, as the training
     /// monitor) top-1 on frozen features.
@@ -193,11 +210,58 @@ fn print_comparison(c: &fnc_eval::Comparison) {
 
 fn run() -> Result<()> {
     match Cli::parse().command {
-        Command::Linear { which, epochs, lr } => {
+        Command::Linear {
+            which,
+            protocol: Protocol::Reference,
+            epochs,
+            lr,
+            batch_size,
+        } => {
+            let (src, shards, device) = source(&which)?;
+            let mut cfg = ReferenceLinearConfig {
+                epochs: epochs.unwrap_or(90),
+                batch_size,
+                lr,
+                seed: which.seed,
+                random_init: false,
+            };
+            let main = fnc_eval::linear_reference(&src, &shards, &cfg, device)?;
+            let base = if which.baseline {
+                cfg.random_init = true;
+                Some(fnc_eval::linear_reference(&src, &shards, &cfg, device)?)
+            } else {
+                None
+            };
+            let extra = serde_json::json!({
+                "protocol": "reference",
+                "run": src.run.path(),
+                "checkpoint": src.checkpoint.dir(),
+                "arch": src.config.arch.name(),
+                "shards": shards,
+            });
+            output(
+                &which,
+                &format!(
+                    "{} ({}), reference protocol",
+                    src.config.arch.name(),
+                    src.tag()
+                ),
+                main,
+                base,
+                extra,
+            )?;
+        }
+        Command::Linear {
+            which,
+            protocol: Protocol::Fast,
+            epochs,
+            lr,
+            batch_size: _,
+        } => {
             let (src, shards, device) = source(&which)?;
             let cfg = LinearConfig {
-                epochs,
-                lr,
+                epochs: epochs.unwrap_or(100),
+                lr: lr.unwrap_or(0.1),
                 seed: which.seed,
                 ..LinearConfig::default()
             };
@@ -212,6 +276,7 @@ fn run() -> Result<()> {
                 None
             };
             let extra = serde_json::json!({
+                "protocol": "fast",
                 "run": src.run.path(),
                 "checkpoint": src.checkpoint.dir(),
                 "arch": src.config.arch.name(),

@@ -144,6 +144,35 @@ fn commands_end_to_end_and_their_errors() {
             .any(|f| f.starts_with("step-00000006-train-") && f.ends_with(".safetensors")),
         "features are cached next to the run: {files:?}"
     );
+    // SimCLR's linear protocol: a zero-initialised classifier on the frozen
+    // encoder over augmented views; seeded, so it repeats.
+    let reference = |seed: &str| {
+        json(&eval(&[
+            "linear",
+            "--run",
+            r,
+            "--protocol",
+            "reference",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "24",
+            "--seed",
+            seed,
+            "--device",
+            "cpu",
+            "--json",
+        ]))
+    };
+    let ref0 = reference("0");
+    assert_eq!(ref0["protocol"], "reference", "{ref0}");
+    let top1 = ref0["top1"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&top1) && ref0["top5"].as_f64() >= ref0["top1"].as_f64());
+    assert_eq!(
+        reference("0")["top1"],
+        ref0["top1"],
+        "the same seed repeats"
+    );
     // k-NN of the final checkpoint is what the training monitor logged for it
     // (same features, k and temperature).
     let knn = json(&eval(&["knn", "--run", r, "--device", "cpu", "--json"]));
