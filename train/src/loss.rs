@@ -514,7 +514,6 @@ fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
             if let Some(v) = c.valid {
                 candidate = candidate.f_logical_and(&v.unsqueeze(0))?;
             }
-            let score = score.f_masked_fill(&candidate.logical_not(), f64::NEG_INFINITY)?;
             let same_label = match (c.labels, c.key_labels) {
                 (Some(l), Some(kl)) => Some(l.unsqueeze(1).f_eq_tensor(&kl.unsqueeze(0))?),
                 _ => None,
