@@ -23,23 +23,16 @@ pub struct FeatureSet {
 /// cache file's name.
 fn cache_key(ds: &Dataset, split: &str, arch: &str, size: u32) -> String {
     let m = ds.manifest();
-    let mut text = format!(
-        "{}|{split}|{arch}|{size}|{}",
-        m.dataset_id,
-        fnc_train::EVAL_CROP
-    );
-    if let Some(info) = m.splits.get(split) {
-        for sh in &info.shards {
-            text.push('|');
-            text.push_str(&sh.checksum);
-        }
+    let mut key = fnc_formats::Fingerprint::new();
+    key.field(m.dataset_id.as_bytes())
+        .field(split.as_bytes())
+        .field(arch.as_bytes())
+        .field(&size.to_le_bytes())
+        .field(&fnc_train::EVAL_CROP.to_le_bytes());
+    for sh in m.splits.get(split).map(|i| &i.shards[..]).unwrap_or(&[]) {
+        key.field(sh.checksum.as_bytes());
     }
-    // FNV-1a: stable across builds and platforms (unlike DefaultHasher).
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for b in text.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    key.hex()
 }
 
 fn cache_path(dir: &Path, tag: &str, split: &str, key: &str) -> PathBuf {

@@ -27,6 +27,7 @@
 mod atomic;
 mod dataset;
 mod error;
+mod fingerprint;
 mod layout;
 mod manifest;
 mod reader;
@@ -35,6 +36,7 @@ mod writer;
 pub use atomic::{sync_parent, tmp_path, write_atomic, write_atomic_with};
 pub use dataset::{Dataset, SplitReader};
 pub use error::FormatError;
+pub use fingerprint::Fingerprint;
 pub use layout::{Encoding, FORMAT_VERSION, MAGIC, RECORD_ALIGN, TRAILER_MAGIC};
 pub use manifest::{ClassInfo, Manifest, ShardInfo, SplitInfo, MANIFEST_FILE};
 pub use reader::{Record, Shard};

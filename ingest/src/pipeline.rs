@@ -138,16 +138,6 @@ struct State {
     splits: BTreeMap<String, SplitState>,
 }
 
-fn fnv1a(h: &mut u64, bytes: &[u8]) {
-    for b in bytes {
-        *h ^= *b as u64;
-        *h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    // A separator, so that ("ab","c") and ("a","bc") differ.
-    *h ^= 0xff;
-    *h = h.wrapping_mul(0x0100_0000_01b3);
-}
-
 fn params_json(opts: &IngestOptions) -> serde_json::Value {
     serde_json::json!({
         "max_side": opts.policy.max_side,
@@ -163,28 +153,28 @@ fn params_json(opts: &IngestOptions) -> serde_json::Value {
 /// Identifies a plan: the source listing (names, sizes, labels) and every
 /// parameter that changes the output. Threads do not.
 fn dataset_id(plan: &Plan, opts: &IngestOptions) -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    fnv1a(&mut h, &fnc_formats::FORMAT_VERSION.to_le_bytes());
-    fnv1a(&mut h, plan.layout.name().as_bytes());
-    fnv1a(&mut h, params_json(opts).to_string().as_bytes());
+    let mut h = fnc_formats::Fingerprint::new();
+    h.field(&fnc_formats::FORMAT_VERSION.to_le_bytes());
+    h.field(plan.layout.name().as_bytes());
+    h.field(params_json(opts).to_string().as_bytes());
     for c in &plan.classes {
-        fnv1a(&mut h, c.wnid.as_bytes());
+        h.field(c.wnid.as_bytes());
     }
     for (split, items) in &plan.splits {
-        fnv1a(&mut h, split.as_bytes());
+        h.field(split.as_bytes());
         for it in items {
-            fnv1a(&mut h, it.name.as_bytes());
-            fnv1a(&mut h, &it.size.to_le_bytes());
-            fnv1a(&mut h, &it.label.to_le_bytes());
+            h.field(it.name.as_bytes());
+            h.field(&it.size.to_le_bytes());
+            h.field(&it.label.to_le_bytes());
         }
     }
-    format!("{h:016x}")
+    h.hex()
 }
 
 fn split_seed(seed: u64, split: &str) -> u64 {
-    let mut h = seed ^ 0x5151_5151_5151_5151;
-    fnv1a(&mut h, split.as_bytes());
-    h
+    fnc_formats::Fingerprint::starting_at(seed ^ 0x5151_5151_5151_5151)
+        .field(split.as_bytes())
+        .value()
 }
 
 /// What `--out` holds before a run.
