@@ -33,6 +33,23 @@ for recipe in "10 224 224" "10 224 96" "2 224 224"; do
     printf "| %s | fnc-augment | %s | %.0f | %.0f | %.2fx |\n" "$name" "$t" "$i" "$v" "$(echo "$v / $pil" | bc -l)"
   done
 done
+# The paper's RandAugment recipe (2 + 8 views at 224) against torchvision's
+# RandAugment in the same Python pipeline, and the reference ops (float, TF
+# semantics) with and without it.
+name="2x224 + 8x224 + RandAugment 2,7"
+pil=$(base --blur pil --randaugment | get views_per_s)
+printf "| %s | PIL + torchvision RandAugment (PIL blur) | 1 | %.1f | %.0f | 1.00x |\n" "$name" "$(echo "$pil / 10" | bc -l)" "$pil"
+for impl in torchvision reference; do
+  for t in 1 2; do
+    r=$(fnc --threads "$t" --randaugment 2,7 --augment-impl "$impl")
+    v=$(echo "$r" | get views_per_s); i=$(echo "$r" | get images_per_s)
+    printf "| %s | fnc-augment --augment-impl %s | %s | %.0f | %.0f | %.2fx |\n" "$name" "$impl" "$t" "$i" "$v" "$(echo "$v / $pil" | bc -l)"
+  done
+done
+pil=$(base --blur pil | get views_per_s)
+r=$(fnc --threads 1 --augment-impl reference)
+v=$(echo "$r" | get views_per_s); i=$(echo "$r" | get images_per_s)
+printf "| 2x224 + 8x224 | fnc-augment --augment-impl reference | 1 | %.0f | %.0f | %.2fx |\n" "$i" "$v" "$(echo "$v / $pil" | bc -l)"
 # A consumer needing 90% of the 2-thread rate: how often does it wait?
 rate=$(fnc --threads 2 | get images_per_s)
 r=$(fnc --threads 2 --consumer-rate "$(echo "$rate * 0.9" | bc -l)")

@@ -2,9 +2,12 @@
 v1 transforms, the SimCLR v2 recipe, V views per source image, one thread.
 
 Usage: augment_baseline.py TREE [--blur torchvision|pil] [--views 10]
-       [--size 224] [--support-size 224] [--seconds 20]
+       [--size 224] [--support-size 224] [--seconds 20] [--randaugment]
 Prints JSON with images_per_s and views_per_s. --blur pil swaps torchvision's
 GaussianBlur for PIL's ImageFilter.GaussianBlur (the fastest common variant).
+--randaugment adds torchvision's RandAugment (2 ops, magnitude 21 of its 31 bins:
+the reference's 7 of 10) after the colour jitter and moves greyscale after it,
+as the reference's RandAugment recipe does.
 """
 import argparse
 import io
@@ -25,6 +28,7 @@ ap.add_argument("--views", type=int, default=10)
 ap.add_argument("--size", type=int, default=224)
 ap.add_argument("--support-size", type=int, default=224)
 ap.add_argument("--seconds", type=float, default=20.0)
+ap.add_argument("--randaugment", action="store_true")
 args = ap.parse_args()
 torch.set_num_threads(1)
 random.seed(0)
@@ -41,10 +45,12 @@ class PILBlur:
 
 def recipe(size):
     blur = T.GaussianBlur(kernel_size=int(0.1 * size) | 1, sigma=(0.1, 2.0)) if args.blur == "torchvision" else PILBlur()
+    ra = [T.RandAugment(num_ops=2, magnitude=21)] if args.randaugment else []
     return T.Compose([
         T.RandomResizedCrop(size),
         T.RandomHorizontalFlip(),
         T.RandomApply([T.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8),
+        *ra,
         T.RandomGrayscale(p=0.2),
         T.RandomApply([blur], p=0.5),
     ])
@@ -64,5 +70,5 @@ while time.perf_counter() - t0 < args.seconds:
         np.asarray(out)  # the uint8 HWC view, as the engine delivers
     images += 1
 dt = time.perf_counter() - t0
-print(json.dumps({"blur": args.blur, "images_per_s": images / dt, "views_per_s": images * args.views / dt,
+print(json.dumps({"blur": args.blur, "randaugment": args.randaugment, "images_per_s": images / dt, "views_per_s": images * args.views / dt,
                   "views": args.views, "size": args.size, "support_size": args.support_size}))

@@ -55,4 +55,36 @@ fn main() {
     time("grey", 200, || ops::grey_u8(&mut out));
     time("blur s=2", 200, || ops::blur(&mut out, 224, 2.0, &mut s));
     time("blur s=.5", 200, || ops::blur(&mut out, 224, 0.5, &mut s));
+    reference_ops(&buf, w, crop, &j);
+}
+
+/// The reference path and RandAugment, per op.
+fn reference_ops(buf: &[u8], w: u32, crop: CropBox, j: &Jitter) {
+    use fnc_augment::randaugment::{self, RaOps, OP_NAMES};
+    use fnc_augment::reference as r;
+    let (mut f, mut rows) = (Vec::new(), Vec::new());
+    time("ref resize", 100, || {
+        r::crop_resize_bicubic(buf, w, crop, (224, 224), &mut f, &mut rows)
+    });
+    let base = f.clone();
+    time("ref jitter", 100, || {
+        f.copy_from_slice(&base);
+        r::jitter(&mut f, j)
+    });
+    time("ref grey", 100, || r::grey(&mut f));
+    time("ref blur", 100, || {
+        r::blur(&mut f, (224, 224), r::blur_radius(224), 1.0, &mut rows)
+    });
+    let mut img = vec![0u8; 224 * 224 * 3];
+    r::to_u8_tf(&base, &mut img);
+    let mut tmp = Vec::new();
+    for (k, name) in OP_NAMES.iter().enumerate() {
+        let op = randaugment::op_at(k, 7.0, true, (0.5, 0.5));
+        let src = img.clone();
+        let mut v = src.clone();
+        time(name, 100, || {
+            v.copy_from_slice(&src);
+            randaugment::apply(&RaOps::from_ops(&[op]), &mut v, 224, 224, &mut tmp)
+        });
+    }
 }

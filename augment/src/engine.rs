@@ -180,6 +180,12 @@ impl EngineConfigBuilder {
                 detail: format!("{:?} is not a range within (0, 1]", r.crop_scale),
             });
         }
+        if let Some(ra) = &r.randaugment {
+            ra.check().map_err(|detail| AugmentError::Config {
+                flag: "--randaugment",
+                detail,
+            })?;
+        }
         Ok(c)
     }
 }

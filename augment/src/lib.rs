@@ -39,6 +39,8 @@ mod engine;
 mod error;
 pub mod ops;
 mod params;
+pub mod randaugment;
+pub mod reference;
 mod rng;
 mod sampler;
 mod sheet;
@@ -49,7 +51,10 @@ pub use engine::{
     centre_crops, make_views, Batch, EngineConfig, EngineConfigBuilder, Loader, OnError, ViewGroup,
 };
 pub use error::AugmentError;
-pub use params::{draw_crop, draw_view, CropBox, Jitter, Recipe, ViewDraw};
+pub use params::{
+    draw_crop, draw_crop_tf, draw_view, AugmentImpl, CropBox, Jitter, Recipe, ViewDraw,
+};
+pub use randaugment::{parse_randaugment, RandAugment};
 pub use rng::ViewRng;
 pub use sampler::{Sampler, SamplerState};
 pub use sheet::contact_sheet;

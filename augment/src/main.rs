@@ -46,6 +46,13 @@ struct Common {
     /// Colour distortion strength s.
     #[arg(long, default_value_t = 1.0)]
     color_strength: f64,
+    /// Semantics of the view ops: torchvision or reference (the official TF
+    /// code's crop sampler, bicubic resize, colour ops and blur).
+    #[arg(long, default_value = "torchvision", value_name = "IMPL")]
+    augment_impl: fnc_augment::AugmentImpl,
+    /// RandAugment as LAYERS,MAGNITUDE (the reference's is 2,7), or off.
+    #[arg(long, default_value = "off", value_name = "L,M")]
+    randaugment: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +93,9 @@ fn config(c: &Common, batch: usize) -> Result<EngineConfig> {
     let recipe = Recipe {
         solarize_p: c.solarize,
         jitter_strength: c.color_strength,
+        implementation: c.augment_impl,
+        randaugment: fnc_augment::parse_randaugment(&c.randaugment)
+            .map_err(|e| anyhow::anyhow!("--randaugment {}: {e}", c.randaugment))?,
         ..Recipe::default()
     };
     Ok(EngineConfig::builder()

@@ -2,8 +2,9 @@
 
 use fast_image_resize as fr;
 
-use crate::params::{CropBox, Jitter, ViewDraw};
+use crate::params::{AugmentImpl, CropBox, Jitter, ViewDraw};
 use crate::simd::{best_path, mac_u16, mac_u8, CpuPath};
+use crate::{randaugment, reference};
 
 /// Buffers one worker reuses from view to view.
 #[derive(Default)]
@@ -13,6 +14,8 @@ pub struct Scratch {
     rows: Vec<u16>,
     acc: Vec<u32>,
     padded: Vec<u8>,
+    float2: Vec<f32>,
+    bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for Scratch {
@@ -323,7 +326,8 @@ pub fn solarize(img: &mut [u8]) {
     }
 }
 
-/// Makes one view: crop + resize into `out`, then flip, colour, grey, blur, solarize.
+/// Makes one view: crop + resize into `out`, then flip, colour, (RandAugment,)
+/// grey, blur, solarize, with the semantics of `d.implementation`.
 pub fn apply_view(
     src: &[u8],
     w: u32,
@@ -333,15 +337,30 @@ pub fn apply_view(
     out: &mut [u8],
     scratch: &mut Scratch,
 ) -> Result<(), String> {
+    if d.implementation == AugmentImpl::Reference {
+        apply_view_reference(src, w, d, side as usize, out, scratch);
+        return Ok(());
+    }
     crop_resize(src, w, h, d.crop, side, out, scratch)?;
     let s = side as usize;
     if d.flip {
         flip_horizontal(out, s);
     }
-    match &d.jitter {
-        Some(j) => jitter(out, j, d.grey, scratch),
-        None if d.grey => grey_u8(out),
-        None => {}
+    if d.randaugment.is_empty() {
+        match &d.jitter {
+            Some(j) => jitter(out, j, d.grey, scratch),
+            None if d.grey => grey_u8(out),
+            None => {}
+        }
+    } else {
+        // The reference's RandAugment recipe: greyscale after RandAugment.
+        if let Some(j) = &d.jitter {
+            jitter(out, j, false, scratch);
+        }
+        randaugment::apply(&d.randaugment, out, s, s, &mut scratch.bytes);
+        if d.grey {
+            grey_u8(out);
+        }
     }
     if let Some(sigma) = d.blur_sigma {
         blur(out, s, sigma, scratch);
@@ -350,4 +369,52 @@ pub fn apply_view(
         solarize(out);
     }
     Ok(())
+}
+
+/// [`apply_view`] for `--augment-impl reference`: float from the resize to the
+/// final rounding, in the reference's order (crop, flip, colour, clip, then
+/// either RandAugment on uint8 followed by grey, or grey; blur; clip).
+fn apply_view_reference(
+    src: &[u8],
+    w: u32,
+    d: &ViewDraw,
+    side: usize,
+    out: &mut [u8],
+    scratch: &mut Scratch,
+) {
+    let Scratch {
+        float,
+        float2,
+        bytes,
+        ..
+    } = scratch;
+    reference::crop_resize_bicubic(src, w, d.crop, (side, side), float, float2);
+    if d.flip {
+        reference::flip(float, side);
+    }
+    if let Some(j) = &d.jitter {
+        reference::jitter(float, j);
+    }
+    reference::clip01(float);
+    if !d.randaugment.is_empty() {
+        reference::to_u8_tf(float, out);
+        randaugment::apply(&d.randaugment, out, side, side, bytes);
+        reference::from_u8(out, float);
+    }
+    if d.grey {
+        reference::grey(float);
+    }
+    if let Some(sigma) = d.blur_sigma {
+        reference::blur(
+            float,
+            (side, side),
+            reference::blur_radius(side),
+            sigma,
+            float2,
+        );
+    }
+    reference::round_u8(float, out);
+    if d.solarize {
+        solarize(out);
+    }
 }

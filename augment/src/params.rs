@@ -2,7 +2,43 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::randaugment::{self, RaOps, RandAugment};
 use crate::rng::ViewRng;
+
+/// Whose semantics the crop and colour operations follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AugmentImpl {
+    /// torchvision's: `RandomResizedCrop` (10 log-uniform attempts, antialiased
+    /// bilinear), contrast and saturation as blends with grey, reflect-padded blur.
+    #[default]
+    Torchvision,
+    /// The reference TF code's (SimCLR v2 `data_util`, used by the official FNC
+    /// code): `sample_distorted_bounding_box` crops (100 attempts, uniform aspect,
+    /// at least 10% of the image), bicubic resize without antialiasing, contrast
+    /// about each channel's mean, saturation in HSV, zero-padded blur, all in float.
+    Reference,
+}
+
+impl AugmentImpl {
+    pub fn name(self) -> &'static str {
+        match self {
+            AugmentImpl::Torchvision => "torchvision",
+            AugmentImpl::Reference => "reference",
+        }
+    }
+}
+
+impl std::str::FromStr for AugmentImpl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "torchvision" => Ok(AugmentImpl::Torchvision),
+            "reference" => Ok(AugmentImpl::Reference),
+            _ => Err(format!("{s:?} is not torchvision or reference")),
+        }
+    }
+}
 
 /// Strengths and probabilities of the recipe (SPEC §3). Defaults are SimCLR v2's.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -26,6 +62,14 @@ pub struct Recipe {
     pub blur_sigma: (f64, f64),
     /// Solarize probability (default 0: off).
     pub solarize_p: f64,
+    /// Whose op semantics to follow (default torchvision).
+    #[serde(default)]
+    pub implementation: AugmentImpl,
+    /// RandAugment after the colour distortion (default off; the reference's
+    /// `use_randaugment` is 2 layers at magnitude 7). When on, greyscale moves
+    /// after it, as in the reference.
+    #[serde(default)]
+    pub randaugment: Option<RandAugment>,
 }
 
 impl Default for Recipe {
@@ -40,6 +84,8 @@ impl Default for Recipe {
             blur_p: 0.5,
             blur_sigma: (0.1, 2.0),
             solarize_p: 0.0,
+            implementation: AugmentImpl::Torchvision,
+            randaugment: None,
         }
     }
 }
@@ -74,6 +120,10 @@ pub struct ViewDraw {
     pub grey: bool,
     pub blur_sigma: Option<f32>,
     pub solarize: bool,
+    /// The RandAugment operations, in order (empty when off).
+    pub randaugment: RaOps,
+    /// Whose op semantics apply.
+    pub implementation: AugmentImpl,
 }
 
 /// Random resized crop box with torchvision's semantics: 10 attempts, then a
@@ -114,9 +164,106 @@ pub fn draw_crop(
     }
 }
 
+/// TF's `GenerateRandomCrop`: one attempt at a box of relative area in
+/// `area`, aspect ratio (width / height) uniform in `ratio`, height uniform
+/// between the heights of the smallest and largest areas, with TF's rounding
+/// repairs.
+fn tf_attempt(
+    rng: &mut ViewRng,
+    w: u32,
+    h: u32,
+    area: (f64, f64),
+    ratio: (f64, f64),
+) -> Option<CropBox> {
+    // TF computes in f32 and rounds with lrintf (half to even).
+    let (wf, hf) = (w as f32, h as f32);
+    let min_area = area.0 as f32 * wf * hf;
+    let max_area = area.1 as f32 * wf * hf;
+    let aspect = ratio.0 as f32 + rng.unit() as f32 * (ratio.1 - ratio.0) as f32;
+    let lrint = |v: f32| v.round_ties_even() as i64;
+    let mut height = lrint((min_area / aspect).sqrt());
+    let mut max_height = lrint((max_area / aspect).sqrt());
+    if lrint(max_height as f32 * aspect) > w as i64 {
+        max_height = ((wf + 0.5 - 1e-7) / aspect) as i64;
+        if lrint(max_height as f32 * aspect) > w as i64 {
+            max_height -= 1;
+        }
+    }
+    max_height = max_height.min(h as i64);
+    height = height.min(max_height);
+    if height < max_height {
+        height += rng.below((max_height - height + 1) as u64) as i64;
+    }
+    let mut width = lrint(height as f32 * aspect);
+    let mut a = (width * height) as f32;
+    if a < min_area {
+        height += 1;
+        width = lrint(height as f32 * aspect);
+        a = (width * height) as f32;
+    }
+    if a > max_area {
+        height -= 1;
+        width = lrint(height as f32 * aspect);
+        a = (width * height) as f32;
+    }
+    if a < min_area
+        || a > max_area
+        || width > w as i64
+        || height > h as i64
+        || width <= 0
+        || height <= 0
+    {
+        return None;
+    }
+    let y = if height < h as i64 {
+        rng.below(h as u64 - height as u64)
+    } else {
+        0
+    };
+    let x = if width < w as i64 {
+        rng.below(w as u64 - width as u64)
+    } else {
+        0
+    };
+    Some(CropBox {
+        x: x as u32,
+        y: y as u32,
+        w: width as u32,
+        h: height as u32,
+    })
+}
+
+/// Random crop box with TF's `sample_distorted_bounding_box` semantics as the
+/// reference calls it: the whole image as the one object box,
+/// `min_object_covered` 0.1 (so boxes under 10% of the image are refused
+/// whatever `scale` says), up to 100 attempts, else the whole image.
+pub fn draw_crop_tf(
+    rng: &mut ViewRng,
+    w: u32,
+    h: u32,
+    scale: (f64, f64),
+    ratio: (f64, f64),
+) -> CropBox {
+    const MIN_OBJECT_COVERED: f32 = 0.1;
+    for _ in 0..100 {
+        if let Some(b) = tf_attempt(rng, w, h, scale, ratio) {
+            // The covered fraction of the image box is the crop's own area
+            // fraction, computed in f32 as TF does.
+            let covered = (b.w as f32 * b.h as f32) / (w as f32 * h as f32);
+            if covered >= MIN_OBJECT_COVERED {
+                return b;
+            }
+        }
+    }
+    CropBox { x: 0, y: 0, w, h }
+}
+
 /// Draws every random choice of one view of a `w` x `h` source.
 pub fn draw_view(rng: &mut ViewRng, w: u32, h: u32, r: &Recipe) -> ViewDraw {
-    let crop = draw_crop(rng, w, h, r.crop_scale, r.crop_ratio);
+    let crop = match r.implementation {
+        AugmentImpl::Torchvision => draw_crop(rng, w, h, r.crop_scale, r.crop_ratio),
+        AugmentImpl::Reference => draw_crop_tf(rng, w, h, r.crop_scale, r.crop_ratio),
+    };
     let flip = rng.bernoulli(r.flip_p);
     let jitter = if rng.bernoulli(r.jitter_p) {
         let s = r.jitter_strength;
@@ -149,6 +296,11 @@ pub fn draw_view(rng: &mut ViewRng, w: u32, h: u32, r: &Recipe) -> ViewDraw {
         None
     };
     let solarize = rng.bernoulli(r.solarize_p);
+    // Drawn last so that turning RandAugment on leaves every other draw as it was.
+    let randaugment = match &r.randaugment {
+        Some(ra) => randaugment::draw(rng, ra),
+        None => RaOps::default(),
+    };
     ViewDraw {
         crop,
         flip,
@@ -156,5 +308,7 @@ pub fn draw_view(rng: &mut ViewRng, w: u32, h: u32, r: &Recipe) -> ViewDraw {
         grey,
         blur_sigma,
         solarize,
+        randaugment,
+        implementation: r.implementation,
     }
 }

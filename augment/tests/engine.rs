@@ -340,3 +340,75 @@ fn views_of_one_side_come_in_one_group() {
     assert_eq!(group_shapes(16), [(0, 5, 16)]);
     assert_eq!(group_shapes(8), [(0, 2, 16), (2, 3, 8)]);
 }
+
+#[test]
+fn the_reference_recipe_is_deterministic_across_threads_and_its_own() {
+    use fnc_augment::{AugmentImpl, RandAugment, Recipe};
+    let t = tempfile::tempdir().unwrap();
+    let split = synth_shards(t.path());
+    let cfg = |threads: usize, recipe: Recipe| {
+        EngineConfig::builder()
+            .batch_size(8)
+            .support(2)
+            .size(32)
+            .support_size(32)
+            .seed(5)
+            .threads(threads)
+            .recipe(recipe)
+            .build()
+            .unwrap()
+    };
+    let reference = Recipe {
+        implementation: AugmentImpl::Reference,
+        randaugment: Some(RandAugment::REFERENCE),
+        ..Recipe::default()
+    };
+    let run = |threads: usize, recipe: Recipe| {
+        let mut l = Loader::start(
+            split.clone(),
+            cfg(threads, recipe),
+            Sampler::new(split.len(), 5, 0, 1),
+        )
+        .unwrap();
+        take(&mut l, 3).iter().map(fingerprint).collect::<Vec<_>>()
+    };
+    let one = run(1, reference);
+    assert_eq!(
+        one,
+        run(3, reference),
+        "same views whatever the thread count"
+    );
+    let plain = run(1, Recipe::default());
+    assert_eq!(one[0].1, plain[0].1, "same records");
+    assert_ne!(one[0].3, plain[0].3, "other ops, other views");
+    // RandAugment alone changes views but not the draws before it: the
+    // torchvision recipe with RandAugment keeps every crop of the plain one.
+    let with_ra = Recipe {
+        randaugment: Some(RandAugment::REFERENCE),
+        ..Recipe::default()
+    };
+    let mut rng_a = fnc_augment::ViewRng::new(5, 0, 3, 1);
+    let mut rng_b = rng_a.clone();
+    let a = fnc_augment::draw_view(&mut rng_a, 40, 30, &Recipe::default());
+    let b = fnc_augment::draw_view(&mut rng_b, 40, 30, &with_ra);
+    assert_eq!(
+        (a.crop, a.flip, a.jitter, a.grey),
+        (b.crop, b.flip, b.jitter, b.grey)
+    );
+    assert_eq!(b.randaugment.iter().count(), 2);
+    assert_ne!(run(1, with_ra)[0].3, plain[0].3);
+}
+
+#[test]
+fn a_bad_randaugment_setting_names_the_flag() {
+    use fnc_augment::{RandAugment, Recipe};
+    let bad = Recipe {
+        randaugment: Some(RandAugment {
+            layers: 2,
+            magnitude: 12.0,
+        }),
+        ..Recipe::default()
+    };
+    let err = EngineConfig::builder().recipe(bad).build().unwrap_err();
+    assert!(err.to_string().contains("--randaugment"), "{err}");
+}

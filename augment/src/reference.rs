@@ -1,0 +1,396 @@
+//! The reference implementation's view ops (`--augment-impl reference`): the
+//! SimCLR v2 TF `data_util` ops the official FNC code calls, with TF's numerics.
+//!
+//! The view stays in float in [0, 1] from the resize to the end, as in the
+//! reference, where it is never rounded (the model takes floats); here it is
+//! rounded once, to uint8, when written into the batch. RandAugment works on
+//! uint8 in the reference too: the view goes through TF's
+//! `convert_image_dtype` (x 255.5, truncated) and back (/ 255).
+//!
+//! Numerics followed: `resize_bicubic` without half-pixel centres (Keys' cubic
+//! with a = -0.75 from TF's 1024-entry table, indices clamped to the crop);
+//! `adjust_contrast` about each channel's own mean, unclipped; saturation and
+//! hue through TF's HSV kernels (saturation clipped to [0, 1] in HSV);
+//! multiplicative brightness; clip to [0, 1] after each colour op;
+//! `rgb_to_grayscale` weights 0.2989 / 0.5870 / 0.1140; a separable Gaussian of
+//! radius (side / 10) / 2 with zero ('SAME') padding.
+
+use crate::params::{CropBox, Jitter};
+use crate::simd::{best_path, dispatch, CpuPath};
+
+const TABLE: usize = 1024;
+
+/// TF's cubic coefficient table for a = -0.75 (its legacy, non-half-pixel mode).
+fn coeffs() -> &'static [f32; 2 * (TABLE + 1)] {
+    static T: std::sync::OnceLock<[f32; 2 * (TABLE + 1)]> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let a = -0.75f64;
+        let mut t = [0f32; 2 * (TABLE + 1)];
+        for i in 0..=TABLE {
+            let x = (i as f64 / TABLE as f64) as f32 as f64;
+            t[2 * i] = (((a + 2.0) * x - (a + 3.0)) * x * x + 1.0) as f32;
+            let x = x + 1.0;
+            t[2 * i + 1] = (((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a) as f32;
+        }
+        t
+    })
+}
+
+/// The four source indices (clamped to 0..n) and weights of output `o`.
+#[inline(always)]
+fn taps(o: usize, scale: f32, n: usize) -> ([usize; 4], [f32; 4]) {
+    let t = coeffs();
+    let at = o as f32 * scale;
+    let base = at.floor();
+    let delta = at - base;
+    let off = (delta * TABLE as f32).round_ties_even() as usize;
+    let base = base as i64;
+    let clamp = |i: i64| i.clamp(0, n as i64 - 1) as usize;
+    (
+        [
+            clamp(base - 1),
+            clamp(base),
+            clamp(base + 1),
+            clamp(base + 2),
+        ],
+        [
+            t[off * 2 + 1],
+            t[off * 2],
+            t[(TABLE - off) * 2],
+            t[(TABLE - off) * 2 + 1],
+        ],
+    )
+}
+
+/// Crops `crop` out of the `width`-wide RGB8 `src` and resizes it to `out_w` x
+/// `out_h` as TF's `resize_bicubic` (legacy mode), into interleaved floats in
+/// [0, 1] scale (not clipped: bicubic overshoots). `rows` is scratch.
+pub fn crop_resize_bicubic(
+    src: &[u8],
+    width: u32,
+    crop: CropBox,
+    (out_w, out_h): (usize, usize),
+    out: &mut Vec<f32>,
+    rows: &mut Vec<f32>,
+) {
+    crop_resize_bicubic_with(best_path(), src, width, crop, (out_w, out_h), out, rows)
+}
+
+/// [`crop_resize_bicubic`] on a chosen CPU path (every path gives the same values).
+pub fn crop_resize_bicubic_with(
+    path: CpuPath,
+    src: &[u8],
+    width: u32,
+    crop: CropBox,
+    size: (usize, usize),
+    out: &mut Vec<f32>,
+    rows: &mut Vec<f32>,
+) {
+    dispatch(path, || {
+        crop_resize_bicubic_impl(src, width, crop, size, out, rows)
+    })
+}
+
+// The body of [`crop_resize_bicubic`], compiled per CPU path.
+#[inline(always)]
+fn crop_resize_bicubic_impl(
+    src: &[u8],
+    width: u32,
+    crop: CropBox,
+    (out_w, out_h): (usize, usize),
+    out: &mut Vec<f32>,
+    rows: &mut Vec<f32>,
+) {
+    let (cw, ch) = (crop.w as usize, crop.h as usize);
+    let stride = width as usize * 3;
+    let sx = cw as f32 / out_w as f32;
+    let sy = ch as f32 / out_h as f32;
+    let xtaps: Vec<_> = (0..out_w).map(|x| taps(x, sx, cw)).collect();
+    // Horizontal pass over every row of the crop.
+    rows.clear();
+    rows.resize(ch * out_w * 3, 0.0);
+    const S: f32 = 1.0 / 255.0;
+    for y in 0..ch {
+        let line = &src[(crop.y as usize + y) * stride + crop.x as usize * 3..];
+        let dst = &mut rows[y * out_w * 3..(y + 1) * out_w * 3];
+        for (x, (ix, wx)) in xtaps.iter().enumerate() {
+            for c in 0..3 {
+                let v = |k: usize| line[ix[k] * 3 + c] as f32 * S;
+                dst[x * 3 + c] = wx[0] * v(0) + wx[1] * v(1) + wx[2] * v(2) + wx[3] * v(3);
+            }
+        }
+    }
+    out.clear();
+    out.resize(out_h * out_w * 3, 0.0);
+    let n = out_w * 3;
+    for y in 0..out_h {
+        let (iy, wy) = taps(y, sy, ch);
+        let r = |k: usize| &rows[iy[k] * n..(iy[k] + 1) * n];
+        let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+        for (i, o) in out[y * n..(y + 1) * n].iter_mut().enumerate() {
+            *o = wy[0] * r0[i] + wy[1] * r1[i] + wy[2] * r2[i] + wy[3] * r3[i];
+        }
+    }
+}
+
+/// Mirrors each row of an interleaved float image.
+pub fn flip(img: &mut [f32], w: usize) {
+    for row in img.chunks_exact_mut(w * 3) {
+        let (px, _) = row.as_chunks_mut::<3>();
+        px.reverse();
+    }
+}
+
+#[inline(always)]
+fn clip(img: &mut [f32]) {
+    img.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+}
+
+/// TF's `rgb_to_hsv` kernel, its branches written as selects so the pixel
+/// loop vectorises (the same values: every candidate is computed, one kept).
+/// The sector offsets are added in double, as TF's C++ does.
+#[inline(always)]
+fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
+    let v = r.max(g).max(b);
+    let range = v - r.min(g).min(b);
+    let s = if v > 0.0 { range / v } else { 0.0 };
+    let norm = 1.0 / (6.0 * range);
+    let hr = norm * (g - b);
+    let hg = ((norm * (b - r)) as f64 + 2.0 / 6.0) as f32;
+    let hb = ((norm * (r - g)) as f64 + 4.0 / 6.0) as f32;
+    let h = if r == v {
+        hr
+    } else if g == v {
+        hg
+    } else {
+        hb
+    };
+    let h = if range <= 0.0 { 0.0 } else { h };
+    let h = if h < 0.0 { h + 1.0 } else { h };
+    (h, s, v)
+}
+
+/// TF's `hsv_to_rgb` kernel as selects. Its remainder loop (`+= 2` while
+/// <= 0, `-= 2` while >= 2) is `dh - 2 floor(dh / 2)` for the dh >= 0 it
+/// sees (exact: the subtractions are), and sector 6 (h rounded up to 1) gives
+/// black plus m, as there.
+#[inline(always)]
+fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
+    let c = s * v;
+    let m = v - c;
+    let dh = h * 6.0;
+    let cat = dh as i32;
+    let f = dh - 2.0 * (dh * 0.5).floor();
+    let x = c * (1.0 - (f - 1.0).abs());
+    let pick = |cs: [i32; 2], xs: [i32; 2]| {
+        if cat == cs[0] || cat == cs[1] {
+            c
+        } else if cat == xs[0] || cat == xs[1] {
+            x
+        } else {
+            0.0
+        }
+    };
+    let r = pick([0, 5], [1, 4]);
+    let g = pick([1, 2], [0, 3]);
+    let b = pick([3, 4], [2, 5]);
+    (r + m, g + m, b + m)
+}
+
+/// `tf.image.adjust_saturation`: S scaled in HSV and clipped to [0, 1].
+#[inline(always)]
+pub fn saturation(img: &mut [f32], f: f32) {
+    for p in img.chunks_exact_mut(3) {
+        let (h, s, v) = rgb_to_hsv(p[0], p[1], p[2]);
+        let (r, g, b) = hsv_to_rgb(h, (s * f).clamp(0.0, 1.0), v);
+        p.copy_from_slice(&[r, g, b]);
+    }
+}
+
+/// `tf.image.adjust_hue`: H shifted by `delta` of a turn, wrapped.
+#[inline(always)]
+pub fn hue(img: &mut [f32], delta: f32) {
+    for p in img.chunks_exact_mut(3) {
+        let (h, s, v) = rgb_to_hsv(p[0], p[1], p[2]);
+        let mut h = (h + delta) % 1.0;
+        if h < 0.0 {
+            h += 1.0;
+        }
+        let (r, g, b) = hsv_to_rgb(h, s, v);
+        p.copy_from_slice(&[r, g, b]);
+    }
+}
+
+/// `tf.image.adjust_contrast`: each channel about its own mean, unclipped.
+#[inline(always)]
+pub fn contrast(img: &mut [f32], f: f32) {
+    let n = (img.len() / 3).max(1);
+    let mut sum = [0f64; 3];
+    for p in img.chunks_exact(3) {
+        for c in 0..3 {
+            sum[c] += p[c] as f64;
+        }
+    }
+    let mean = sum.map(|s| (s / n as f64) as f32);
+    for p in img.chunks_exact_mut(3) {
+        for c in 0..3 {
+            p[c] = (p[c] - mean[c]) * f + mean[c];
+        }
+    }
+}
+
+/// The reference's multiplicative brightness.
+#[inline(always)]
+pub fn brightness(img: &mut [f32], f: f32) {
+    img.iter_mut().for_each(|v| *v *= f);
+}
+
+/// The colour distortion in `j.order`, clipped to [0, 1] after each op.
+pub fn jitter(img: &mut [f32], j: &Jitter) {
+    dispatch(best_path(), || jitter_impl(img, j))
+}
+
+// The body of [`jitter`], compiled per CPU path.
+#[inline(always)]
+fn jitter_impl(img: &mut [f32], j: &Jitter) {
+    for op in j.order {
+        match op {
+            0 => brightness(img, j.brightness),
+            1 => contrast(img, j.contrast),
+            2 => saturation(img, j.saturation),
+            _ => hue(img, j.hue),
+        }
+        clip(img);
+    }
+}
+
+/// `rgb_to_grayscale`, tiled back to three channels.
+pub fn grey(img: &mut [f32]) {
+    for p in img.chunks_exact_mut(3) {
+        let g = p[0] * 0.2989 + p[1] * 0.5870 + p[2] * 0.1140;
+        p.fill(g);
+    }
+}
+
+/// The reference's kernel radius for a view of height `side`: (side / 10) / 2.
+pub fn blur_radius(side: usize) -> usize {
+    (side / 10) / 2
+}
+
+/// Separable Gaussian of radius `r` (horizontal, then vertical) with zero
+/// padding, as two 'SAME' depthwise convolutions; `tmp` is scratch. Taps are
+/// summed in order for every pixel; whole rows are accumulated at once so the
+/// loops vectorise.
+pub fn blur(img: &mut [f32], (w, h): (usize, usize), r: usize, sigma: f32, tmp: &mut Vec<f32>) {
+    blur_with(best_path(), img, (w, h), r, sigma, tmp)
+}
+
+/// [`blur`] on a chosen CPU path (every path gives the same values: no fused
+/// multiply-adds, taps summed in one order).
+pub fn blur_with(
+    path: CpuPath,
+    img: &mut [f32],
+    size: (usize, usize),
+    r: usize,
+    sigma: f32,
+    tmp: &mut Vec<f32>,
+) {
+    dispatch(path, || blur_impl(img, size, r, sigma, tmp))
+}
+
+// The body of [`blur`], compiled per CPU path.
+#[inline(always)]
+fn blur_impl(img: &mut [f32], (w, h): (usize, usize), r: usize, sigma: f32, tmp: &mut Vec<f32>) {
+    let two_s2 = 2.0 * sigma * sigma;
+    let mut k: Vec<f32> = (-(r as i64)..=r as i64)
+        .map(|i| (-((i * i) as f32) / two_s2).exp())
+        .collect();
+    let sum: f32 = k.iter().sum();
+    k.iter_mut().for_each(|v| *v /= sum);
+    let n = w * 3;
+    // Horizontal: each row into a zero-padded copy, then tap by tap.
+    tmp.clear();
+    tmp.resize((w + 2 * r) * 3 + n, 0.0);
+    let (padded, acc) = tmp.split_at_mut((w + 2 * r) * 3);
+    for y in 0..h {
+        let row = &mut img[y * n..(y + 1) * n];
+        padded[r * 3..r * 3 + n].copy_from_slice(row);
+        acc.fill(0.0);
+        for (t, &wt) in k.iter().enumerate() {
+            for (a, &v) in acc.iter_mut().zip(&padded[t * 3..t * 3 + n]) {
+                *a += wt * v;
+            }
+        }
+        row.copy_from_slice(acc);
+    }
+    // Vertical: rows outside the image are zeros and add nothing.
+    let src = img.to_vec();
+    for y in 0..h {
+        let acc = &mut img[y * n..(y + 1) * n];
+        acc.fill(0.0);
+        for (t, &wt) in k.iter().enumerate() {
+            let yy = y as i64 + t as i64 - r as i64;
+            if (0..h as i64).contains(&yy) {
+                let line = &src[yy as usize * n..(yy as usize + 1) * n];
+                for (a, &v) in acc.iter_mut().zip(line) {
+                    *a += wt * v;
+                }
+            }
+        }
+    }
+    clip(img);
+}
+
+/// `convert_image_dtype(x, uint8, saturate=True)`: clip, x 255.5, truncate.
+pub fn to_u8_tf(img: &[f32], out: &mut [u8]) {
+    for (o, &v) in out.iter_mut().zip(img) {
+        *o = (v.clamp(0.0, 1.0) * 255.5) as u8;
+    }
+}
+
+/// `convert_image_dtype(x, float32)` of uint8: x / 255.
+pub fn from_u8(img: &[u8], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(img) {
+        *o = v as f32 * (1.0 / 255.0);
+    }
+}
+
+/// The final rounding of a float view into the batch's uint8.
+pub fn round_u8(img: &[f32], out: &mut [u8]) {
+    for (o, &v) in out.iter_mut().zip(img) {
+        *o = (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
+    }
+}
+
+/// Clips to [0, 1] (the reference's `clip_by_value` between stages).
+pub fn clip01(img: &mut [f32]) {
+    clip(img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cubic_table_weights_sum_to_one() {
+        for o in 0..50 {
+            let (_, w) = taps(o, 0.37, 1000);
+            let s: f32 = w.iter().sum();
+            assert!((s - 1.0).abs() < 1e-5, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn hsv_round_trips() {
+        for &(r, g, b) in &[
+            (0.2f32, 0.5, 0.9),
+            (1.0, 0.0, 0.0),
+            (0.3, 0.3, 0.3),
+            (0.9, 0.8, 0.1),
+        ] {
+            let (h, s, v) = rgb_to_hsv(r, g, b);
+            let (r2, g2, b2) = hsv_to_rgb(h, s, v);
+            assert!((r - r2).abs() < 1e-5 && (g - g2).abs() < 1e-5 && (b - b2).abs() < 1e-5);
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! `--augment-impl reference` and RandAugment against TensorFlow itself: the
+//! fixture `fixtures/tf_ops.json` holds TF's outputs of the ops the reference
+//! calls (written by `scripts/tf-fixtures.sh`).
+#![allow(clippy::unwrap_used)]
+
+use fnc_augment::randaugment::{self, RaOp, RaOps};
+use fnc_augment::reference;
+use fnc_augment::simd::available_paths;
+use fnc_augment::{draw_crop_tf, CropBox, ViewRng};
+use serde_json::Value;
+
+fn fixtures() -> Value {
+    let path = format!("{}/tests/fixtures/tf_ops.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn bytes(v: &Value) -> Vec<u8> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u8)
+        .collect()
+}
+
+fn image(v: &Value) -> (Vec<u8>, usize, usize) {
+    (
+        bytes(&v["data"]),
+        v["w"].as_u64().unwrap() as usize,
+        v["h"].as_u64().unwrap() as usize,
+    )
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The `w` x `h` top-left corner of a `width`-wide image, as floats / 255.
+fn corner(src: &[u8], width: usize, w: usize, h: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for &v in &src[y * width * 3..(y * width + w) * 3] {
+            out.push(v as f32 * (1.0 / 255.0));
+        }
+    }
+    out
+}
+
+#[test]
+fn bicubic_crop_resize_matches_tf_resize_bicubic() {
+    let fx = fixtures();
+    let (src, w, _) = image(&fx["src"]);
+    let (mut out, mut rows) = (Vec::new(), Vec::new());
+    for case in fx["resize"].as_array().unwrap() {
+        let c: Vec<u32> = case["crop"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let o: Vec<usize> = case["out"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        let crop = CropBox {
+            x: c[0],
+            y: c[1],
+            w: c[2],
+            h: c[3],
+        };
+        let want = floats(&case["data"]);
+        for path in available_paths() {
+            reference::crop_resize_bicubic_with(
+                path,
+                &src,
+                w as u32,
+                crop,
+                (o[0], o[1]),
+                &mut out,
+                &mut rows,
+            );
+            let d = max_abs(&out, &want);
+            assert!(
+                d < 2e-6,
+                "{}: crop {c:?} -> {o:?}: max difference {d}",
+                path.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn colour_ops_match_tf_image_ops() {
+    let fx = fixtures();
+    let (src, w, _) = image(&fx["src"]);
+    let (cw, ch) = (
+        fx["colour_src"]["w"].as_u64().unwrap() as usize,
+        fx["colour_src"]["h"].as_u64().unwrap() as usize,
+    );
+    let base = corner(&src, w, cw, ch);
+    for case in fx["colour"].as_array().unwrap() {
+        let op = case["op"].as_str().unwrap();
+        let arg = case["arg"].as_f64().unwrap() as f32;
+        let mut img = base.clone();
+        match op {
+            "brightness" => reference::brightness(&mut img, arg),
+            "contrast" => reference::contrast(&mut img, arg),
+            "saturation" => reference::saturation(&mut img, arg),
+            "hue" => reference::hue(&mut img, arg),
+            "grey" => reference::grey(&mut img),
+            other => panic!("unknown op {other}"),
+        }
+        let d = max_abs(&img, &floats(&case["data"]));
+        assert!(d < 2e-6, "{op}({arg}): max difference {d}");
+    }
+}
+
+#[test]
+fn blur_matches_the_reference_zero_padded_gaussian() {
+    let fx = fixtures();
+    let (src, width, _) = image(&fx["src"]);
+    let (w, h) = (
+        fx["colour_src"]["w"].as_u64().unwrap() as usize,
+        fx["colour_src"]["h"].as_u64().unwrap() as usize,
+    );
+    let base = corner(&src, width, w, h);
+    let mut tmp = Vec::new();
+    for case in fx["blur"].as_array().unwrap() {
+        let r = case["radius"].as_u64().unwrap() as usize;
+        let sigma = case["sigma"].as_f64().unwrap() as f32;
+        let mut img = base.clone();
+        reference::blur(&mut img, (w, h), r, sigma, &mut tmp);
+        let d = max_abs(&img, &floats(&case["data"]));
+        assert!(
+            d < 2e-6,
+            "blur radius {r} sigma {sigma}: max difference {d}"
+        );
+    }
+    // The view's radius is the reference's (side / 10) / 2.
+    assert_eq!(reference::blur_radius(224), 11);
+    assert_eq!(reference::blur_radius(96), 4);
+    assert_eq!(reference::blur_radius(64), 3);
+}
+
+#[test]
+fn float_to_uint8_matches_convert_image_dtype() {
+    let fx = fixtures();
+    let x = floats(&fx["to_u8"]["x"]);
+    let mut got = vec![0u8; x.len()];
+    reference::to_u8_tf(&x, &mut got);
+    assert_eq!(got, bytes(&fx["to_u8"]["u8"]));
+}
+
+fn ra_op(name: &str, args: &[f64], side: usize) -> RaOp {
+    let a = |i: usize| args[i];
+    match name {
+        "AutoContrast" => RaOp::AutoContrast,
+        "Equalize" => RaOp::Equalize,
+        "Invert" => RaOp::Invert,
+        "Rotate" => RaOp::Rotate(a(0) as f32),
+        "Posterize" => RaOp::Posterize(a(0) as u8),
+        "Solarize" => RaOp::Solarize(a(0) as u16),
+        "Color" => RaOp::Color(a(0) as f32),
+        "Contrast" => RaOp::Contrast(a(0) as f32),
+        "Brightness" => RaOp::Brightness(a(0) as f32),
+        "Sharpness" => RaOp::Sharpness(a(0) as f32),
+        "ShearX" => RaOp::ShearX(a(0) as f32),
+        "ShearY" => RaOp::ShearY(a(0) as f32),
+        "TranslateX" => RaOp::TranslateX(a(0)),
+        "TranslateY" => RaOp::TranslateY(a(0)),
+        "Cutout" => RaOp::Cutout {
+            pad: a(0),
+            cy: a(1),
+            cx: a(2),
+        },
+        "SolarizeAdd" => RaOp::SolarizeAdd(a(0) as u8),
+        other => panic!("unknown op {other} at side {side}"),
+    }
+}
+
+#[test]
+fn every_randaugment_op_matches_its_tf_fixture() {
+    let fx = fixtures();
+    let (src, w, h) = image(&fx["ra_src"]);
+    let mut tmp = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for case in fx["randaugment"].as_array().unwrap() {
+        let name = case["op"].as_str().unwrap();
+        let args: Vec<f64> = case["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let op = ra_op(name, &args, w);
+        let want = bytes(&case["data"]);
+        let mut img = src.clone();
+        randaugment::apply(&RaOps::from_ops(&[op]), &mut img, w, h, &mut tmp);
+        for path in available_paths() {
+            let mut other = src.clone();
+            randaugment::apply_op_with(path, &op, &mut other, w, h, &mut tmp);
+            assert_eq!(other, img, "{name}: {} path differs", path.name());
+        }
+        let off: Vec<usize> = (0..img.len()).filter(|&i| img[i] != want[i]).collect();
+        // Float sums in another order (the grey weights, the smoothing kernel)
+        // may land a truncation one step apart; nothing else may differ.
+        let worst = off
+            .iter()
+            .map(|&i| img[i].abs_diff(want[i]))
+            .max()
+            .unwrap_or(0);
+        assert!(
+            worst <= 1 && off.len() * 200 <= img.len(),
+            "{name}{args:?}: {} of {} values differ, by up to {worst}",
+            off.len(),
+            img.len()
+        );
+        seen.insert(name.to_string());
+    }
+    assert_eq!(
+        seen.len(),
+        randaugment::OP_NAMES.len(),
+        "a fixture per operation"
+    );
+}
+
+/// Empirical CDF distance between two samples at the points of both.
+fn ks(a: &mut [f64], b: &mut [f64]) -> f64 {
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let cdf = |s: &[f64], x: f64| s.partition_point(|v| *v <= x) as f64 / s.len() as f64;
+    a.iter()
+        .chain(b.iter())
+        .map(|&x| (cdf(a, x) - cdf(b, x)).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn crop_sampler_matches_tf_sample_distorted_bounding_box() {
+    let fx = fixtures();
+    for case in fx["crops"].as_array().unwrap() {
+        let w = case["w"].as_u64().unwrap() as u32;
+        let h = case["h"].as_u64().unwrap() as u32;
+        let tf: Vec<CropBox> = case["xywh"]
+            .as_array()
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| CropBox {
+                x: c[0].as_u64().unwrap() as u32,
+                y: c[1].as_u64().unwrap() as u32,
+                w: c[2].as_u64().unwrap() as u32,
+                h: c[3].as_u64().unwrap() as u32,
+            })
+            .collect();
+        let ours: Vec<CropBox> = (0..20_000)
+            .map(|i| {
+                let mut rng = ViewRng::new(11, 0, i, 0);
+                draw_crop_tf(&mut rng, w, h, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0))
+            })
+            .collect();
+        let area = |b: &CropBox| (b.w * b.h) as f64 / (w * h) as f64;
+        let aspect = |b: &CropBox| b.w as f64 / b.h as f64;
+        let left = |b: &CropBox| {
+            if b.w < w {
+                b.x as f64 / (w - b.w) as f64
+            } else {
+                0.5
+            }
+        };
+        // Two-sample KS at 3000 vs 20000 draws: 0.035 is beyond p = 0.001.
+        for (what, f) in [
+            ("area", &area as &dyn Fn(&CropBox) -> f64),
+            ("aspect", &aspect),
+            ("left offset", &left),
+        ] {
+            let mut a: Vec<f64> = tf.iter().map(f).collect();
+            let mut b: Vec<f64> = ours.iter().map(f).collect();
+            let d = ks(&mut a, &mut b);
+            assert!(d < 0.035, "{w}x{h} {what}: KS distance {d:.4}");
+        }
+        // Hard properties TF shows: at least 10% of the image (min_object_covered),
+        // inside it, and never touching the right/bottom edge unless spanning it.
+        for b in tf.iter().chain(&ours) {
+            assert!(area(b) >= 0.1 - 1e-6, "{b:?} under 10% of {w}x{h}");
+            assert!(b.x + b.w <= w && b.y + b.h <= h);
+            assert!(b.w == w || b.x + b.w < w, "{b:?} touches the right edge");
+        }
+    }
+}
