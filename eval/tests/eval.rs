@@ -249,6 +249,39 @@ fn commands_end_to_end_and_their_errors() {
         "--json",
     ]));
     assert_eq!(ft["labelled"], 3);
+    assert_eq!(ft["protocol"], "fast");
+    // The reference's semi-supervised protocol: from the head's first layer,
+    // 60 epochs for a subset under 5% of the labels (3 of 72 here).
+    let ft = json(&eval(&[
+        "finetune",
+        "--run",
+        r,
+        "--subset",
+        list.to_str().unwrap(),
+        "--protocol",
+        "reference",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!(ft["protocol"], "reference", "{ft}");
+    assert_eq!(
+        (ft["from_head_layer"].as_u64(), ft["epochs"].as_u64()),
+        (Some(1), Some(60)),
+        "{ft}"
+    );
+    let top1 = ft["top1"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&top1), "{ft}");
+    let o = eval(&[
+        "finetune",
+        "--run",
+        r,
+        "--from-head-layer",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    assert!(stderr(&o).contains("--from-head-layer"), "{}", stderr(&o));
     // The report.
     let png = t.path().join("report.png");
     let o = eval(&["report", "--run", r, "--out", png.to_str().unwrap()]);

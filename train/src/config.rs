@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use fnc_augment::{AugmentError, EngineConfig, OnError};
+use fnc_augment::{AugmentError, AugmentImpl, EngineConfig, OnError, RandAugment, Recipe};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -98,6 +98,10 @@ pub struct TrainConfig {
     pub memory_format: MemoryFormat,
     /// How the model's weights are drawn.
     pub init: InitScheme,
+    /// Whose semantics the view ops follow.
+    pub augment_impl: AugmentImpl,
+    /// RandAugment after the colour distortion; `None` = off.
+    pub randaugment: Option<RandAugment>,
     pub seed: u64,
     pub checkpoint_every: u64,
     /// Weighted k-NN (k = 20) on the val split every N steps; 0 = off.
@@ -136,6 +140,8 @@ impl Default for TrainConfig {
             precision: Precision::Auto,
             memory_format: MemoryFormat::ChannelsLast,
             init: InitScheme::Torchvision,
+            augment_impl: AugmentImpl::Torchvision,
+            randaugment: None,
             seed: 0,
             checkpoint_every: 500,
             knn_every: 0,
@@ -248,6 +254,16 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The view recipe: SimCLR v2's strengths with this run's op semantics and
+    /// RandAugment.
+    pub fn recipe(&self) -> Recipe {
+        Recipe {
+            implementation: self.augment_impl,
+            randaugment: self.randaugment,
+            ..Recipe::default()
+        }
+    }
+
     /// The augmentation engine of this run with `workers` threads (0 = one per
     /// core): bad records are replaced when `max_bad_records` allows any.
     pub fn engine_config(&self, workers: usize) -> Result<EngineConfig, TrainError> {
@@ -262,6 +278,7 @@ impl TrainConfig {
             .size(self.image_size)
             .support_size(self.support_side())
             .seed(self.seed)
+            .recipe(self.recipe())
             .threads(workers)
             .on_error(on_error)
             .build()

@@ -226,6 +226,18 @@ struct TrainArgs {
     /// BatchNorm) [default: torchvision].
     #[arg(long, value_enum)]
     init: Option<InitScheme>,
+    /// Semantics of the view ops: torchvision (RandomResizedCrop, antialiased
+    /// bilinear resize, contrast and saturation as blends with grey, reflect-padded
+    /// blur), or reference (the official TF code's: sample_distorted_bounding_box
+    /// crops, bicubic resize, per-channel contrast, HSV saturation, zero-padded
+    /// blur, float throughout) [default: torchvision].
+    #[arg(long, value_name = "IMPL")]
+    augment_impl: Option<fnc_augment::AugmentImpl>,
+    /// RandAugment after the colour distortion, as LAYERS,MAGNITUDE (the
+    /// reference's use_randaugment is 2,7; magnitude 0..=10), or off; greyscale
+    /// then follows it as in the reference [default: off].
+    #[arg(long, value_name = "L,M")]
+    randaugment: Option<String>,
     /// Seed of the model, the sampler and every augmentation [default: 0].
     #[arg(long)]
     seed: Option<u64>,
@@ -300,6 +312,7 @@ fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
         precision,
         memory_format,
         init,
+        augment_impl,
         seed,
         checkpoint_every,
         knn_every,
@@ -309,6 +322,10 @@ fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
     );
     if let Some(v) = a.support_size {
         cfg.support_size = Some(v);
+    }
+    if let Some(v) = &a.randaugment {
+        cfg.randaugment = fnc_augment::parse_randaugment(v)
+            .map_err(|e| anyhow::anyhow!("--randaugment {v}: {e}"))?;
     }
     a.loss.apply(&mut cfg.loss)?;
     cfg.validate()?;

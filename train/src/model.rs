@@ -116,17 +116,34 @@ pub fn projection_head(p: &nn::Path, input: i64, hidden: i64, out: i64) -> Proje
     ProjectionHead { layers }
 }
 
-impl ModuleT for ProjectionHead {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+impl ProjectionHead {
+    /// The output of the first `n` layers (0 = the input itself): what the
+    /// reference's `ft_proj_selector = n` fine-tunes from.
+    pub fn forward_layers(&self, x: &Tensor, n: usize, train: bool) -> Tensor {
         let last = self.layers.len() - 1;
         let mut y = x.shallow_clone();
-        for (k, (lin, bn)) in self.layers.iter().enumerate() {
+        for (k, (lin, bn)) in self.layers.iter().enumerate().take(n) {
             y = bn.forward_t(&lin.forward(&y), train);
             if k < last {
                 let _ = y.relu_();
             }
         }
         y
+    }
+
+    /// Number of layers (3).
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+}
+
+impl ModuleT for ProjectionHead {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_layers(x, self.layers.len(), train)
     }
 }
 

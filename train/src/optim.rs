@@ -22,6 +22,8 @@ pub struct Optimizer {
     momentum: f64,
     trust: f64,
     params: Vec<(String, Tensor)>,
+    /// Per parameter: no weight decay and no LARS adaptation.
+    plain: Vec<bool>,
     /// First moment / momentum buffer per parameter.
     m: Vec<Tensor>,
     /// Second moment per parameter (AdamW).
@@ -39,11 +41,13 @@ impl Optimizer {
         } else {
             Vec::new()
         };
+        let plain = params.iter().map(|(_, p)| Self::excluded(p)).collect();
         Optimizer {
             kind,
             weight_decay,
             momentum: 0.9,
             trust: 0.001,
+            plain,
             params,
             m,
             v,
@@ -53,6 +57,18 @@ impl Optimizer {
 
     fn excluded(p: &Tensor) -> bool {
         p.dim() <= 1
+    }
+
+    /// Also exempts the parameters whose names start with `prefix` from weight
+    /// decay and LARS adaptation (the reference's exclusion of its supervised
+    /// head when fine-tuning).
+    pub fn exempt(mut self, prefix: &str) -> Self {
+        for ((name, _), plain) in self.params.iter().zip(self.plain.iter_mut()) {
+            if name.starts_with(prefix) {
+                *plain = true;
+            }
+        }
+        self
     }
 
     /// The gradients of `loss` with respect to the parameters, in their order
@@ -74,7 +90,7 @@ impl Optimizer {
                     continue;
                 }
                 let mut p = p.shallow_clone();
-                let excluded = Self::excluded(&p);
+                let excluded = self.plain[k];
                 match self.kind {
                     OptimizerKind::Lars | OptimizerKind::Sgd => {
                         let g = if excluded {

@@ -734,6 +734,8 @@ fn presets_print_every_official_flag_and_configs_read_back() {
     assert_eq!((cfg.loss.topk, cfg.loss.threshold), (10, Some(0.7)));
     assert_eq!(cfg.loss.strategy, Strategy::Attraction);
     assert_eq!(cfg.loss.aggregate, Aggregate::Max);
+    assert_eq!(cfg.augment_impl, fnc_augment::AugmentImpl::Reference);
+    assert_eq!(cfg.randaugment, Some(fnc_augment::RandAugment::REFERENCE));
     // The SimCLR baseline differs in the loss, support views and memory only.
     let simclr = root.join("configs/simclr-v2.toml");
     let o = run(&["--config", simclr.to_str().unwrap(), "--print-config"]);
@@ -743,6 +745,10 @@ fn presets_print_every_official_flag_and_configs_read_back() {
     assert_eq!(
         (base.arch, base.batch_size, base.lr, base.init),
         (cfg.arch, cfg.batch_size, cfg.lr, cfg.init)
+    );
+    assert_eq!(
+        (base.augment_impl, base.randaugment),
+        (cfg.augment_impl, cfg.randaugment)
     );
     // Flags override the file; "none" thresholds and following support sizes
     // survive the round trip through a config file.
@@ -760,6 +766,32 @@ fn presets_print_every_official_flag_and_configs_read_back() {
     let again: fnc_train::TrainConfig = toml::from_str(&text).unwrap();
     assert_eq!(again.loss.threshold, None);
     assert_eq!(again.support_side(), 224, "the preset sets support_size");
+    // RandAugment is turned off, reset or refused by its flag.
+    for (value, want) in [
+        ("off", None),
+        (
+            "1,3",
+            Some(fnc_augment::RandAugment {
+                layers: 1,
+                magnitude: 3.0,
+            }),
+        ),
+    ] {
+        let o = run(&[
+            "--config",
+            paper.to_str().unwrap(),
+            "--randaugment",
+            value,
+            "--print-config",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let c: fnc_train::TrainConfig =
+            toml::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+        assert_eq!(c.randaugment, want);
+    }
+    let o = run(&["--randaugment", "2,15", "--print-config"]);
+    assert!(stderr(&o).contains("--randaugment"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1));
     let o = run(&["--image-size", "96", "--print-config"]);
     let follow: fnc_train::TrainConfig =
         toml::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
@@ -776,4 +808,30 @@ fn presets_print_every_official_flag_and_configs_read_back() {
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains("batch_sise"), "{e}");
+}
+
+#[test]
+fn the_reference_view_recipe_trains_reproducibly_and_is_recorded() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let recipe = [
+        "--augment-impl",
+        "reference",
+        "--randaugment",
+        "2,7",
+        "--steps",
+        "6",
+    ];
+    let a = train_small(&data, &t.path().join("a"), &recipe);
+    let b = train_small(&data, &t.path().join("b"), &recipe);
+    assert_eq!(a, b, "one seed, one run");
+    assert!(a.iter().all(|l| l.is_finite()));
+    let plain = train_small(&data, &t.path().join("plain"), &["--steps", "6"]);
+    assert_ne!(a, plain, "other views, other losses");
+    // The run's config keeps the recipe, so --resume uses it.
+    let cfg: fnc_train::TrainConfig =
+        toml::from_str(&std::fs::read_to_string(t.path().join("a").join("config.toml")).unwrap())
+            .unwrap();
+    assert_eq!(cfg.augment_impl, fnc_augment::AugmentImpl::Reference);
+    assert_eq!(cfg.randaugment, Some(fnc_augment::RandAugment::REFERENCE));
 }

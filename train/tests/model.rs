@@ -214,3 +214,41 @@ fn the_reference_initialisation_is_the_official_codes() {
             == 1
     );
 }
+
+#[test]
+fn head_layers_are_the_prefixes_of_the_projection_head() {
+    let (_vs, m) = build(Arch::Small);
+    let d = Arch::Small.feature_dim();
+    use tch::nn::ModuleT;
+    let x = Tensor::randn([6, d], (Kind::Float, Device::Cpu));
+    let full = m.head.forward_t(&x, false);
+    assert_eq!(max_rel(&m.head.forward_layers(&x, 3, false), &full), 0.0);
+    assert_eq!(max_rel(&m.head.forward_layers(&x, 0, false), &x), 0.0);
+    let one = m.head.forward_layers(&x, 1, false);
+    assert_eq!(one.size(), vec![6, d], "the first layer keeps the width");
+    assert!(
+        one.min().double_value(&[]) >= 0.0,
+        "ReLU after the first layer"
+    );
+    assert!(max_rel(&one, &x) > 0.1, "the layer does something");
+}
+
+#[test]
+fn lars_leaves_exempt_parameters_unadapted() {
+    let w = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
+    let params = [w.copy(), w.copy()];
+    let named = vec![
+        ("classifier.weight".to_string(), params[0].shallow_clone()),
+        ("layer.weight".to_string(), params[1].shallow_clone()),
+    ];
+    let mut opt = Optimizer::new(OptimizerKind::Lars, named, 0.1).exempt("classifier.");
+    let g = Tensor::full([4, 4], 0.5, (Kind::Float, Device::Cpu));
+    opt.step(&[g.copy(), g.copy()], 1.0);
+    // Exempt: plain momentum SGD without decay, p - lr g.
+    let exempt = params[0].mean(Kind::Float).double_value(&[]);
+    assert!((exempt - 0.5).abs() < 1e-6, "{exempt}");
+    // Adapted: g + wd p scaled by the trust ratio 0.001 |p| / |g + wd p|.
+    let adapted = params[1].mean(Kind::Float).double_value(&[]);
+    let ratio = 0.001 * 4.0 / (0.6 * 4.0);
+    assert!((adapted - (1.0 - 0.6 * ratio)).abs() < 1e-6, "{adapted}");
+}
