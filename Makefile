@@ -12,7 +12,9 @@ export VIRTUAL_ENV := $(CURDIR)/.venv
 all: build
 
 ## setup: the project venv with torch==2.11.0 (about 5 GB; reused when present)
+## and gloo's headers for the c10d shim (libgloo-dev, installed when root)
 setup:
+	scripts/setup-system.sh
 	scripts/setup-python.sh --torch
 
 ## build: release binaries in target/release/

@@ -20,3 +20,11 @@ done
 if [ -n "$missing" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check $missing
 fi
+# The c10d shim's NCCL path compiles against the CUDA runtime headers in the
+# venv (nvidia/cu13); their crt/ and CCCL (nv/target) parts ship in packages of their own.
+if [ "${1:-}" = "--torch" ]; then
+  cu=$(echo .venv/lib/python3*/site-packages/nvidia/cu13/include)
+  if [ -d "$cu" ] && { [ ! -d "$cu/crt" ] || [ ! -e "$cu/nv/target" ]; }; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'nvidia-cuda-crt==13.0.88' 'nvidia-cuda-cccl==13.0.85'
+  fi
+fi

@@ -9,12 +9,15 @@ use crate::rng::ViewRng;
 pub struct SamplerState {
     pub seed: u64,
     pub epoch: u64,
-    /// Records of this rank's share of the epoch already handed out.
+    /// Records of the epoch already handed out, over all ranks (the same on
+    /// every rank).
     pub position: u64,
 }
 
-/// A seeded permutation of `0..len` per epoch; rank `r` of `world` gets every
-/// `world`-th element from `r`, cut to an equal share (`len / world`).
+/// A seeded permutation of `0..len` per epoch, cut into global batches of
+/// `world x n`; rank `r` of `world` gets the `r`-th slice of `n` of each. So the
+/// ranks' batches, concatenated in rank order, are exactly the batch one
+/// process would draw with `world x n`, whatever the world size.
 #[derive(Debug, Clone)]
 pub struct Sampler {
     len: u64,
@@ -58,6 +61,14 @@ impl Sampler {
         self.len / self.world
     }
 
+    pub fn rank(&self) -> u64 {
+        self.rank
+    }
+
+    pub fn world(&self) -> u64 {
+        self.world
+    }
+
     /// The permutation of `epoch` (Fisher-Yates with the epoch's own stream).
     pub fn permutation(len: u64, seed: u64, epoch: u64) -> Vec<u64> {
         let mut p: Vec<u64> = (0..len).collect();
@@ -73,10 +84,11 @@ impl Sampler {
     /// fewer than `n` remain in this one (the remainder is dropped, as usual for
     /// contrastive batches). None when the split is smaller than `n` per rank.
     pub fn next_batch(&mut self, n: u64) -> Option<(u64, Vec<u64>)> {
-        if n == 0 || self.epoch_len() < n {
+        let global = n * self.world;
+        if n == 0 || self.len < global {
             return None;
         }
-        if self.state.position + n > self.epoch_len() {
+        if self.state.position + global > self.len {
             self.state.epoch += 1;
             self.state.position = 0;
         }
@@ -84,11 +96,9 @@ impl Sampler {
             self.perm = Self::permutation(self.len, self.state.seed, self.state.epoch);
             self.perm_epoch = Some(self.state.epoch);
         }
-        let start = self.state.position;
-        let out = (start..start + n)
-            .map(|k| self.perm[(k * self.world + self.rank) as usize])
-            .collect();
-        self.state.position += n;
+        let start = (self.state.position + self.rank * n) as usize;
+        let out = self.perm[start..start + n as usize].to_vec();
+        self.state.position += global;
         Some((self.state.epoch, out))
     }
 }
@@ -116,6 +126,25 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), all.len(), "ranks overlap");
+    }
+
+    #[test]
+    fn ranks_concatenated_are_the_single_process_batches() {
+        let (len, world, n) = (103u64, 4u64, 6u64);
+        let mut one = Sampler::new(len, 9, 0, 1);
+        let mut ranks: Vec<Sampler> = (0..world).map(|r| Sampler::new(len, 9, r, world)).collect();
+        // 10 global batches of 24 cross the epoch boundary (4 per epoch).
+        for _ in 0..10 {
+            let (e, want) = one.next_batch(n * world).unwrap();
+            let mut got = Vec::new();
+            for s in ranks.iter_mut() {
+                let (er, b) = s.next_batch(n).unwrap();
+                assert_eq!(er, e);
+                got.extend(b);
+            }
+            assert_eq!(got, want);
+            assert_eq!(ranks[1].state(), one.state(), "one global position");
+        }
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub fn bench_steps(
         sync(device);
         let t0 = Instant::now();
         let groups: Vec<&Tensor> = inputs.iter().collect();
-        let (out, zm) = forward_loss(&model, momentum.as_ref(), &groups, &labels, cfg)?;
+        let fwd = forward_loss(&model, momentum.as_ref(), &groups, &labels, cfg, None)?;
+        let (out, zm) = (fwd.out, fwd.keys.map(|(zm, _)| zm));
         sync(device);
         let t1 = Instant::now();
         let grads = opt.gradients(&out.loss)?;

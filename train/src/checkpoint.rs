@@ -161,6 +161,13 @@ pub struct CheckpointState {
     /// Bad records replaced so far (`--max-bad-records`), each named.
     #[serde(default)]
     pub bad_records: Vec<String>,
+    /// Processes of the data-parallel run that wrote it (1 = one process).
+    #[serde(default = "one")]
+    pub world: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// A complete checkpoint on disk.

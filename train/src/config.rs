@@ -102,6 +102,9 @@ pub struct TrainConfig {
     pub augment_impl: AugmentImpl,
     /// RandAugment after the colour distortion; `None` = off.
     pub randaugment: Option<RandAugment>,
+    /// In a data-parallel run, BatchNorm statistics over the global batch (the
+    /// reference's `global_bn`); false = each rank's own.
+    pub sync_bn: bool,
     pub seed: u64,
     pub checkpoint_every: u64,
     /// Weighted k-NN (k = 20) on the val split every N steps; 0 = off.
@@ -142,6 +145,7 @@ impl Default for TrainConfig {
             init: InitScheme::Torchvision,
             augment_impl: AugmentImpl::Torchvision,
             randaugment: None,
+            sync_bn: true,
             seed: 0,
             checkpoint_every: 500,
             knn_every: 0,
@@ -267,13 +271,23 @@ impl TrainConfig {
     /// The augmentation engine of this run with `workers` threads (0 = one per
     /// core): bad records are replaced when `max_bad_records` allows any.
     pub fn engine_config(&self, workers: usize) -> Result<EngineConfig, TrainError> {
+        self.engine_config_for(workers, self.batch_size)
+    }
+
+    /// [`Self::engine_config`] with `batch` images per batch (a rank's share of
+    /// the global batch in a data-parallel run).
+    pub fn engine_config_for(
+        &self,
+        workers: usize,
+        batch: usize,
+    ) -> Result<EngineConfig, TrainError> {
         let on_error = if self.max_bad_records > 0 {
             OnError::Substitute
         } else {
             OnError::Fail
         };
         EngineConfig::builder()
-            .batch_size(self.batch_size)
+            .batch_size(batch)
             .support(self.support)
             .size(self.image_size)
             .support_size(self.support_side())

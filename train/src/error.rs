@@ -62,6 +62,18 @@ pub enum TrainError {
     },
     #[error("the augmentation engine stopped before the run ended")]
     EngineStopped,
+    /// A collective of a data-parallel run failed: a rank died, hung past
+    /// `--dist-timeout`, or could not be reached.
+    #[error(
+        "rank {rank} of {world}: {op} failed (a rank died, hung past --dist-timeout, \
+         or could not be reached): {detail}"
+    )]
+    Dist {
+        rank: usize,
+        world: usize,
+        op: &'static str,
+        detail: String,
+    },
 }
 
 /// Maps an I/O error to [`TrainError::Io`] naming `path`.

@@ -74,15 +74,100 @@ impl Linear {
 }
 
 /// BatchNorm as torchvision initialises it (scale 1, shift 0), momentum 0.1
-/// (SPEC §5's BN decay 0.9). Its parameters stay float32 whatever the input.
-pub fn batch_norm(p: nn::Path, channels: i64, spatial: bool) -> nn::BatchNorm {
-    let cfg = nn::BatchNormConfig {
-        ws_init: Init::Const(1.0),
-        ..Default::default()
-    };
-    if spatial {
-        nn::batch_norm2d(p, channels, cfg)
-    } else {
-        nn::batch_norm1d(p, channels, cfg)
+/// (SPEC §5's BN decay 0.9), with tch's variable names (`weight`, `bias`,
+/// `running_mean`, `running_var`). Its parameters stay float32 whatever the
+/// input. In training mode inside a data-parallel run with synchronised
+/// BatchNorm ([`crate::dist::sync_group`]), batch statistics cover the global
+/// batch.
+#[derive(Debug)]
+pub struct BatchNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+}
+
+const BN_MOMENTUM: f64 = 0.1;
+const BN_EPS: f64 = 1e-5;
+
+/// See [`BatchNorm`]; `spatial` is accepted for the call sites' clarity (2-D
+/// feature maps or flat features work alike).
+pub fn batch_norm(p: nn::Path, channels: i64, _spatial: bool) -> BatchNorm {
+    BatchNorm {
+        weight: p.var("weight", &[channels], Init::Const(1.0)),
+        bias: p.var("bias", &[channels], Init::Const(0.0)),
+        running_mean: p.zeros_no_train("running_mean", &[channels]),
+        running_var: p.ones_no_train("running_var", &[channels]),
+    }
+}
+
+impl nn::ModuleT for BatchNorm {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if train {
+            if let Some(group) = crate::dist::sync_group() {
+                return self.forward_global(x, group);
+            }
+        }
+        Tensor::batch_norm(
+            x,
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            BN_MOMENTUM,
+            BN_EPS,
+            true,
+        )
+    }
+}
+
+impl BatchNorm {
+    /// Training-mode BatchNorm over every rank's batch: per channel, the sum,
+    /// the sum of squares and the count are all-reduced in one differentiable
+    /// collective (its backward all-reduces their gradients), so outputs,
+    /// gradients and running statistics are those of one process holding the
+    /// global batch. Statistics in float32 whatever the input's dtype.
+    fn forward_global(&self, x: &Tensor, group: &crate::dist::ProcessGroup) -> Tensor {
+        let c = x.size()[1];
+        let dims: Vec<i64> = (0..x.dim() as i64).filter(|&d| d != 1).collect();
+        let xf = x.to_kind(tch::Kind::Float);
+        let count = (x.numel() as i64 / c) as f64;
+        let local = Tensor::cat(
+            &[
+                xf.sum_dim_intlist(dims.as_slice(), false, tch::Kind::Float),
+                (&xf * &xf).sum_dim_intlist(dims.as_slice(), false, tch::Kind::Float),
+                Tensor::from_slice(&[count as f32]).to_device(x.device()),
+            ],
+            0,
+        );
+        let total = match group.all_reduce_autograd(&local) {
+            Ok(t) => t,
+            // A module cannot return an error: note it for the step to
+            // report, and poison the output so nothing trains on it.
+            Err(e) => {
+                crate::dist::note_failure(&e);
+                return x * f64::NAN;
+            }
+        };
+        let n = total.get(2 * c);
+        let mean = total.narrow(0, 0, c) / &n;
+        let var = (total.narrow(0, c, c) / &n - &mean * &mean).clamp_min(0.0);
+        tch::no_grad(|| {
+            let n = n.double_value(&[]);
+            let unbiased = &var * (n / (n - 1.0).max(1.0));
+            let mut rm = self.running_mean.shallow_clone();
+            let mut rv = self.running_var.shallow_clone();
+            let _ = rm.g_mul_scalar_(1.0 - BN_MOMENTUM);
+            let _ = rm.g_add_(&(mean.detach() * BN_MOMENTUM));
+            let _ = rv.g_mul_scalar_(1.0 - BN_MOMENTUM);
+            let _ = rv.g_add_(&(unbiased.detach() * BN_MOMENTUM));
+        });
+        let mut shape = vec![1i64; x.dim()];
+        shape[1] = c;
+        let scale = (&var + BN_EPS).rsqrt() * &self.weight;
+        let shift = &self.bias - &mean * &scale;
+        let y = xf * scale.view(shape.as_slice()) + shift.view(shape.as_slice());
+        y.to_kind(x.kind())
     }
 }

@@ -19,13 +19,16 @@
 //! `momentum` (memory variant), `optim` (optimisers and schedules), `step`
 //! (the forward pass of a step), `feed` (batches to tensors), `features`
 //! (evaluation features, k-NN), `metrics`, `checkpoint` (run directory),
-//! `bench`, `export`, and `trainer` (the loop, which nothing else imports).
-#![forbid(unsafe_code)]
+//! `bench`, `export`, `dist` (data-parallel runs on c10d: the C++ shim, the
+//! launch environment), and `trainer` (the loop, which nothing else imports).
+// `unsafe` lives only in `dist` (the FFI to the c10d shim), each block with a SAFETY note.
+#![deny(unsafe_code)]
 
 mod bench;
 mod checkpoint;
 mod config;
 mod device;
+pub mod dist;
 mod error;
 mod export;
 mod features;
@@ -59,4 +62,4 @@ pub use model::{
 pub use momentum::Momentum;
 pub use optim::{cosine, learning_rate, trainable, Optimizer, OptimizerKind};
 pub use resnet::{resnet18, resnet50, ResNet};
-pub use trainer::{train, Observer};
+pub use trainer::{train, train_parallel, Observer};

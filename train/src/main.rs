@@ -264,6 +264,29 @@ struct TrainArgs {
     max_bad_records: Option<u64>,
     #[command(flatten)]
     loss: LossArgs,
+    /// Data-parallel training on this machine: spawn N ranks of this command
+    /// (Gloo on the CPU, NCCL on GPUs, rank r on cuda:r); --batch-size is the
+    /// global batch. Multi-machine runs use a launcher instead (torchrun
+    /// --no-python, or srun): the RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/
+    /// MASTER_PORT environment (or Slurm's) makes a process one rank
+    /// [default: 1].
+    #[arg(long, value_name = "N")]
+    nproc_per_node: Option<usize>,
+    /// Rendezvous port of --nproc-per-node [default: a free port].
+    #[arg(long)]
+    master_port: Option<u16>,
+    /// Collective library: auto (NCCL on CUDA, Gloo on the CPU), gloo or nccl
+    /// [default: auto].
+    #[arg(long, value_enum, default_value = "auto")]
+    dist_backend: fnc_train::dist::Backend,
+    /// Seconds a collective or the rendezvous may wait for the other ranks
+    /// before the run stops with an error naming this rank [default: 300].
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    dist_timeout: f64,
+    /// With several ranks, BatchNorm statistics over the global batch (the
+    /// reference's global_bn); false = each rank's own [default: true].
+    #[arg(long, value_name = "BOOL")]
+    sync_bn: Option<bool>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -313,6 +336,7 @@ fn resolve(a: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
         memory_format,
         init,
         augment_impl,
+        sync_bn,
         seed,
         checkpoint_every,
         knn_every,
@@ -446,7 +470,44 @@ fn run() -> Result<()> {
         }
         None => {
             let (cfg, out) = resolve(&cli.train)?;
-            let bar = if std::io::stderr().is_terminal() {
+            let launch = fnc_train::dist::Launch::from_env()?;
+            if let Some(n) = cli.train.nproc_per_node.filter(|&n| n > 1) {
+                if launch.is_some() {
+                    anyhow::bail!(
+                        "--nproc-per-node {n}: this process is already one rank of a \
+                         launched run (RANK/WORLD_SIZE or Slurm's variables are set)"
+                    );
+                }
+                if !cfg.batch_size.is_multiple_of(n) {
+                    anyhow::bail!(
+                        "invalid option --batch-size: {} is the global batch and must divide \
+                         among the {n} ranks of --nproc-per-node",
+                        cfg.batch_size
+                    );
+                }
+                return spawn_ranks(n, &out, cli.train.master_port);
+            }
+            if !(cli.train.dist_timeout > 0.0 && cli.train.dist_timeout.is_finite()) {
+                anyhow::bail!(
+                    "--dist-timeout {} is not a positive number",
+                    cli.train.dist_timeout
+                );
+            }
+            let group = match &launch {
+                Some(l) => {
+                    let device = fnc_train::parse_device(&cfg.device)?;
+                    let g = fnc_train::dist::ProcessGroup::new(
+                        l,
+                        cli.train.dist_backend,
+                        device,
+                        std::time::Duration::from_secs_f64(cli.train.dist_timeout),
+                    )?;
+                    Some(fnc_train::dist::install(g, cfg.sync_bn))
+                }
+                None => None,
+            };
+            let rank = group.map(|g| g.rank).unwrap_or(0);
+            let bar = if rank == 0 && std::io::stderr().is_terminal() {
                 indicatif::ProgressBar::new(0)
             } else {
                 indicatif::ProgressBar::hidden()
@@ -456,10 +517,12 @@ fn run() -> Result<()> {
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             let observer = Progress { bar: &bar };
-            let s = fnc_train::train(&cfg, &out, cli.train.resume, &observer)
+            let s = fnc_train::train_parallel(&cfg, &out, cli.train.resume, &observer, group)
                 .with_context(|| format!("training into {}", out.display()))?;
             bar.finish_and_clear();
-            if cli.train.json {
+            if rank != 0 {
+                // Rank 0 reports for the run.
+            } else if cli.train.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 println!(
@@ -481,6 +544,78 @@ fn run() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--nproc-per-node N`: runs this command as N local ranks (the same flags,
+/// the resolved run directory, and torchrun's environment), waits for them, and
+/// stops the others as soon as one fails, naming it.
+fn spawn_ranks(n: usize, out: &std::path::Path, port: Option<u16>) -> Result<()> {
+    let exe = std::env::current_exe().context("finding this executable to spawn the ranks")?;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut skip = false;
+    for a in std::env::args_os().skip(1) {
+        if skip {
+            skip = false;
+            continue;
+        }
+        match a.to_str() {
+            Some("--nproc-per-node") => skip = true,
+            Some(s) if s.starts_with("--nproc-per-node=") => {}
+            _ => args.push(a),
+        }
+    }
+    // Every rank must agree on the run directory (the default one has a time).
+    args.push("--out".into());
+    args.push(out.as_os_str().to_owned());
+    let port = match port {
+        Some(p) => p,
+        None => std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .context("finding a free port for the ranks' rendezvous (--master-port)")?,
+    };
+    let mut ranks = Vec::with_capacity(n);
+    for r in 0..n {
+        let mut c = std::process::Command::new(&exe);
+        c.args(&args)
+            .env("RANK", r.to_string())
+            .env("LOCAL_RANK", r.to_string())
+            .env("WORLD_SIZE", n.to_string())
+            .env("LOCAL_WORLD_SIZE", n.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string());
+        if r != 0 {
+            c.stdout(std::process::Stdio::null());
+        }
+        let child = c
+            .spawn()
+            .with_context(|| format!("starting rank {r} of --nproc-per-node {n}"))?;
+        ranks.push(child);
+    }
+    loop {
+        let mut running = 0;
+        for r in 0..n {
+            match ranks[r].try_wait().context("waiting for the ranks")? {
+                Some(status) if !status.success() => {
+                    for (k, other) in ranks.iter_mut().enumerate() {
+                        if k != r {
+                            let _ = other.kill();
+                            let _ = other.wait();
+                        }
+                    }
+                    anyhow::bail!(
+                        "rank {r} of {n} exited with {status}; the other ranks were stopped"
+                    );
+                }
+                Some(_) => {}
+                None => running += 1,
+            }
+        }
+        if running == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Draws the progress bar and reports bad records on stderr.

@@ -6,7 +6,7 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 use crate::config::TrainConfig;
-use crate::layers::{batch_norm, Conv2d, Linear};
+use crate::layers::{batch_norm, BatchNorm, Conv2d, Linear};
 use crate::resnet;
 
 /// Encoder architectures.
@@ -44,7 +44,7 @@ impl Arch {
 /// `features.{1,4,7,10}` (BatchNorms), as an `nn.Sequential` would name them.
 #[derive(Debug)]
 pub struct SmallCnn {
-    blocks: Vec<(Conv2d, nn::BatchNorm)>,
+    blocks: Vec<(Conv2d, BatchNorm)>,
 }
 
 /// See [`SmallCnn`].
@@ -97,7 +97,7 @@ pub fn encoder(p: &nn::Path, arch: Arch) -> Box<dyn ModuleT + Send> {
 /// (linear) and `1`, `4`, `7` (BatchNorm) under `p`.
 #[derive(Debug)]
 pub struct ProjectionHead {
-    layers: Vec<(Linear, nn::BatchNorm)>,
+    layers: Vec<(Linear, BatchNorm)>,
 }
 
 /// See [`ProjectionHead`].

@@ -9,13 +9,13 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::layers::{batch_norm, Conv2d, CONV_INIT};
+use crate::layers::{batch_norm, BatchNorm, Conv2d, CONV_INIT};
 
 /// A conv followed by its BatchNorm.
 #[derive(Debug)]
 struct ConvBn {
     conv: Conv2d,
-    bn: nn::BatchNorm,
+    bn: BatchNorm,
 }
 
 impl ConvBn {

@@ -5,6 +5,7 @@
 use tch::{Kind, Tensor};
 
 use crate::config::TrainConfig;
+use crate::dist::ProcessGroup;
 use crate::error::TrainError;
 use crate::loss::{fnc_loss, fnc_loss_memory, LossOutput};
 use crate::model::{normalise_as, Model};
@@ -54,25 +55,59 @@ pub(crate) fn project_groups(model: &Model, inputs: &[Tensor]) -> Tensor {
     Tensor::cat(&parts, 0).to_kind(Kind::Float)
 }
 
+/// What a step's forward half hands back: the loss output and, with the
+/// memory variant, the momentum embeddings and labels of the (global) batch to
+/// push into the bank after the step.
+pub(crate) struct Forward {
+    pub out: LossOutput,
+    pub keys: Option<(Tensor, Tensor)>,
+}
+
 /// Embeddings of the view groups and their FNC loss; with the memory variant,
-/// also the momentum encoder's embeddings of the same normalised inputs (to
-/// push into the bank after the step).
+/// also the momentum encoder's embeddings of the same normalised inputs. In a
+/// data-parallel run (`group`), this rank's embeddings and labels join every
+/// rank's into the global batch first, so positives, negatives, detection, FN
+/// statistics and the loss are those of one process holding the whole batch.
 pub(crate) fn forward_loss(
     model: &Model,
     momentum: Option<&Momentum>,
     groups: &[&Tensor],
     labels: &Tensor,
     cfg: &TrainConfig,
-) -> Result<(LossOutput, Option<Tensor>), TrainError> {
+    group: Option<&ProcessGroup>,
+) -> Result<Forward, TrainError> {
     let views = cfg.views() as i64;
     let inputs = prepare_groups(groups, cfg);
     let z = project_groups(model, &inputs);
+    if let Some(f) = crate::dist::take_failure() {
+        let (rank, world) = group.map(|g| (g.rank, g.world)).unwrap_or((0, 1));
+        return Err(TrainError::Dist {
+            rank,
+            world,
+            op: "synchronised BatchNorm",
+            detail: f,
+        });
+    }
+    let (z, labels) = match group {
+        Some(g) => (g.gather_views(&z, views)?, g.all_gather(labels)?),
+        None => (z, labels.shallow_clone()),
+    };
     match momentum {
-        None => Ok((fnc_loss(&z, views, &cfg.loss, Some(labels))?, None)),
+        None => Ok(Forward {
+            out: fnc_loss(&z, views, &cfg.loss, Some(&labels))?,
+            keys: None,
+        }),
         Some(mo) => {
             let zm = mo.embed(&inputs);
-            let out = fnc_loss_memory(&z, &zm, &mo.bank, views, &cfg.loss, Some(labels))?;
-            Ok((out, Some(zm)))
+            let zm = match group {
+                Some(g) => g.gather_views(&zm, views)?,
+                None => zm,
+            };
+            let out = fnc_loss_memory(&z, &zm, &mo.bank, views, &cfg.loss, Some(&labels))?;
+            Ok(Forward {
+                out,
+                keys: Some((zm, labels)),
+            })
         }
     }
 }

@@ -13,6 +13,7 @@ use tch::{nn, Tensor};
 use crate::checkpoint::{Checkpoint, CheckpointState, RunDir};
 use crate::config::TrainConfig;
 use crate::device::parse_device;
+use crate::dist::ProcessGroup;
 use crate::error::TrainError;
 use crate::features::{extract_features, knn_top1, KNN_K, KNN_T};
 use crate::feed::Feed;
@@ -89,8 +90,38 @@ pub fn train(
     resume: bool,
     observer: &dyn Observer,
 ) -> Result<TrainSummary, TrainError> {
+    train_parallel(cfg, out, resume, observer, None)
+}
+
+/// [`train`] as one rank of a data-parallel run over `group`: `--batch-size`
+/// is the global batch, each rank reads its slice, embeddings are gathered so
+/// the loss is the single-process loss of the global batch, gradients are
+/// summed over the ranks, and only rank 0 writes the run directory.
+pub fn train_parallel(
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    observer: &dyn Observer,
+    group: Option<&ProcessGroup>,
+) -> Result<TrainSummary, TrainError> {
     cfg.validate()?;
-    let device = parse_device(&cfg.device)?;
+    let (rank, world) = group.map(|g| (g.rank, g.world)).unwrap_or((0, 1));
+    if !cfg.batch_size.is_multiple_of(world) {
+        return Err(TrainError::Config {
+            flag: "--batch-size",
+            detail: format!(
+                "{} is the global batch and must divide among the {world} ranks",
+                cfg.batch_size
+            ),
+        });
+    }
+    let local_batch = cfg.batch_size / world;
+    let writer = rank == 0;
+    let device = match (parse_device(&cfg.device)?, group) {
+        // Rank r uses the GPU of its local rank.
+        (tch::Device::Cuda(_), Some(g)) => tch::Device::Cuda(g.local_rank),
+        (d, _) => d,
+    };
     let open_err = |err| TrainError::Dataset {
         path: cfg.shards.clone(),
         err,
@@ -123,15 +154,23 @@ pub fn train(
     let peak = cfg.peak_lr();
 
     let run = RunDir::new(out);
-    std::fs::create_dir_all(out).map_err(crate::error::io(out))?;
+    if writer {
+        std::fs::create_dir_all(out).map_err(crate::error::io(out))?;
+    }
     let mut vs = nn::VarStore::new(device);
     let model = build_model(&vs, cfg);
+    if let Some(g) = group {
+        // Every rank starts from rank 0's weights (and BatchNorm statistics).
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        tch::no_grad(|| vars.iter().try_for_each(|(_, t)| g.broadcast(t, 0)))?;
+    }
     let mut opt = Optimizer::new(cfg.optimizer, trainable(&vs), cfg.weight_decay);
     let mut momentum = (cfg.memory > 0)
         .then(|| Momentum::new(&vs, cfg))
         .transpose()?;
     let mut step = 0u64;
-    let mut sampler = Sampler::new(epoch_len, cfg.seed, 0, 1);
+    let mut sampler = Sampler::new(epoch_len, cfg.seed, rank as u64, world as u64);
     let mut bad = BadRecords::new(cfg.max_bad_records, Vec::new());
     let mut last_ckpt: Option<Checkpoint> = None;
     if resume {
@@ -139,8 +178,19 @@ pub fn train(
             ck.restore_model(&mut vs, cfg.arch)?;
             ck.restore_training(&mut opt, momentum.as_mut())?;
             let state = ck.state();
+            if state.world != world as u64 {
+                return Err(TrainError::Config {
+                    flag: "--resume",
+                    detail: format!(
+                        "{} was written by a run of {} process(es); resume it with as many \
+                         (--nproc-per-node or the launcher's world size), not {world}",
+                        ck.dir().display(),
+                        state.world
+                    ),
+                });
+            }
             step = state.step;
-            sampler = Sampler::restore(epoch_len, 0, 1, state.sampler);
+            sampler = Sampler::restore(epoch_len, rank as u64, world as u64, state.sampler);
             bad = BadRecords::new(cfg.max_bad_records, state.bad_records.clone());
             last_ckpt = Some(ck);
         }
@@ -153,11 +203,22 @@ pub fn train(
             ),
         });
     }
-    run.write_config(cfg)?;
-    let mut metrics = MetricsLog::open(&run.metrics_path(), resume.then_some(step))?;
+    let mut metrics = if writer {
+        run.write_config(cfg)?;
+        Some(MetricsLog::open(
+            &run.metrics_path(),
+            resume.then_some(step),
+        )?)
+    } else {
+        None
+    };
 
     let feed = Feed::start(
-        Loader::start(split, cfg.engine_config(cfg.workers)?, sampler)?,
+        Loader::start(
+            split,
+            cfg.engine_config_for(cfg.workers, local_batch)?,
+            sampler,
+        )?,
         device,
     )?;
     let views = cfg.views() as i64;
@@ -175,7 +236,8 @@ pub fn train(
             tch::manual_seed(step_seed(cfg.seed, step));
         }
         let groups: Vec<&Tensor> = batch.groups.iter().collect();
-        let (outp, zm) = forward_loss(&model, momentum.as_ref(), &groups, labels, cfg)?;
+        let fwd = forward_loss(&model, momentum.as_ref(), &groups, labels, cfg, group)?;
+        let outp = fwd.out;
         let loss = outp.loss.double_value(&[]);
         if !loss.is_finite() {
             let checkpoint = match &last_ckpt {
@@ -187,11 +249,26 @@ pub fn train(
                 checkpoint,
             });
         }
-        let grads = opt.gradients(&outp.loss)?;
+        let grads = match (opt.gradients(&outp.loss), group) {
+            (Ok(g), _) => g,
+            // The backward of synchronised BatchNorm runs collectives too.
+            (Err(e), Some(g)) => {
+                return Err(TrainError::Dist {
+                    rank: g.rank,
+                    world: g.world,
+                    op: "backward",
+                    detail: crate::dist::take_failure().unwrap_or_else(|| e.to_string()),
+                })
+            }
+            (Err(e), None) => return Err(e.into()),
+        };
+        if let Some(g) = group {
+            g.all_reduce_grads(&grads)?;
+        }
         opt.step(&grads, lr);
-        if let (Some(mo), Some(zm)) = (momentum.as_mut(), zm) {
+        if let (Some(mo), Some((zm, keys_labels))) = (momentum.as_mut(), fwd.keys) {
             mo.update();
-            mo.bank.push(&zm, labels, views, &cfg.loss)?;
+            mo.bank.push(&zm, &keys_labels, views, &cfg.loss)?;
         }
         step += 1;
         let dt = t0.elapsed().as_secs_f64();
@@ -199,7 +276,9 @@ pub fn train(
         time_sum += dt;
         final_loss = loss;
         let knn_top1 = match &knn {
-            Some((tr, va, classes)) if step.is_multiple_of(cfg.knn_every) || step == total => {
+            Some((tr, va, classes))
+                if writer && (step.is_multiple_of(cfg.knn_every) || step == total) =>
+            {
                 let (tf, tl) = extract_features(&model, tr, cfg.image_size, 256, device)?;
                 let (vf, vl) = extract_features(&model, va, cfg.image_size, 256, device)?;
                 Some(knn_top1(&tf, &tl, &vf, &vl, KNN_K, KNN_T, *classes))
@@ -220,14 +299,17 @@ pub fn train(
             knn_top1,
             bad_records: bad.named.len() as u64,
         };
-        metrics.append(&m)?;
+        if let Some(log) = metrics.as_mut() {
+            log.append(&m)?;
+        }
         observer.step(&m, total);
-        if step.is_multiple_of(cfg.checkpoint_every) || step == total {
+        if writer && (step.is_multiple_of(cfg.checkpoint_every) || step == total) {
             let state = CheckpointState {
                 step,
                 sampler: batch.sampler_after,
                 arch: cfg.arch.name().into(),
                 bad_records: bad.named.clone(),
+                world: world as u64,
             };
             last_ckpt = Some(run.save(&vs, &opt, momentum.as_ref(), state)?);
         }

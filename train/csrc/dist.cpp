@@ -1,0 +1,197 @@
+// The c10d shim: what fnc-train needs of libtorch's distributed engine, as a
+// small C API on tch's tensors (`at::Tensor*`): a TCPStore rendezvous, a Gloo
+// (CPU) or NCCL (CUDA) process group, and all-reduce, all-gather, broadcast and
+// barrier, each waited on with the group's timeout. Every entry point catches
+// C++ exceptions and returns them as text, so nothing unwinds into Rust.
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef FNC_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> backend;
+  std::chrono::milliseconds timeout;
+  int rank;
+  int world;
+};
+
+void put(char* err, size_t len, const std::string& msg) {
+  if (err != nullptr && len > 0) {
+    std::snprintf(err, len, "%s", msg.c_str());
+  }
+}
+
+void wait(Group* g, const c10::intrusive_ptr<c10d::Work>& w) {
+  if (!w->wait(g->timeout)) {
+    throw std::runtime_error("collective timed out");
+  }
+}
+
+void all_reduce_sum(Group* g, at::Tensor& t) {
+  std::vector<at::Tensor> v{t};
+  wait(g, g->backend->allreduce(v));
+}
+
+// All-reduce (sum) whose gradient is the all-reduced gradient: each rank's
+// partial derivative of a loss that every rank computes reaches every input.
+struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            int64_t group) {
+    ctx->saved_data["group"] = group;
+    at::Tensor y = x.clone();
+    all_reduce_sum(reinterpret_cast<Group*>(group), y);
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* g = reinterpret_cast<Group*>(ctx->saved_data["group"].toInt());
+    at::Tensor d = grads[0].contiguous().clone();
+    all_reduce_sum(g, d);
+    return {d, at::Tensor()};
+  }
+};
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+}  // namespace
+
+extern "C" {
+
+// Whether this build can make NCCL groups.
+int fnc_dist_has_nccl() {
+#ifdef FNC_WITH_NCCL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+// Rendezvous at host:port and make the group. `serve`: this process runs the
+// store (rank 0, unless a launcher such as torchrun already runs one).
+// backend: 0 = Gloo, 1 = NCCL. Returns null with `err` filled on failure.
+void* fnc_dist_new(int backend, const char* host, int port, int serve, int rank, int world,
+                   int64_t timeout_ms, char* err, size_t errlen) {
+  try {
+    std::chrono::milliseconds timeout(timeout_ms);
+    c10d::TCPStoreOptions opts;
+    opts.port = static_cast<std::uint16_t>(port);
+    opts.isServer = serve != 0;
+    opts.numWorkers = static_cast<std::size_t>(world);
+    opts.waitWorkers = true;
+    opts.timeout = timeout;
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    auto store = c10::make_intrusive<c10d::PrefixStore>("fnc", tcp);
+    auto* g = new Group{store, {}, timeout, rank, world};
+    if (backend == 0) {
+      auto o = c10d::ProcessGroupGloo::Options::create(timeout);
+      const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+      if (ifname != nullptr && *ifname != '\0') {
+        o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      } else if (is_loopback(host)) {
+        o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      } else {
+        o->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      }
+      g->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, o);
+    } else {
+#ifdef FNC_WITH_NCCL
+      auto o = c10d::ProcessGroupNCCL::Options::create();
+      o->timeout = timeout;
+      g->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, o);
+#else
+      delete g;
+      put(err, errlen, "this build has no NCCL support (its headers were absent at build time)");
+      return nullptr;
+#endif
+    }
+    return g;
+  } catch (const std::exception& e) {
+    put(err, errlen, e.what());
+    return nullptr;
+  }
+}
+
+void fnc_dist_free(void* group) {
+  delete reinterpret_cast<Group*>(group);
+}
+
+// In-place sum over ranks.
+int fnc_dist_all_reduce(void* group, at::Tensor* t, char* err, size_t errlen) {
+  try {
+    all_reduce_sum(reinterpret_cast<Group*>(group), *t);
+    return 0;
+  } catch (const std::exception& e) {
+    put(err, errlen, e.what());
+    return 1;
+  }
+}
+
+// A new tensor: the sum over ranks of `x`, differentiable (its gradient is
+// the sum over ranks of the incoming gradients).
+at::Tensor* fnc_dist_all_reduce_autograd(void* group, at::Tensor* x, char* err, size_t errlen) {
+  try {
+    return new at::Tensor(AllReduceSum::apply(*x, reinterpret_cast<int64_t>(group)));
+  } catch (const std::exception& e) {
+    put(err, errlen, e.what());
+    return nullptr;
+  }
+}
+
+// `out` (world x the shape of `x` along dim 0, contiguous) receives every
+// rank's `x`, in rank order.
+int fnc_dist_all_gather(void* group, at::Tensor* x, at::Tensor* out, char* err, size_t errlen) {
+  try {
+    auto* g = reinterpret_cast<Group*>(group);
+    std::vector<std::vector<at::Tensor>> outs(1);
+    outs[0] = out->chunk(g->world, 0);
+    std::vector<at::Tensor> ins{x->contiguous()};
+    wait(g, g->backend->allgather(outs, ins));
+    return 0;
+  } catch (const std::exception& e) {
+    put(err, errlen, e.what());
+    return 1;
+  }
+}
+
+int fnc_dist_broadcast(void* group, at::Tensor* t, int root, char* err, size_t errlen) {
+  try {
+    auto* g = reinterpret_cast<Group*>(group);
+    std::vector<at::Tensor> v{*t};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    wait(g, g->backend->broadcast(v, o));
+    return 0;
+  } catch (const std::exception& e) {
+    put(err, errlen, e.what());
+    return 1;
+  }
+}
+
+int fnc_dist_barrier(void* group, char* err, size_t errlen) {
+  try {
+    auto* g = reinterpret_cast<Group*>(group);
+    wait(g, g->backend->barrier());
+    return 0;
+  } catch (const std::exception& e) {
+    put(err, errlen, e.what());
+    return 1;
+  }
+}
+
+}  // extern "C"

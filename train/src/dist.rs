@@ -1,0 +1,554 @@
+//! Data-parallel training on libtorch's own distributed engine (c10d): a
+//! TCPStore rendezvous and a Gloo (CPU) or NCCL (CUDA) process group, reached
+//! through the C++ shim `csrc/dist.cpp`, and how a process learns its place in
+//! the world (torchrun's and Slurm's environments).
+//!
+//! The FFI calls are the only `unsafe` of this crate: each passes tch's own
+//! `at::Tensor` handles (which outlive the call) and a group pointer this
+//! module owns, and the shim catches every C++ exception into an error string.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tch::{Device, Tensor};
+use torch_sys::C_tensor;
+
+use crate::error::TrainError;
+
+extern "C" {
+    fn fnc_dist_has_nccl() -> c_int;
+    fn fnc_dist_new(
+        backend: c_int,
+        host: *const c_char,
+        port: c_int,
+        serve: c_int,
+        rank: c_int,
+        world: c_int,
+        timeout_ms: i64,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> *mut c_void;
+    fn fnc_dist_free(group: *mut c_void);
+    fn fnc_dist_all_reduce(
+        group: *mut c_void,
+        t: *mut C_tensor,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
+    fn fnc_dist_all_reduce_autograd(
+        group: *mut c_void,
+        x: *mut C_tensor,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> *mut C_tensor;
+    fn fnc_dist_all_gather(
+        group: *mut c_void,
+        x: *mut C_tensor,
+        out: *mut C_tensor,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
+    fn fnc_dist_broadcast(
+        group: *mut c_void,
+        t: *mut C_tensor,
+        root: c_int,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
+    fn fnc_dist_barrier(group: *mut c_void, err: *mut c_char, errlen: usize) -> c_int;
+}
+
+const ERR_LEN: usize = 2048;
+
+/// Which collective library carries the tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// NCCL on CUDA, Gloo on the CPU.
+    Auto,
+    Gloo,
+    Nccl,
+}
+
+/// Where this process stands in a multi-process run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub rank: usize,
+    pub world: usize,
+    /// Rank on this machine: the CUDA device it uses.
+    pub local_rank: usize,
+    pub master_addr: String,
+    pub master_port: u16,
+    /// The launcher serves the rendezvous store (torchrun's agent store), so
+    /// rank 0 joins it instead of serving one.
+    pub agent_store: bool,
+}
+
+/// The default rendezvous port (torchrun's).
+pub const DEFAULT_PORT: u16 = 29500;
+
+impl Launch {
+    /// The launch described by the environment: torchrun's `RANK`,
+    /// `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`, or else
+    /// Slurm's `SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_LOCALID` with the first
+    /// host of the job's node list as the master. `None` for one process.
+    pub fn from_env() -> Result<Option<Launch>, TrainError> {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// [`Launch::from_env`] over any variable lookup (tests).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>, TrainError> {
+        let num = |key: &str| -> Result<Option<usize>, TrainError> {
+            match var(key) {
+                None => Ok(None),
+                Some(v) if v.trim().is_empty() => Ok(None),
+                Some(v) => v.trim().parse().map(Some).map_err(|_| TrainError::Config {
+                    flag: "environment",
+                    detail: format!("{key}={v:?} is not a number"),
+                }),
+            }
+        };
+        let (rank, world, local) = if let Some(world) = num("WORLD_SIZE")? {
+            let rank = num("RANK")?.ok_or_else(|| TrainError::Config {
+                flag: "environment",
+                detail: "WORLD_SIZE is set but RANK is not".into(),
+            })?;
+            (rank, world, num("LOCAL_RANK")?.unwrap_or(rank))
+        } else if let Some(world) = num("SLURM_NTASKS")? {
+            let rank = num("SLURM_PROCID")?.unwrap_or(0);
+            (rank, world, num("SLURM_LOCALID")?.unwrap_or(0))
+        } else {
+            return Ok(None);
+        };
+        if world <= 1 {
+            return Ok(None);
+        }
+        if rank >= world {
+            return Err(TrainError::Config {
+                flag: "environment",
+                detail: format!("rank {rank} is not below the world size {world}"),
+            });
+        }
+        let master_addr = var("MASTER_ADDR")
+            .filter(|s| !s.is_empty())
+            .or_else(|| {
+                var("SLURM_JOB_NODELIST")
+                    .or_else(|| var("SLURM_NODELIST"))
+                    .map(|l| first_host(&l))
+            })
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let master_port = match var("MASTER_PORT") {
+            Some(p) => p.trim().parse().map_err(|_| TrainError::Config {
+                flag: "environment",
+                detail: format!("MASTER_PORT={p:?} is not a port"),
+            })?,
+            None => DEFAULT_PORT,
+        };
+        Ok(Some(Launch {
+            rank,
+            world,
+            local_rank: local,
+            master_addr,
+            master_port,
+            agent_store: var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"),
+        }))
+    }
+}
+
+/// The first host of a Slurm node list: `gpu[03-05,9],cpu1` -> `gpu03`.
+pub fn first_host(list: &str) -> String {
+    let mut depth = 0;
+    let mut end = list.len();
+    for (i, ch) in list.char_indices() {
+        match ch {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let first = &list[..end];
+    match first.split_once('[') {
+        Some((prefix, rest)) => {
+            let range = rest.trim_end_matches(']');
+            let start = range.split([',', '-']).next().unwrap_or("");
+            format!("{prefix}{start}")
+        }
+        None => first.to_string(),
+    }
+}
+
+/// A process group of `world` ranks. Collectives wait at most the timeout it
+/// was made with, then fail naming this rank.
+#[derive(Debug)]
+pub struct ProcessGroup {
+    ptr: NonNull<c_void>,
+    pub rank: usize,
+    pub world: usize,
+    pub local_rank: usize,
+    pub backend: &'static str,
+}
+
+// SAFETY: the group is a c10d backend, which is made for use from several
+// threads (the training thread issues collectives; the autograd engine's
+// thread runs the backward of the differentiable all-reduce); the pointer is
+// owned here and freed once, in Drop.
+unsafe impl Send for ProcessGroup {}
+// SAFETY: as for Send: c10d backends serialise their own work queues.
+unsafe impl Sync for ProcessGroup {}
+
+fn err_text(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).trim().to_string()
+}
+
+impl ProcessGroup {
+    /// Whether this build can make NCCL groups (CUDA headers were found).
+    pub fn has_nccl() -> bool {
+        // SAFETY: a pure query without arguments.
+        unsafe { fnc_dist_has_nccl() != 0 }
+    }
+
+    /// Joins the rendezvous of `launch` and makes the group: Gloo on the CPU,
+    /// NCCL on CUDA (`Backend::Auto`).
+    pub fn new(
+        launch: &Launch,
+        backend: Backend,
+        device: Device,
+        timeout: Duration,
+    ) -> Result<ProcessGroup, TrainError> {
+        let nccl = match backend {
+            Backend::Auto => device.is_cuda() && Self::has_nccl(),
+            Backend::Gloo => false,
+            Backend::Nccl => true,
+        };
+        let host = CString::new(launch.master_addr.clone()).map_err(|_| TrainError::Config {
+            flag: "MASTER_ADDR",
+            detail: "contains a NUL byte".into(),
+        })?;
+        let mut err = vec![0u8; ERR_LEN];
+        // SAFETY: `host` and `err` outlive the call; the shim writes at most
+        // ERR_LEN bytes (NUL included) into `err`.
+        let ptr = unsafe {
+            fnc_dist_new(
+                c_int::from(nccl),
+                host.as_ptr(),
+                c_int::from(launch.master_port),
+                c_int::from(launch.rank == 0 && !launch.agent_store),
+                launch.rank as c_int,
+                launch.world as c_int,
+                timeout.as_millis() as i64,
+                err.as_mut_ptr().cast(),
+                ERR_LEN,
+            )
+        };
+        let backend = if nccl { "nccl" } else { "gloo" };
+        match NonNull::new(ptr) {
+            Some(ptr) => Ok(ProcessGroup {
+                ptr,
+                rank: launch.rank,
+                world: launch.world,
+                local_rank: launch.local_rank,
+                backend,
+            }),
+            None => Err(TrainError::Dist {
+                rank: launch.rank,
+                world: launch.world,
+                op: "rendezvous",
+                detail: format!(
+                    "{} with MASTER_ADDR={} MASTER_PORT={} ({backend}): {}",
+                    if launch.rank == 0 {
+                        "serving the store"
+                    } else {
+                        "joining the store"
+                    },
+                    launch.master_addr,
+                    launch.master_port,
+                    err_text(&err)
+                ),
+            }),
+        }
+    }
+
+    fn check(&self, op: &'static str, rc: c_int, err: &[u8]) -> Result<(), TrainError> {
+        if rc == 0 {
+            return Ok(());
+        }
+        Err(self.failed(op, err))
+    }
+
+    fn failed(&self, op: &'static str, err: &[u8]) -> TrainError {
+        TrainError::Dist {
+            rank: self.rank,
+            world: self.world,
+            op,
+            detail: err_text(err),
+        }
+    }
+
+    /// In-place sum of `t` over the ranks.
+    pub fn all_reduce(&self, t: &Tensor) -> Result<(), TrainError> {
+        let mut err = vec![0u8; ERR_LEN];
+        // SAFETY: `t` is a live tch tensor (an `at::Tensor*` the call only
+        // reads as a handle; the data it points to is written by the
+        // collective, which tch allows through a shared handle as any in-place
+        // op does); `err` as in `new`.
+        let rc = unsafe {
+            fnc_dist_all_reduce(
+                self.ptr.as_ptr(),
+                t.as_ptr() as *mut C_tensor,
+                err.as_mut_ptr().cast(),
+                ERR_LEN,
+            )
+        };
+        self.check("all-reduce", rc, &err)
+    }
+
+    /// The sum of `x` over the ranks as a new tensor whose backward is the sum
+    /// over the ranks of the incoming gradients.
+    pub fn all_reduce_autograd(&self, x: &Tensor) -> Result<Tensor, TrainError> {
+        let mut err = vec![0u8; ERR_LEN];
+        // SAFETY: `x` is a live tensor handle; the shim returns a new heap
+        // `at::Tensor*` (or null on error), which `Tensor::from_ptr` owns and
+        // frees as tch frees its own tensors.
+        let out = unsafe {
+            fnc_dist_all_reduce_autograd(
+                self.ptr.as_ptr(),
+                x.as_ptr() as *mut C_tensor,
+                err.as_mut_ptr().cast(),
+                ERR_LEN,
+            )
+        };
+        if out.is_null() {
+            return Err(self.failed("all-reduce (autograd)", &err));
+        }
+        // SAFETY: non-null and freshly allocated by the shim for us.
+        Ok(unsafe { Tensor::from_ptr(out) })
+    }
+
+    /// Every rank's `x` stacked along dimension 0 in rank order:
+    /// `[world * n, ...]` for an `[n, ...]` input. Not differentiable.
+    pub fn all_gather(&self, x: &Tensor) -> Result<Tensor, TrainError> {
+        let x = x.detach().contiguous();
+        let mut shape = x.size();
+        shape[0] *= self.world as i64;
+        let out = Tensor::empty(shape.as_slice(), (x.kind(), x.device()));
+        let mut err = vec![0u8; ERR_LEN];
+        // SAFETY: both handles are live tch tensors; `out` is contiguous with
+        // world x the rows of `x`, which is what the shim fills.
+        let rc = unsafe {
+            fnc_dist_all_gather(
+                self.ptr.as_ptr(),
+                x.as_ptr() as *mut C_tensor,
+                out.as_ptr() as *mut C_tensor,
+                err.as_mut_ptr().cast(),
+                ERR_LEN,
+            )
+        };
+        self.check("all-gather", rc, &err)?;
+        Ok(out)
+    }
+
+    /// Overwrites `t` on every rank with rank `root`'s.
+    pub fn broadcast(&self, t: &Tensor, root: usize) -> Result<(), TrainError> {
+        let mut err = vec![0u8; ERR_LEN];
+        // SAFETY: as in `all_reduce`.
+        let rc = unsafe {
+            fnc_dist_broadcast(
+                self.ptr.as_ptr(),
+                t.as_ptr() as *mut C_tensor,
+                root as c_int,
+                err.as_mut_ptr().cast(),
+                ERR_LEN,
+            )
+        };
+        self.check("broadcast", rc, &err)
+    }
+
+    /// Waits for every rank.
+    pub fn barrier(&self) -> Result<(), TrainError> {
+        let mut err = vec![0u8; ERR_LEN];
+        // SAFETY: `err` as in `new`.
+        let rc = unsafe { fnc_dist_barrier(self.ptr.as_ptr(), err.as_mut_ptr().cast(), ERR_LEN) };
+        self.check("barrier", rc, &err)
+    }
+
+    /// Sums gradients over the ranks in place, in buckets of about 25 MB per
+    /// dtype and device (one collective per bucket rather than per tensor).
+    pub fn all_reduce_grads(&self, grads: &[Tensor]) -> Result<(), TrainError> {
+        const BUCKET: i64 = 25 << 20;
+        let mut bucket: Vec<&Tensor> = Vec::new();
+        let mut bytes = 0i64;
+        let flush = |bucket: &mut Vec<&Tensor>| -> Result<(), TrainError> {
+            if bucket.is_empty() {
+                return Ok(());
+            }
+            let flat: Vec<Tensor> = bucket.iter().map(|g| g.reshape([-1])).collect();
+            let joined = Tensor::cat(&flat, 0);
+            self.all_reduce(&joined)?;
+            let mut at = 0;
+            for g in bucket.iter() {
+                let n = g.numel() as i64;
+                let mut g = g.shallow_clone();
+                let part = joined.narrow(0, at, n).view_as(&g);
+                g.copy_(&part);
+                at += n;
+            }
+            bucket.clear();
+            Ok(())
+        };
+        for g in grads.iter().filter(|g| g.defined()) {
+            if let Some(first) = bucket.first() {
+                if first.kind() != g.kind() || first.device() != g.device() || bytes >= BUCKET {
+                    flush(&mut bucket)?;
+                    bytes = 0;
+                }
+            }
+            bytes += g.numel() as i64 * g.kind().elt_size_in_bytes() as i64;
+            bucket.push(g);
+        }
+        flush(&mut bucket)
+    }
+
+    /// Embeddings `z` (this rank's `[views * b, d]`, view-major) as the
+    /// global batch's `[views * world * b, d]`, view-major, images in rank
+    /// order: what one process would hold for the whole batch. This rank's rows
+    /// stay in the graph; the other ranks' arrive detached (each rank computes
+    /// the whole loss and backpropagates through its own rows; the parameter
+    /// gradients are then summed).
+    pub fn gather_views(&self, z: &Tensor, views: i64) -> Result<Tensor, TrainError> {
+        let all = self.all_gather(z)?;
+        let mut parts = all.chunk(self.world as i64, 0);
+        parts[self.rank] = z.shallow_clone();
+        let d = z.size()[1];
+        let b = z.size()[0] / views;
+        Ok(Tensor::stack(&parts, 0)
+            .view([self.world as i64, views, b, d])
+            .transpose(0, 1)
+            .reshape([views * self.world as i64 * b, d]))
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from fnc_dist_new and is freed only here.
+        unsafe { fnc_dist_free(self.ptr.as_ptr()) }
+    }
+}
+
+static SYNC_BN: OnceLock<ProcessGroup> = OnceLock::new();
+
+/// Makes `group` this process's group and, when `sync_bn`, turns on global
+/// BatchNorm statistics in training mode. A process has at most one group.
+pub fn install(group: ProcessGroup, sync_bn: bool) -> &'static ProcessGroup {
+    let g = SYNC_BN.get_or_init(|| group);
+    SYNC.store(sync_bn, std::sync::atomic::Ordering::Relaxed);
+    g
+}
+
+static SYNC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+static FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Records a collective that failed where no error can be returned (inside a
+/// module's forward); the step reports it through [`take_failure`].
+pub(crate) fn note_failure(e: &TrainError) {
+    if let Ok(mut f) = FAILURE.lock() {
+        f.get_or_insert_with(|| e.to_string());
+    }
+}
+
+/// The first collective failure noted since the last call, if any.
+pub fn take_failure() -> Option<String> {
+    FAILURE.lock().ok().and_then(|mut f| f.take())
+}
+
+/// The group whose ranks BatchNorm synchronises over, when that is on.
+pub fn sync_group() -> Option<&'static ProcessGroup> {
+    if SYNC.load(std::sync::atomic::Ordering::Relaxed) {
+        SYNC_BN.get()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn torchrun_and_slurm_environments_are_read() {
+        assert_eq!(Launch::from_vars(env(&[])).unwrap(), None);
+        let l = Launch::from_vars(env(&[
+            ("RANK", "3"),
+            ("WORLD_SIZE", "4"),
+            ("LOCAL_RANK", "1"),
+            ("MASTER_ADDR", "10.0.0.2"),
+            ("MASTER_PORT", "1234"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (
+                l.rank,
+                l.world,
+                l.local_rank,
+                l.master_addr.as_str(),
+                l.master_port
+            ),
+            (3, 4, 1, "10.0.0.2", 1234)
+        );
+        let s = Launch::from_vars(env(&[
+            ("SLURM_PROCID", "5"),
+            ("SLURM_NTASKS", "8"),
+            ("SLURM_LOCALID", "1"),
+            ("SLURM_JOB_NODELIST", "gpu[07-08,11],cpu1"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (
+                s.rank,
+                s.world,
+                s.local_rank,
+                s.master_addr.as_str(),
+                s.master_port
+            ),
+            (5, 8, 1, "gpu07", DEFAULT_PORT)
+        );
+        assert_eq!(
+            Launch::from_vars(env(&[("RANK", "0"), ("WORLD_SIZE", "1")])).unwrap(),
+            None
+        );
+        for bad in [
+            vec![("WORLD_SIZE", "2")],
+            vec![("WORLD_SIZE", "2"), ("RANK", "2")],
+            vec![("WORLD_SIZE", "two"), ("RANK", "0")],
+            vec![("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_PORT", "x")],
+        ] {
+            let e = Launch::from_vars(env(&bad)).unwrap_err().to_string();
+            assert!(e.contains("environment"), "{e}");
+        }
+    }
+
+    #[test]
+    fn first_hosts_of_node_lists() {
+        assert_eq!(first_host("node1"), "node1");
+        assert_eq!(first_host("a1,a2"), "a1");
+        assert_eq!(first_host("n[01-04]"), "n01");
+        assert_eq!(first_host("n[3,5-6],m2"), "n3");
+    }
+}
