@@ -2,7 +2,8 @@
 // small C API on tch's tensors (`at::Tensor*`): a TCPStore rendezvous, a Gloo
 // (CPU) or NCCL (CUDA) process group, and all-reduce, all-gather, broadcast and
 // barrier, each waited on with the group's timeout. Every entry point catches
-// C++ exceptions and returns them as text, so nothing unwinds into Rust.
+// C++ exceptions and returns them as text (libtorch's without their C++
+// backtrace), so nothing unwinds into Rust.
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -121,6 +122,9 @@ void* fnc_dist_new(int backend, const char* host, int port, int serve, int rank,
 #endif
     }
     return g;
+  } catch (const c10::Error& e) {
+    put(err, errlen, e.what_without_backtrace());
+    return nullptr;
   } catch (const std::exception& e) {
     put(err, errlen, e.what());
     return nullptr;
@@ -136,6 +140,9 @@ int fnc_dist_all_reduce(void* group, at::Tensor* t, char* err, size_t errlen) {
   try {
     all_reduce_sum(reinterpret_cast<Group*>(group), *t);
     return 0;
+  } catch (const c10::Error& e) {
+    put(err, errlen, e.what_without_backtrace());
+    return 1;
   } catch (const std::exception& e) {
     put(err, errlen, e.what());
     return 1;
@@ -147,6 +154,9 @@ int fnc_dist_all_reduce(void* group, at::Tensor* t, char* err, size_t errlen) {
 at::Tensor* fnc_dist_all_reduce_autograd(void* group, at::Tensor* x, char* err, size_t errlen) {
   try {
     return new at::Tensor(AllReduceSum::apply(*x, reinterpret_cast<int64_t>(group)));
+  } catch (const c10::Error& e) {
+    put(err, errlen, e.what_without_backtrace());
+    return nullptr;
   } catch (const std::exception& e) {
     put(err, errlen, e.what());
     return nullptr;
@@ -163,6 +173,9 @@ int fnc_dist_all_gather(void* group, at::Tensor* x, at::Tensor* out, char* err, 
     std::vector<at::Tensor> ins{x->contiguous()};
     wait(g, g->backend->allgather(outs, ins));
     return 0;
+  } catch (const c10::Error& e) {
+    put(err, errlen, e.what_without_backtrace());
+    return 1;
   } catch (const std::exception& e) {
     put(err, errlen, e.what());
     return 1;
@@ -177,6 +190,9 @@ int fnc_dist_broadcast(void* group, at::Tensor* t, int root, char* err, size_t e
     o.rootRank = root;
     wait(g, g->backend->broadcast(v, o));
     return 0;
+  } catch (const c10::Error& e) {
+    put(err, errlen, e.what_without_backtrace());
+    return 1;
   } catch (const std::exception& e) {
     put(err, errlen, e.what());
     return 1;
@@ -188,6 +204,9 @@ int fnc_dist_barrier(void* group, char* err, size_t errlen) {
     auto* g = reinterpret_cast<Group*>(group);
     wait(g, g->backend->barrier());
     return 0;
+  } catch (const c10::Error& e) {
+    put(err, errlen, e.what_without_backtrace());
+    return 1;
   } catch (const std::exception& e) {
     put(err, errlen, e.what());
     return 1;

@@ -458,8 +458,12 @@ static FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 /// Records a collective that failed where no error can be returned (inside a
 /// module's forward); the step reports it through [`take_failure`].
 pub(crate) fn note_failure(e: &TrainError) {
+    let text = match e {
+        TrainError::Dist { op, detail, .. } => format!("{op}: {detail}"),
+        other => other.to_string(),
+    };
     if let Ok(mut f) = FAILURE.lock() {
-        f.get_or_insert_with(|| e.to_string());
+        f.get_or_insert(text);
     }
 }
 

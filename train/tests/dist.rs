@@ -1,0 +1,333 @@
+//! Data-parallel training on the CPU over Gloo and loopback: 2 ranks train as
+//! one process holding the global batch, resume exactly, fail clearly and in
+//! bounded time, and start the same under torchrun.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fnc_tests::{stderr, SMALL_MODEL};
+use tch::Tensor;
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("fnc-train")
+}
+
+fn shards(dir: &Path) -> PathBuf {
+    fnc_tests::synth_shards(dir, 4, 16, 2, 40, 3)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The small model at global batch 16 with detection on (top-k 2).
+fn args<'a>(data: &'a Path, out: &'a Path, steps: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = SMALL_MODEL.to_vec();
+    a.extend([
+        "--shards",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--warmup-epochs",
+        "0",
+        "--fn-topk",
+        "2",
+        "--seed",
+        "3",
+        "--lr",
+        "0.05",
+        "--steps",
+        steps,
+        "--checkpoint-every",
+        "3",
+        "--dist-timeout",
+        "60",
+    ]);
+    a.extend(extra);
+    a
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+fn train(args: &[&str]) {
+    let o = run(args);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// (loss, mean |F_i|, FN precision) per step of a run.
+fn metrics(out: &Path) -> Vec<(f64, f64, Option<f64>)> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let m: fnc_train::StepMetrics = serde_json::from_str(l).unwrap();
+            (m.loss, m.mean_fn, m.fn_precision)
+        })
+        .collect()
+}
+
+/// The model tensors of a run's latest checkpoint, by name.
+fn params(out: &Path) -> Vec<(String, Tensor)> {
+    let ck = fnc_train::RunDir::new(out).latest().unwrap();
+    let mut v = Tensor::read_safetensors(ck.dir().join("model.safetensors")).unwrap();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn assert_same_run(one: &Path, two: &Path, what: &str) {
+    let (a, b) = (metrics(one), metrics(two));
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (x.0 - y.0).abs() <= 1e-5 * x.0.abs(),
+            "{what}: step {} loss {} vs {}",
+            k + 1,
+            x.0,
+            y.0
+        );
+        assert_eq!(
+            (x.1, x.2),
+            (y.1, y.2),
+            "{what}: FN statistics at step {}",
+            k + 1
+        );
+    }
+    let (pa, pb) = (params(one), params(two));
+    assert_eq!(pa.len(), pb.len());
+    for ((na, ta), (nb, tb)) in pa.iter().zip(&pb) {
+        assert_eq!(na, nb);
+        let diff = (ta - tb).abs().max().double_value(&[]);
+        let scale = ta.abs().max().double_value(&[]).max(1e-3);
+        assert!(
+            diff <= 1e-4 * scale,
+            "{what}: {na} differs by {diff} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn two_ranks_train_as_one_process_on_the_global_batch() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    for (name, extra) in [("in-batch", vec![]), ("memory", vec!["--memory", "4"])] {
+        let one = t.path().join(format!("{name}-1"));
+        let two = t.path().join(format!("{name}-2"));
+        train(&args(&data, &one, "3", &extra));
+        let mut e = extra.clone();
+        e.extend(["--nproc-per-node", "2"]);
+        train(&args(&data, &two, "3", &e));
+        // Same losses, FN statistics, and (so, gradients) parameters and
+        // BatchNorm statistics after 3 steps (later, float differences of the
+        // order of 1e-6 start to grow, as between any two summation orders).
+        assert_same_run(&one, &two, name);
+    }
+    // Per-rank BatchNorm statistics are another computation.
+    let own = t.path().join("own-bn");
+    train(&args(
+        &data,
+        &own,
+        "3",
+        &["--nproc-per-node", "2", "--sync-bn", "false"],
+    ));
+    let (a, b) = (metrics(&t.path().join("in-batch-1")), metrics(&own));
+    assert!(
+        (a[0].0 - b[0].0).abs() > 1e-4,
+        "per-rank BatchNorm gave the global loss {} = {}",
+        a[0].0,
+        b[0].0
+    );
+}
+
+#[test]
+fn a_two_rank_run_resumes_exactly_and_only_with_two_ranks() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let full = t.path().join("full");
+    train(&args(&data, &full, "12", &["--nproc-per-node", "2"]));
+    let part = t.path().join("part");
+    let a = args(&data, &part, "12", &["--nproc-per-node", "2"]);
+    // The launcher and its ranks in one process group, killed together.
+    let mut child = Command::new(bin())
+        .args(&a)
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while std::fs::read_to_string(part.join("metrics.jsonl"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 5
+    {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pgid = format!("-{}", child.id());
+    Command::new("kill")
+        .args(["-9", "--", &pgid])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    assert!(metrics(&part).len() < 12, "the kill came too late");
+    // Resuming with another world size is refused, naming both.
+    let mut one = args(&data, &part, "12", &[]);
+    one.push("--resume");
+    let o = run(&one);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("2 process") && stderr(&o).contains("not 1"),
+        "{}",
+        stderr(&o)
+    );
+    let mut again = a.clone();
+    again.push("--resume");
+    train(&again);
+    let (x, y) = (metrics(&full), metrics(&part));
+    assert_eq!(
+        x, y,
+        "the resumed 2-rank run logs what the uninterrupted one does"
+    );
+}
+
+/// Starts rank `rank` of `world` by hand with torchrun's variables.
+fn rank(args: &[&str], rank: usize, world: usize, addr: &str, port: u16) -> std::process::Child {
+    Command::new(bin())
+        .args(args)
+        .env("RANK", rank.to_string())
+        .env("WORLD_SIZE", world.to_string())
+        .env("LOCAL_RANK", rank.to_string())
+        .env("MASTER_ADDR", addr)
+        .env("MASTER_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_dead_rank_stops_the_other_in_bounded_time_naming_it() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let out = t.path().join("run");
+    let mut a = args(&data, &out, "500", &[]);
+    a.extend(["--dist-timeout", "10", "--checkpoint-every", "2"]);
+    let port = free_port();
+    let r0 = rank(&a, 0, 2, "127.0.0.1", port);
+    let mut r1 = rank(&a, 1, 2, "127.0.0.1", port);
+    let t0 = Instant::now();
+    while metrics_len(&out) < 4 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    r1.kill().unwrap();
+    r1.wait().unwrap();
+    let killed = Instant::now();
+    let o = r0.wait_with_output().unwrap();
+    let waited = killed.elapsed();
+    assert!(!o.status.success());
+    assert!(waited < Duration::from_secs(45), "rank 0 took {waited:?}");
+    let e = stderr(&o);
+    assert!(e.contains("rank 0 of 2") && e.contains("failed"), "{e}");
+    // The last checkpoint is whole: it opens and names its step.
+    let ck = fnc_train::RunDir::new(&out).latest().unwrap();
+    assert!(ck.state().step >= 2 && ck.dir().join("model.safetensors").exists());
+}
+
+fn metrics_len(out: &Path) -> usize {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn rendezvous_and_batch_errors_are_clear_and_bounded() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let out = t.path().join("run");
+    let mut a = args(&data, &out, "4", &[]);
+    a.extend(["--dist-timeout", "3"]);
+    // A world of 2 where only rank 0 arrives.
+    let t0 = Instant::now();
+    let o = rank(&a, 0, 2, "127.0.0.1", free_port())
+        .wait_with_output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    assert!(e.contains("rank 0 of 2") && e.contains("rendezvous"), "{e}");
+    // A rank that cannot reach MASTER_ADDR:MASTER_PORT (nothing listens).
+    let port = free_port();
+    let t0 = Instant::now();
+    let o = rank(&a, 1, 2, "127.0.0.1", port)
+        .wait_with_output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    assert!(
+        e.contains("rank 1 of 2") && e.contains(&format!("MASTER_PORT={port}")),
+        "{e}"
+    );
+    // A global batch that does not divide among the ranks.
+    let mut b = args(&data, &out, "4", &["--nproc-per-node", "2"]);
+    b.extend(["--batch-size", "15"]);
+    let o = run(&b);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--batch-size"), "{}", stderr(&o));
+    // A rank beyond the world.
+    let o = rank(&a, 2, 2, "127.0.0.1", free_port())
+        .wait_with_output()
+        .unwrap();
+    assert!(stderr(&o).contains("rank 2 is not below the world size 2"));
+}
+
+#[test]
+fn torchrun_starts_the_same_two_rank_run() {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/torchrun");
+    assert!(
+        venv.exists(),
+        "{} is missing: `make setup` creates the venv with torch",
+        venv.display()
+    );
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let ours = t.path().join("ours");
+    train(&args(&data, &ours, "3", &["--nproc-per-node", "2"]));
+    let theirs = t.path().join("torchrun");
+    let port = free_port().to_string();
+    let bin = bin();
+    let mut cmd = vec![
+        "--no-python",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        &port,
+        bin.to_str().unwrap(),
+    ];
+    let a = args(&data, &theirs, "3", &[]);
+    cmd.extend(a.iter());
+    let o = Command::new(&venv)
+        .args(&cmd)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // torchrun sets one OpenMP thread per rank: other summation orders.
+    assert_same_run(&ours, &theirs, "torchrun");
+}
