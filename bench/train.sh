@@ -25,7 +25,7 @@ for arch in $ARCHS; do
     read -r fs ff fb fo <<<"$(echo "$f" | field step_s forward_s backward_s optimizer_s)"
     read -r ps pf pb po <<<"$(echo "$p" | field step_s forward_s backward_s optimizer_s)"
     printf "| %s | %s | %s | %s / %s / %s | %s | %s / %s / %s | %.2f |\n" \
-      "$arch" "$r" "$fs" "$ff" "$fb" "$fo" "$ps" "$pf" "$pb" "$po" "$(echo "$ps / $fs" | bc -l)"
+      "$arch" "$r" "$fs" "$ff" "$fb" "$fo" "$ps" "$pf" "$pb" "$po" "$($PY -c "print($ps / $fs)")"
   done
 done
 

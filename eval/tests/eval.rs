@@ -93,6 +93,9 @@ fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
         "cpu",
         "--out",
         run.to_str().unwrap(),
+        // Trained as 2 data-parallel ranks: what fnc-eval reads is rank 0's run.
+        "--nproc-per-node",
+        "2",
     ]);
     let o = Command::new(assert_cmd::cargo::cargo_bin("fnc-train"))
         .args(&args)

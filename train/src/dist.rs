@@ -110,20 +110,25 @@ impl Launch {
                 }),
             }
         };
+        // An explicit WORLD_SIZE (even 1: a one-rank group, e.g. to check a
+        // backend) makes a group; Slurm's variables only from 2 tasks on.
         let (rank, world, local) = if let Some(world) = num("WORLD_SIZE")? {
             let rank = num("RANK")?.ok_or_else(|| TrainError::Config {
                 flag: "environment",
                 detail: "WORLD_SIZE is set but RANK is not".into(),
             })?;
             (rank, world, num("LOCAL_RANK")?.unwrap_or(rank))
-        } else if let Some(world) = num("SLURM_NTASKS")? {
+        } else if let Some(world) = num("SLURM_NTASKS")?.filter(|&w| w > 1) {
             let rank = num("SLURM_PROCID")?.unwrap_or(0);
             (rank, world, num("SLURM_LOCALID")?.unwrap_or(0))
         } else {
             return Ok(None);
         };
-        if world <= 1 {
-            return Ok(None);
+        if world == 0 {
+            return Err(TrainError::Config {
+                flag: "environment",
+                detail: "WORLD_SIZE=0".into(),
+            });
         }
         if rank >= world {
             return Err(TrainError::Config {
@@ -534,9 +539,13 @@ mod tests {
             (5, 8, 1, "gpu07", DEFAULT_PORT)
         );
         assert_eq!(
-            Launch::from_vars(env(&[("RANK", "0"), ("WORLD_SIZE", "1")])).unwrap(),
-            None
+            Launch::from_vars(env(&[("RANK", "0"), ("WORLD_SIZE", "1")]))
+                .unwrap()
+                .map(|l| l.world),
+            Some(1),
+            "an explicit world of one is a group"
         );
+        assert_eq!(Launch::from_vars(env(&[("SLURM_NTASKS", "1")])).unwrap(), None);
         for bad in [
             vec![("WORLD_SIZE", "2")],
             vec![("WORLD_SIZE", "2"), ("RANK", "2")],

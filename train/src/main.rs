@@ -41,6 +41,10 @@ enum Command {
         /// Optional .npy of B integer labels, for FN precision.
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Where to compute it: cpu, cuda or cuda:N (the GPU check compares
+        /// the two) [default: cpu].
+        #[arg(long, default_value = "cpu")]
+        device: String,
         #[command(flatten)]
         loss: LossArgs,
         /// Print JSON (the only output format; accepted for symmetry).
@@ -403,19 +407,22 @@ fn run() -> Result<()> {
             embeddings,
             views,
             labels,
+            device,
             loss,
             json: _,
         }) => {
             let mut cfg = LossConfig::default();
             loss.apply(&mut cfg)?;
+            let device = fnc_train::parse_device(&device)?;
             let z = tch::Tensor::read_npy(&embeddings)
                 .with_context(|| format!("--embeddings {}", embeddings.display()))?;
-            let z = z.to_kind(tch::Kind::Double);
+            let z = z.to_kind(tch::Kind::Double).to_device(device);
             let labels = match &labels {
                 Some(p) => Some(
                     tch::Tensor::read_npy(p)
                         .with_context(|| format!("--labels {}", p.display()))?
-                        .to_kind(tch::Kind::Int64),
+                        .to_kind(tch::Kind::Int64)
+                        .to_device(device),
                 ),
                 None => None,
             };

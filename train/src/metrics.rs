@@ -34,6 +34,11 @@ pub struct StepMetrics {
     /// Distinct bad records replaced so far (`--max-bad-records`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub bad_records: u64,
+    /// Share of the step in the explicit collectives of a data-parallel run
+    /// (gathering embeddings and labels, summing gradients; synchronised
+    /// BatchNorm's are inside the forward and backward and not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<f64>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -61,6 +61,8 @@ pub(crate) fn project_groups(model: &Model, inputs: &[Tensor]) -> Tensor {
 pub(crate) struct Forward {
     pub out: LossOutput,
     pub keys: Option<(Tensor, Tensor)>,
+    /// Seconds in the gathers of a data-parallel run.
+    pub comm_s: f64,
 }
 
 /// Embeddings of the view groups and their FNC loss; with the memory variant,
@@ -88,25 +90,31 @@ pub(crate) fn forward_loss(
             detail: f,
         });
     }
+    let t = std::time::Instant::now();
     let (z, labels) = match group {
         Some(g) => (g.gather_views(&z, views)?, g.all_gather(labels)?),
         None => (z, labels.shallow_clone()),
     };
+    let mut comm_s = t.elapsed().as_secs_f64();
     match momentum {
         None => Ok(Forward {
             out: fnc_loss(&z, views, &cfg.loss, Some(&labels))?,
             keys: None,
+            comm_s,
         }),
         Some(mo) => {
             let zm = mo.embed(&inputs);
+            let t = std::time::Instant::now();
             let zm = match group {
                 Some(g) => g.gather_views(&zm, views)?,
                 None => zm,
             };
+            comm_s += t.elapsed().as_secs_f64();
             let out = fnc_loss_memory(&z, &zm, &mo.bank, views, &cfg.loss, Some(&labels))?;
             Ok(Forward {
                 out,
                 keys: Some((zm, labels)),
+                comm_s,
             })
         }
     }

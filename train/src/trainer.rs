@@ -237,6 +237,7 @@ pub fn train_parallel(
         }
         let groups: Vec<&Tensor> = batch.groups.iter().collect();
         let fwd = forward_loss(&model, momentum.as_ref(), &groups, labels, cfg, group)?;
+        let mut comm_s = fwd.comm_s;
         let outp = fwd.out;
         let loss = outp.loss.double_value(&[]);
         if !loss.is_finite() {
@@ -263,7 +264,9 @@ pub fn train_parallel(
             (Err(e), None) => return Err(e.into()),
         };
         if let Some(g) = group {
+            let t = Instant::now();
             g.all_reduce_grads(&grads)?;
+            comm_s += t.elapsed().as_secs_f64();
         }
         opt.step(&grads, lr);
         if let (Some(mo), Some((zm, keys_labels))) = (momentum.as_mut(), fwd.keys) {
@@ -298,6 +301,7 @@ pub fn train_parallel(
             fn_recall: outp.fn_recall,
             knn_top1,
             bad_records: bad.named.len() as u64,
+            comm: group.map(|_| comm_s / dt),
         };
         if let Some(log) = metrics.as_mut() {
             log.append(&m)?;

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The GPU check: what the CPU-only development machines cannot run. For a
+# machine with an NVIDIA GPU and PyTorch 2.11 (CUDA) but no Rust:
+#
+#   here:   scripts/gpu-check.sh --prepare     # release build, stripped into gpu-bin/
+#   there:  scripts/gpu-check.sh               # from a copy holding gpu-bin/; < 8 min
+#
+# It checks, writing logs and a summary to $OUT (default gpu-check-out/):
+#   1. the FNC loss (detection on) computed on CUDA equals the CPU loss;
+#   2. fp32 and bf16 training steps of ResNet-50 run (fnc-train bench);
+#   3. bench/train.sh cuda: step time against PyTorch eager on the same GPU;
+#   4. data-parallel training over NCCL with world size 1 (same first loss as
+#      the plain run) and, with 2+ GPUs, --nproc-per-node 2;
+#   5. the data wait of a short ResNet-50 run fed by the real engine.
+# Environment: PYTHON (default python3, with torch), BIN (default gpu-bin).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = --prepare ]; then
+  set -e
+  make build >/dev/null
+  rm -rf gpu-bin && mkdir gpu-bin
+  for b in fnc-ingest fnc-augment fnc-train fnc-eval; do
+    strip -o "gpu-bin/$b" "target/release/$b"
+  done
+  du -sh gpu-bin
+  exit 0
+fi
+PY=${PYTHON:-python3}
+BIN=${BIN:-gpu-bin}
+OUT=${OUT:-gpu-check-out}
+mkdir -p "$OUT"
+TORCH_LIB=$($PY -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+S="$OUT/summary.txt"
+: >"$S"
+note() { echo "$*" | tee -a "$S"; }
+fail=0
+check() { if [ "$1" = 0 ]; then note "PASS $2"; else note "FAIL $2 (see $OUT)"; fail=1; fi; }
+note "gpu-check $(date -u +%FT%TZ) on $(hostname)"
+nvidia-smi -L 2>/dev/null | tee -a "$S"
+$PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "gpus", torch.cuda.device_count())' | tee -a "$S"
+NGPU=$($PY -c 'import torch; print(torch.cuda.device_count())')
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# 1. The loss on CUDA against the CPU, in float64, detection and attraction on.
+$PY - "$tmp" <<'PYEOF'
+import sys, numpy as np
+rng = np.random.default_rng(0)
+b, v = 64, 10
+np.save(sys.argv[1] + "/z.npy", rng.standard_normal((v * b, 128)))
+np.save(sys.argv[1] + "/l.npy", rng.integers(0, 8, b))
+PYEOF
+for d in cpu cuda; do
+  $BIN/fnc-train loss --embeddings "$tmp/z.npy" --labels "$tmp/l.npy" --views 10 \
+    --fn-strategy attraction --fn-topk 10 --fn-threshold 0.1 --device $d >"$OUT/loss-$d.json" 2>"$OUT/loss-$d.err"
+done
+$PY - "$OUT" <<'PYEOF' >>"$S" 2>&1
+import json, sys
+c, g = (json.load(open(f"{sys.argv[1]}/loss-{d}.json")) for d in ("cpu", "cuda"))
+d = abs(c["loss"] - g["loss"])
+print(f"loss cpu {c['loss']:.12f} cuda {g['loss']:.12f} |diff| {d:.2e}; mean |F_i| {c['mean_fn']} / {g['mean_fn']}")
+sys.exit(0 if d < 1e-9 and c["mean_fn"] == g["mean_fn"] else 1)
+PYEOF
+check $? "1. loss on CUDA = loss on the CPU"
+
+# 2. fp32 and bf16 steps.
+for p in fp32 bf16; do
+  timeout 120 $BIN/fnc-train bench --arch resnet50 --batch-size 32 --support 8 --device cuda \
+    --precision $p --warmup 2 --timed 5 >"$OUT/bench-$p.json" 2>"$OUT/bench-$p.err"
+  r=$?; note "   $p: $(cat "$OUT/bench-$p.json" 2>/dev/null)"
+  check $r "2. ResNet-50 $p step"
+done
+
+# 3. Step time against PyTorch eager.
+PYTHON=$PY BIN=$BIN ARCHS=resnet50 WAIT_STEPS=20 timeout 240 bash bench/train.sh cuda 32 5 2 >"$OUT/train-bench.md" 2>"$OUT/train-bench.err"
+r=$?; cat "$OUT/train-bench.md" >>"$S"
+check $r "3. bench/train.sh cuda"
+
+# 4 and 5 train on generated data.
+$BIN/fnc-ingest synth --classes 10 --per-class 160 --size 256 "$tmp/synth" >/dev/null
+$BIN/fnc-ingest "$tmp/synth" --out "$tmp/out" >/dev/null
+common="--shards $tmp/out --arch resnet18 --batch-size 64 --steps 8 --device cuda --warmup-epochs 0 --seed 1 --json"
+timeout 120 $BIN/fnc-train $common --out "$tmp/plain" >"$OUT/plain.json" 2>"$OUT/plain.err"
+WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29561 timeout 120 \
+  $BIN/fnc-train $common --dist-backend nccl --out "$tmp/nccl1" >"$OUT/nccl1.json" 2>"$OUT/nccl1.err"
+r=$?
+$PY - "$tmp" <<'PYEOF' >>"$S" 2>&1 || r=1
+import json, sys
+a, b = ([json.loads(l) for l in open(f"{sys.argv[1]}/{d}/metrics.jsonl")] for d in ("plain", "nccl1"))
+print(f"   first loss plain {a[0]['loss']:.6f} nccl world 1 {b[0]['loss']:.6f}; comm share {b[-1].get('comm')}")
+sys.exit(0 if abs(a[0]["loss"] - b[0]["loss"]) < 1e-3 * abs(a[0]["loss"]) else 1)
+PYEOF
+check $r "4. NCCL, world size 1"
+if [ "$NGPU" -ge 2 ]; then
+  timeout 180 $BIN/fnc-train $common --nproc-per-node 2 --out "$tmp/nccl2" >"$OUT/nccl2.json" 2>"$OUT/nccl2.err"
+  r=$?; note "   $(cat "$OUT/nccl2.json" 2>/dev/null | tr -d '\n')"
+  check $r "4. NCCL, --nproc-per-node 2"
+else
+  note "SKIP 4. NCCL with 2 ranks: one GPU"
+fi
+
+# 5. Data wait of ResNet-50 fed by the engine (2 + 8 views at 224).
+timeout 180 $BIN/fnc-train --shards "$tmp/out" --out "$tmp/r50" --arch resnet50 --batch-size 64 \
+  --steps 25 --device cuda --warmup-epochs 0 --json >"$OUT/r50.json" 2>"$OUT/r50.err"
+r=$?
+$PY - "$tmp" <<'PYEOF' >>"$S" 2>&1 || r=1
+import json, sys
+m = [json.loads(l) for l in open(f"{sys.argv[1]}/r50/metrics.jsonl")][3:]
+w = sum(x["data_wait"] for x in m) / len(m)
+ips = sum(x["images_per_s"] for x in m) / len(m)
+print(f"   ResNet-50, batch 64 x 10 views: {ips:.1f} images/s, data wait {100 * w:.1f}% (steps 4-25)")
+PYEOF
+check $r "5. ResNet-50 data wait"
+note "done: $([ $fail = 0 ] && echo all checks passed || echo some checks FAILED)"
+exit $fail
