@@ -545,7 +545,10 @@ mod tests {
             Some(1),
             "an explicit world of one is a group"
         );
-        assert_eq!(Launch::from_vars(env(&[("SLURM_NTASKS", "1")])).unwrap(), None);
+        assert_eq!(
+            Launch::from_vars(env(&[("SLURM_NTASKS", "1")])).unwrap(),
+            None
+        );
         for bad in [
             vec![("WORLD_SIZE", "2")],
             vec![("WORLD_SIZE", "2"), ("RANK", "2")],

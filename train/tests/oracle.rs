@@ -9,6 +9,14 @@ use tch::{Device, Kind, Tensor};
 const OPTS: (Kind, Device) = (Kind::Double, Device::Cpu);
 
 /// `v` views of `b` images with labels `i % classes`, random embeddings.
+/// libtorch's generator is global and tests run on parallel threads: each test
+/// holds this while it seeds and draws, so draws repeat exactly.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn batch(v: i64, b: i64, classes: i64, seed: i64) -> (Tensor, Tensor) {
     tch::manual_seed(seed);
     let z = Tensor::randn([v * b, 16], OPTS);
@@ -42,6 +50,7 @@ fn count(t: &Tensor) -> i64 {
 
 #[test]
 fn the_oracle_finds_exactly_the_same_label_candidates() {
+    let _rng = rng_lock();
     let (v, b) = (4, 12);
     let (z, labels) = batch(v, b, 3, 1);
     let out = fnc_loss(&z, v, &oracle(1.0, false), Some(&labels)).unwrap();
@@ -68,6 +77,7 @@ fn the_oracle_finds_exactly_the_same_label_candidates() {
 
 #[test]
 fn the_filtered_oracle_keeps_the_top_k_same_label_candidates() {
+    let _rng = rng_lock();
     let (v, b) = (4, 12);
     let (z, labels) = batch(v, b, 3, 2);
     let cfg = LossConfig {
@@ -91,6 +101,7 @@ fn the_filtered_oracle_keeps_the_top_k_same_label_candidates() {
 
 #[test]
 fn the_noisy_oracle_has_precision_p_and_keeps_the_size_of_f() {
+    let _rng = rng_lock();
     let (v, b) = (4, 64);
     let (z, labels) = batch(v, b, 4, 3);
     let exact = same_label_candidates(&labels, v);
@@ -122,6 +133,7 @@ fn the_noisy_oracle_has_precision_p_and_keeps_the_size_of_f() {
 
 #[test]
 fn the_oracle_finds_same_label_rows_of_the_memory_bank() {
+    let _rng = rng_lock();
     let (v, b) = (4, 8);
     let (z, labels) = batch(v, b, 2, 4);
     let (earlier, earlier_labels) = batch(v, b, 2, 5);
@@ -142,6 +154,7 @@ fn the_oracle_finds_same_label_rows_of_the_memory_bank() {
 
 #[test]
 fn oracle_options_are_checked() {
+    let _rng = rng_lock();
     let (z, labels) = batch(4, 6, 2, 6);
     let e = fnc_loss(&z, 4, &oracle(1.0, false), None).unwrap_err();
     assert!(e.to_string().contains("--fn-detect"), "{e}");
