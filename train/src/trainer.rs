@@ -258,7 +258,10 @@ pub fn train_parallel(
                     rank: g.rank,
                     world: g.world,
                     op: "backward",
-                    detail: crate::dist::take_failure().unwrap_or_else(|| e.to_string()),
+                    // libtorch appends its C++ backtrace: the first line says it.
+                    detail: crate::dist::take_failure().unwrap_or_else(|| {
+                        e.to_string().lines().next().unwrap_or_default().to_string()
+                    }),
                 })
             }
             (Err(e), None) => return Err(e.into()),

@@ -249,6 +249,36 @@ fn a_dead_rank_stops_the_other_in_bounded_time_naming_it() {
     assert!(ck.state().step >= 2 && ck.dir().join("model.safetensors").exists());
 }
 
+#[test]
+fn a_hung_rank_stops_the_other_after_the_timeout() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let out = t.path().join("run");
+    let mut a = args(&data, &out, "500", &[]);
+    a.extend(["--dist-timeout", "5"]);
+    let port = free_port();
+    let r0 = rank(&a, 0, 2, "127.0.0.1", port);
+    let mut r1 = rank(&a, 1, 2, "127.0.0.1", port);
+    let t0 = Instant::now();
+    while metrics_len(&out) < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Stopped, not dead: its sockets stay open, so only the timeout can tell.
+    let pid = r1.id().to_string();
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    let stopped = Instant::now();
+    let o = r0.wait_with_output().unwrap();
+    let waited = stopped.elapsed();
+    Command::new("kill").args(["-9", &pid]).status().unwrap();
+    r1.wait().unwrap();
+    assert!(!o.status.success());
+    assert!(waited < Duration::from_secs(40), "rank 0 took {waited:?}");
+    let e = stderr(&o);
+    assert!(e.contains("rank 0 of 2") && e.contains("timed out"), "{e}");
+    assert!(!e.contains("frame #"), "no C++ backtrace: {e}");
+}
+
 fn metrics_len(out: &Path) -> usize {
     std::fs::read_to_string(out.join("metrics.jsonl"))
         .map(|s| s.lines().count())
