@@ -421,6 +421,41 @@ impl ProcessGroup {
     }
 
     /// Embeddings `z` (this rank's `[views * b, d]`, view-major) as the
+    /// global batch's `[views * world * b, d]` (view-major, images in rank
+    /// order), every row differentiable: each rank places its rows in a zero
+    /// matrix of the global shape and the ranks' matrices are summed by the
+    /// all-reduce whose backward all-reduces, so each rank's rows receive the
+    /// gradient of every rank's part of the loss.
+    pub fn gather_views_live(&self, z: &Tensor, views: i64) -> Result<Tensor, TrainError> {
+        let (n, d) = (z.size()[0], z.size()[1]);
+        let b = n / views;
+        let w = self.world as i64;
+        let r = self.rank as i64;
+        let opts = (z.kind(), z.device());
+        let mine = z.view([1, views, b, d]);
+        let placed = Tensor::cat(
+            &[
+                Tensor::zeros([r, views, b, d], opts),
+                mine,
+                Tensor::zeros([w - r - 1, views, b, d], opts),
+            ],
+            0,
+        );
+        Ok(self
+            .all_reduce_autograd(&placed)?
+            .transpose(0, 1)
+            .reshape([views * w * b, d]))
+    }
+
+    /// The images of the global batch whose anchors this rank computes.
+    pub fn shard(&self, local_images: i64) -> crate::loss::Shard {
+        crate::loss::Shard {
+            first: self.rank as i64 * local_images,
+            count: local_images,
+        }
+    }
+
+    /// Embeddings `z` (this rank's `[views * b, d]`, view-major) as the
     /// global batch's `[views * world * b, d]`, view-major, images in rank
     /// order: what one process would hold for the whole batch. This rank's rows
     /// stay in the graph; the other ranks' arrive detached (each rank computes

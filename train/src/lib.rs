@@ -51,8 +51,8 @@ pub use error::TrainError;
 pub use export::export_encoder;
 pub use features::{extract_features, knn_top1, EVAL_CROP, KNN_K, KNN_T};
 pub use loss::{
-    fnc_loss, fnc_loss_memory, Aggregate, Anchors, Detect, LossConfig, LossError, LossOutput,
-    MemoryBank, Strategy, SupportSet,
+    fnc_loss, fnc_loss_memory, fnc_loss_memory_shard, fnc_loss_shard, Aggregate, Anchors, Detect,
+    FnCounts, LossConfig, LossError, LossOutput, MemoryBank, Shard, Strategy, SupportSet,
 };
 pub use metrics::{read_metrics, MetricsLog, StepMetrics, TrainSummary};
 pub use model::{

@@ -210,6 +210,52 @@ pub struct LossOutput {
     pub fn_chance: Option<f64>,
     /// Share of the candidates with the anchor's label that were detected.
     pub fn_recall: Option<f64>,
+    /// The counts the statistics come from (summed over the shards of a
+    /// data-parallel step, they give the global batch's statistics).
+    pub counts: FnCounts,
+}
+
+/// Raw counts behind the FN statistics of a loss (or of one shard of it).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FnCounts {
+    /// Images whose anchors were computed.
+    pub images: f64,
+    /// Detected false negatives.
+    pub detected: f64,
+    /// Detected ones with the anchor's label (labels given).
+    pub detected_same: f64,
+    /// Candidates with the anchor's label.
+    pub candidates_same: f64,
+    /// All candidates.
+    pub candidates: f64,
+    /// Whether labels were given (precision, chance and recall exist).
+    pub labelled: bool,
+}
+
+impl FnCounts {
+    /// Mean |F_i|, precision, chance rate and recall from the counts.
+    pub fn stats(&self) -> (f64, Option<f64>, Option<f64>, Option<f64>) {
+        let mean_fn = self.detected / self.images.max(1.0);
+        if !self.labelled {
+            return (mean_fn, None, None, None);
+        }
+        (
+            mean_fn,
+            (self.detected > 0.0).then(|| self.detected_same / self.detected),
+            (self.candidates > 0.0).then(|| self.candidates_same / self.candidates),
+            (self.candidates_same > 0.0).then(|| self.detected_same / self.candidates_same),
+        )
+    }
+}
+
+/// The images of the global batch whose anchors one rank of a data-parallel
+/// step computes: `count` images from `first`. The loss it returns is that
+/// shard's part (the sum over the shards is the loss), its statistics are the
+/// shard's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub first: i64,
+    pub count: i64,
 }
 
 /// Errors of the loss's inputs.
@@ -274,6 +320,18 @@ pub fn fnc_loss(
     cfg: &LossConfig,
     labels: Option<&Tensor>,
 ) -> Result<LossOutput, LossError> {
+    fnc_loss_shard(z, views, cfg, labels, None)
+}
+
+/// [`fnc_loss`] of the anchors of `shard`'s images only (all when `None`),
+/// against every key of `z`: one rank's part of a data-parallel step.
+pub fn fnc_loss_shard(
+    z: &Tensor,
+    views: i64,
+    cfg: &LossConfig,
+    labels: Option<&Tensor>,
+    shard: Option<Shard>,
+) -> Result<LossOutput, LossError> {
     let b = images_in(z, views, cfg, labels)?;
     let z = l2_normalise(z)?;
     let m = cfg.anchor_views(views) * b;
@@ -290,6 +348,7 @@ pub fn fnc_loss(
         cfg,
         labels: labels.as_ref(),
         key_labels: key_labels.as_ref(),
+        shard,
     })
 }
 
@@ -308,6 +367,19 @@ pub fn fnc_loss_memory(
     views: i64,
     cfg: &LossConfig,
     labels: Option<&Tensor>,
+) -> Result<LossOutput, LossError> {
+    fnc_loss_memory_shard(z, z_momentum, bank, views, cfg, labels, None)
+}
+
+/// [`fnc_loss_memory`] of `shard`'s anchors only (see [`fnc_loss_shard`]).
+pub fn fnc_loss_memory_shard(
+    z: &Tensor,
+    z_momentum: &Tensor,
+    bank: &MemoryBank,
+    views: i64,
+    cfg: &LossConfig,
+    labels: Option<&Tensor>,
+    shard: Option<Shard>,
 ) -> Result<LossOutput, LossError> {
     let b = images_in(z, views, cfg, labels)?;
     if z_momentum.size() != z.size() {
@@ -348,6 +420,7 @@ pub fn fnc_loss_memory(
         cfg,
         labels: labels.as_ref(),
         key_labels: labels.as_ref().map(|_| &key_labels),
+        shard,
     })
 }
 
@@ -486,6 +559,8 @@ struct Contrast<'a> {
     labels: Option<&'a Tensor>,
     /// `[Nk]`: labels of the keys (-1 unknown).
     key_labels: Option<&'a Tensor>,
+    /// The images whose anchors to compute (all when `None`).
+    shard: Option<Shard>,
 }
 
 fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
@@ -493,81 +568,98 @@ fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
     let m = c.anchors.size()[0];
     let nk = c.keys.size()[0];
     let dev = c.anchors.device();
+    let Shard { first, count: nb } = c.shard.unwrap_or(Shard { first: 0, count: b });
+    if first < 0 || nb < 1 || first + nb > b {
+        return Err(LossError::Option {
+            flag: "shard",
+            detail: format!(
+                "images {first}..{} are not within the batch of {b}",
+                first + nb
+            ),
+        });
+    }
     let idx = Tensor::f_arange(nk, (Kind::Int64, dev))?;
     // The image of each key row; rows past the batch belong to no image of it.
     let key_img = idx
         .f_remainder(b)?
         .f_where_scalarother(&idx.f_lt(m)?, -1i64)?;
-    let img = Tensor::f_arange(b, (Kind::Int64, dev))?;
-    let same = img.unsqueeze(1).f_eq_tensor(&key_img.unsqueeze(0))?; // [B, Nk]
+    let img = Tensor::f_arange_start(first, first + nb, (Kind::Int64, dev))?;
+    let same = img.unsqueeze(1).f_eq_tensor(&key_img.unsqueeze(0))?; // [nb, Nk]
+    let support = c.support.f_narrow(1, first, nb)?;
+    let labels = c.labels.map(|l| l.narrow(0, first, nb));
 
     // Detection, without gradient.
-    let (fmask, mean_fn, fn_precision, fn_chance, fn_recall) =
-        tch::no_grad(|| -> Result<_, LossError> {
-            let keys = c.keys.detach();
-            let per_view = c.support.f_matmul(&keys.f_tr()?)?; // [|U|, B, Nk]
-            let score = match cfg.aggregate {
-                Aggregate::Max => per_view.f_amax([0i64].as_slice(), false)?,
-                Aggregate::Mean => per_view.f_mean_dim([0i64].as_slice(), false, keys.kind())?,
-            };
-            let mut candidate = same.logical_not();
-            if let Some(v) = c.valid {
-                candidate = candidate.f_logical_and(&v.unsqueeze(0))?;
+    let (fmask, counts) = tch::no_grad(|| -> Result<_, LossError> {
+        let keys = c.keys.detach();
+        let per_view = support.f_matmul(&keys.f_tr()?)?; // [|U|, nb, Nk]
+        let score = match cfg.aggregate {
+            Aggregate::Max => per_view.f_amax([0i64].as_slice(), false)?,
+            Aggregate::Mean => per_view.f_mean_dim([0i64].as_slice(), false, keys.kind())?,
+        };
+        let mut candidate = same.logical_not();
+        if let Some(v) = c.valid {
+            candidate = candidate.f_logical_and(&v.unsqueeze(0))?;
+        }
+        let same_label = match (&labels, c.key_labels) {
+            (Some(l), Some(kl)) => Some(l.unsqueeze(1).f_eq_tensor(&kl.unsqueeze(0))?),
+            _ => None,
+        };
+        let f = match cfg.detect {
+            Detect::Support => filter(&score, &candidate, cfg, nk)?,
+            Detect::Oracle => {
+                let sl = same_label.as_ref().ok_or_else(|| LossError::Option {
+                    flag: "--fn-detect",
+                    detail: "oracle detection needs the labels of the batch".into(),
+                })?;
+                let right = candidate.f_logical_and(sl)?;
+                let f = if cfg.oracle_filter {
+                    filter(&score, &right, cfg, nk)?
+                } else {
+                    right
+                };
+                if cfg.oracle_precision < 1.0 {
+                    let wrong = candidate.f_logical_and(&sl.logical_not())?;
+                    noisy(&f, &wrong, cfg.oracle_precision)?
+                } else {
+                    f
+                }
             }
-            let same_label = match (c.labels, c.key_labels) {
-                (Some(l), Some(kl)) => Some(l.unsqueeze(1).f_eq_tensor(&kl.unsqueeze(0))?),
-                _ => None,
-            };
-            let f = match cfg.detect {
-                Detect::Support => filter(&score, &candidate, cfg, nk)?,
-                Detect::Oracle => {
-                    let sl = same_label.as_ref().ok_or_else(|| LossError::Option {
-                        flag: "--fn-detect",
-                        detail: "oracle detection needs the labels of the batch".into(),
-                    })?;
-                    let right = candidate.f_logical_and(sl)?;
-                    let f = if cfg.oracle_filter {
-                        filter(&score, &right, cfg, nk)?
-                    } else {
-                        right
-                    };
-                    if cfg.oracle_precision < 1.0 {
-                        let wrong = candidate.f_logical_and(&sl.logical_not())?;
-                        noisy(&f, &wrong, cfg.oracle_precision)?
-                    } else {
-                        f
-                    }
-                }
-            };
-            let total = f.f_sum(Kind::Float)?.double_value(&[]);
-            let mean_fn = total / b as f64;
-            let (precision, chance, recall) = match &same_label {
-                Some(same_label) => {
-                    let count = |t: &Tensor| -> Result<f64, LossError> {
-                        Ok(t.f_sum(Kind::Float)?.double_value(&[]))
-                    };
-                    let hit = count(&f.f_logical_and(same_label)?)?;
-                    let c_hit = count(&candidate.f_logical_and(same_label)?)?;
-                    let c_all = count(&candidate)?;
-                    (
-                        (total > 0.0).then(|| hit / total),
-                        (c_all > 0.0).then(|| c_hit / c_all),
-                        (c_hit > 0.0).then(|| hit / c_hit),
-                    )
-                }
-                None => (None, None, None),
-            };
-            Ok((f, mean_fn, precision, chance, recall))
-        })?;
+        };
+        let count =
+            |t: &Tensor| -> Result<f64, LossError> { Ok(t.f_sum(Kind::Float)?.double_value(&[])) };
+        let mut counts = FnCounts {
+            images: nb as f64,
+            detected: count(&f)?,
+            ..FnCounts::default()
+        };
+        if let Some(same_label) = &same_label {
+            counts.labelled = true;
+            counts.detected_same = count(&f.f_logical_and(same_label)?)?;
+            counts.candidates_same = count(&candidate.f_logical_and(same_label)?)?;
+            counts.candidates = count(&candidate)?;
+        }
+        Ok((f, counts))
+    })?;
+    let (mean_fn, fn_precision, fn_chance, fn_recall) = counts.stats();
 
-    let sim = c.anchors.f_matmul(&c.keys.f_tr()?)? / cfg.temperature; // [m, Nk]
-    let row_img = Tensor::f_arange(m, (Kind::Int64, dev))?.f_remainder(b)?;
+    // The shard's anchor rows: view a of images first..first+nb, per anchor view.
+    let rows: Vec<i64> = (0..m / b)
+        .flat_map(|a| (a * b + first)..(a * b + first + nb))
+        .collect();
+    let rows = Tensor::from_slice(&rows).to_device(dev);
+    let anchors = if nb == b {
+        c.anchors.shallow_clone()
+    } else {
+        c.anchors.f_index_select(0, &rows)?
+    };
+    let sim = anchors.f_matmul(&c.keys.f_tr()?)? / cfg.temperature; // [rows, Nk]
+    let row_img = Tensor::f_arange(rows.size()[0], (Kind::Int64, dev))?.f_remainder(nb)?;
     // The anchor's own view among the keys (itself, or its momentum embedding).
-    let own = Tensor::f_eye_m(m, nk, (Kind::Bool, dev))?;
+    let own = rows.unsqueeze(1).f_eq_tensor(&idx.unsqueeze(0))?;
     let positives = same
         .f_index_select(0, &row_img)?
         .f_logical_and(&own.logical_not())?;
-    let f_rows = fmask.f_index_select(0, &row_img)?; // [m, Nk]
+    let f_rows = fmask.f_index_select(0, &row_img)?; // [rows, Nk]
     let mut in_denominator = own.logical_not();
     if let Some(v) = c.valid {
         in_denominator = in_denominator.f_logical_and(&v.unsqueeze(0))?;
@@ -586,8 +678,13 @@ fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
     let t = targets.to_kind(kind);
     let per_row = -((sim - log_d) * &t).f_sum_dim_intlist([1i64].as_slice(), false, kind)?
         / t.f_sum_dim_intlist([1i64].as_slice(), false, kind)?;
-    // L = (2 / V_a) sum_a mean_i l(i, a) = 2 * mean over the V_a * B anchor rows.
-    let loss = per_row.f_mean(kind)? * 2.0;
+    // L = (2 / V_a) sum_a mean_i l(i, a) = 2 * mean over the V_a * B anchor
+    // rows; a shard contributes its rows' share of that mean.
+    let loss = if nb == b {
+        per_row.f_mean(kind)? * 2.0
+    } else {
+        per_row.f_sum(kind)? * (2.0 / m as f64)
+    };
     Ok(LossOutput {
         loss,
         false_negatives: fmask,
@@ -595,6 +692,7 @@ fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
         fn_precision,
         fn_chance,
         fn_recall,
+        counts,
     })
 }
 

@@ -7,7 +7,9 @@ use tch::{Kind, Tensor};
 use crate::config::TrainConfig;
 use crate::dist::ProcessGroup;
 use crate::error::TrainError;
-use crate::loss::{fnc_loss, fnc_loss_memory, LossOutput};
+use crate::loss::{
+    fnc_loss, fnc_loss_memory, fnc_loss_memory_shard, fnc_loss_shard, FnCounts, LossOutput,
+};
 use crate::model::{normalise_as, Model};
 use crate::momentum::Momentum;
 
@@ -55,21 +57,29 @@ pub(crate) fn project_groups(model: &Model, inputs: &[Tensor]) -> Tensor {
     Tensor::cat(&parts, 0).to_kind(Kind::Float)
 }
 
-/// What a step's forward half hands back: the loss output and, with the
-/// memory variant, the momentum embeddings and labels of the (global) batch to
-/// push into the bank after the step.
+/// What a step's forward half hands back: the loss output (in a
+/// data-parallel run, this rank's part of the loss, with the global batch's
+/// statistics), the global loss's value, and with the memory variant the
+/// momentum embeddings and labels of the (global) batch to push into the bank
+/// after the step.
 pub(crate) struct Forward {
     pub out: LossOutput,
+    pub value: f64,
     pub keys: Option<(Tensor, Tensor)>,
-    /// Seconds in the gathers of a data-parallel run.
+    /// Seconds in the collectives of a data-parallel run.
     pub comm_s: f64,
 }
 
 /// Embeddings of the view groups and their FNC loss; with the memory variant,
-/// also the momentum encoder's embeddings of the same normalised inputs. In a
-/// data-parallel run (`group`), this rank's embeddings and labels join every
-/// rank's into the global batch first, so positives, negatives, detection, FN
-/// statistics and the loss are those of one process holding the whole batch.
+/// also the momentum encoder's embeddings of the same normalised inputs.
+///
+/// In a data-parallel run (`group`), this rank's embeddings and labels join
+/// every rank's into the global batch, and each rank computes the anchors of
+/// its own images against every key of the global batch: positives,
+/// negatives, detection and the loss are those of one process holding the
+/// whole batch, split over the ranks (the parts' sum is the loss; the
+/// gathered rows carry every part's gradient back to their rank), and the FN
+/// statistics and loss value are summed over the ranks.
 pub(crate) fn forward_loss(
     model: &Model,
     momentum: Option<&Momentum>,
@@ -90,34 +100,79 @@ pub(crate) fn forward_loss(
             detail: f,
         });
     }
-    let t = std::time::Instant::now();
-    let (z, labels) = match group {
-        Some(g) => (g.gather_views(&z, views)?, g.all_gather(labels)?),
-        None => (z, labels.shallow_clone()),
+    let Some(g) = group else {
+        let (out, keys) = match momentum {
+            None => (fnc_loss(&z, views, &cfg.loss, Some(labels))?, None),
+            Some(mo) => {
+                let zm = mo.embed(&inputs);
+                let out = fnc_loss_memory(&z, &zm, &mo.bank, views, &cfg.loss, Some(labels))?;
+                (out, Some((zm, labels.shallow_clone())))
+            }
+        };
+        let value = out.loss.double_value(&[]);
+        return Ok(Forward {
+            out,
+            value,
+            keys,
+            comm_s: 0.0,
+        });
     };
+    let t = std::time::Instant::now();
+    let shard = g.shard(labels.size()[0]);
+    let zg = g.gather_views_live(&z, views)?;
+    let lg = g.all_gather(labels)?;
     let mut comm_s = t.elapsed().as_secs_f64();
-    match momentum {
-        None => Ok(Forward {
-            out: fnc_loss(&z, views, &cfg.loss, Some(&labels))?,
-            keys: None,
-            comm_s,
-        }),
+    let (mut out, keys) = match momentum {
+        None => (
+            fnc_loss_shard(&zg, views, &cfg.loss, Some(&lg), Some(shard))?,
+            None,
+        ),
         Some(mo) => {
             let zm = mo.embed(&inputs);
             let t = std::time::Instant::now();
-            let zm = match group {
-                Some(g) => g.gather_views(&zm, views)?,
-                None => zm,
-            };
+            let zm = g.gather_views(&zm, views)?;
             comm_s += t.elapsed().as_secs_f64();
-            let out = fnc_loss_memory(&z, &zm, &mo.bank, views, &cfg.loss, Some(&labels))?;
-            Ok(Forward {
-                out,
-                keys: Some((zm, labels)),
-                comm_s,
-            })
+            let out = fnc_loss_memory_shard(
+                &zg,
+                &zm,
+                &mo.bank,
+                views,
+                &cfg.loss,
+                Some(&lg),
+                Some(shard),
+            )?;
+            (out, Some((zm, lg)))
         }
-    }
+    };
+    // The loss value and the statistics of the global batch: sums of the parts.
+    let t = std::time::Instant::now();
+    let c = out.counts;
+    let parts = Tensor::from_slice(&[
+        out.loss.double_value(&[]),
+        c.images,
+        c.detected,
+        c.detected_same,
+        c.candidates_same,
+        c.candidates,
+    ]);
+    g.all_reduce(&parts)?;
+    comm_s += t.elapsed().as_secs_f64();
+    let v: Vec<f64> = Vec::<f64>::try_from(&parts).map_err(TrainError::Torch)?;
+    out.counts = FnCounts {
+        images: v[1],
+        detected: v[2],
+        detected_same: v[3],
+        candidates_same: v[4],
+        candidates: v[5],
+        labelled: c.labelled,
+    };
+    (out.mean_fn, out.fn_precision, out.fn_chance, out.fn_recall) = out.counts.stats();
+    Ok(Forward {
+        out,
+        value: v[0],
+        keys,
+        comm_s,
+    })
 }
 
 #[cfg(test)]

@@ -239,7 +239,7 @@ pub fn train_parallel(
         let fwd = forward_loss(&model, momentum.as_ref(), &groups, labels, cfg, group)?;
         let mut comm_s = fwd.comm_s;
         let outp = fwd.out;
-        let loss = outp.loss.double_value(&[]);
+        let loss = fwd.value;
         if !loss.is_finite() {
             let checkpoint = match &last_ckpt {
                 Some(c) => format!("The last good checkpoint is {}.", c.dir().display()),
@@ -262,7 +262,7 @@ pub fn train_parallel(
                     detail: crate::dist::take_failure().unwrap_or_else(|| {
                         e.to_string().lines().next().unwrap_or_default().to_string()
                     }),
-                })
+                });
             }
             (Err(e), None) => return Err(e.into()),
         };

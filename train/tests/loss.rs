@@ -131,3 +131,50 @@ fn bad_shapes_and_options_are_named() {
         .to_string()
         .contains("--fn-support"));
 }
+
+#[test]
+fn shards_of_the_anchors_sum_to_the_loss_and_its_gradient() {
+    use fnc_train::{fnc_loss_shard, Shard};
+    let (v, b) = (5usize, 9usize);
+    let (rows, labels) = clustered(v, b, 12, 3, 0.5, 1);
+    let labels_t = Tensor::from_slice(&labels);
+    for cfg in every_config().into_iter().step_by(7) {
+        let z = tensor(&rows).set_requires_grad(true);
+        let full = fnc_loss(&z, v as i64, &cfg, Some(&labels_t)).unwrap();
+        let g_full = Tensor::run_backward(&[&full.loss], &[&z], false, false);
+        let mut sum = 0.0;
+        let mut grad = z.zeros_like();
+        let mut detected = 0.0;
+        for (first, count) in [(0, 4), (4, 1), (5, 4)] {
+            let z = tensor(&rows).set_requires_grad(true);
+            let part = fnc_loss_shard(
+                &z,
+                v as i64,
+                &cfg,
+                Some(&labels_t),
+                Some(Shard { first, count }),
+            )
+            .unwrap();
+            sum += part.loss.double_value(&[]);
+            detected += part.counts.detected;
+            grad += &Tensor::run_backward(&[&part.loss], &[&z], false, false)[0];
+        }
+        let want = full.loss.double_value(&[]);
+        assert!(
+            (sum - want).abs() <= 1e-12 * want.abs().max(1.0),
+            "{cfg:?}: {sum} vs {want}"
+        );
+        assert_eq!(detected, full.counts.detected, "{cfg:?}");
+        let d = (&grad - &g_full[0]).abs().max().double_value(&[]);
+        assert!(d < 1e-12, "{cfg:?}: gradients differ by {d}");
+    }
+    let z = tensor(&rows);
+    let bad = fnc_loss_shard(
+        &z,
+        v as i64,
+        &LossConfig::default(),
+        None,
+        Some(Shard { first: 7, count: 3 }),
+    );
+    assert!(bad.is_err());
+}
