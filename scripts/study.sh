@@ -83,5 +83,5 @@ for arm in $ARMS; do
       --seed "$seed" $(arm_flags "$arm") --out "$out" "${resume[@]}" >/dev/null
   done
 done
-"$BIN/fnc-eval" compare "${runs[@]}" --out "$W/compare.png" --device "$DEV" --json > "$W/compare.json"
-"$BIN/fnc-eval" compare "${runs[@]}" --out "$W/compare.png" --device "$DEV" | tee "$W/compare.md"
+"$BIN/fnc-eval" compare "${runs[@]}" --out "$W/compare.png" --device "$DEV" \
+  --json-out "$W/compare.json" | tee "$W/compare.md"

@@ -130,6 +130,10 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Also write the JSON to this file (with the table printed), so one
+        /// evaluation gives both.
+        #[arg(long, value_name = "FILE")]
+        json_out: Option<PathBuf>,
     },
     /// A PNG of loss, lr, k-NN accuracy, mean |F_i|, FN precision and recall over training.
     Report {
@@ -411,6 +415,7 @@ fn run() -> Result<()> {
             epochs,
             device,
             json,
+            json_out,
         } => {
             let device = fnc_train::parse_device(&device)?;
             let probe = LinearConfig {
@@ -419,6 +424,10 @@ fn run() -> Result<()> {
             };
             let c = fnc_eval::compare(&runs, &probe, device)?;
             fnc_eval::compare_plot(&c, &out)?;
+            if let Some(path) = &json_out {
+                std::fs::write(path, serde_json::to_string_pretty(&c)? + "\n")
+                    .with_context(|| format!("--json-out {}", path.display()))?;
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&c)?);
             } else {

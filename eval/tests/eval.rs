@@ -375,9 +375,20 @@ fn compare_groups_runs_that_differ_only_in_the_seed() {
         "10",
         "--device",
         "cpu",
-        "--json",
+        "--json-out",
     ]);
-    let c = json(&eval(&args));
+    // One evaluation prints the table and writes the JSON.
+    let json_path = t.path().join("cmp.json");
+    args.push(json_path.to_str().unwrap());
+    let o = eval(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        table.contains("loss.strategy") && table.contains("curves:"),
+        "{table}"
+    );
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     assert_eq!(c["differing"], serde_json::json!(["loss.strategy"]), "{c}");
     let groups = c["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2, "{c}");
@@ -418,11 +429,7 @@ fn compare_groups_runs_that_differ_only_in_the_seed() {
     assert!(groups[1]["fn_recall"]["mean"].as_f64().is_some(), "{c}");
     let img = image::open(&png).unwrap();
     assert_eq!((img.width(), img.height()), (1000, 1200));
-    // The table form names the groups.
-    args.pop();
-    let o = eval(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let table = String::from_utf8_lossy(&o.stdout);
+    // The table names the groups.
     assert!(
         table.contains("loss.strategy=attraction") && table.contains("2 (0, 1)"),
         "{table}"
