@@ -213,4 +213,43 @@ int fnc_dist_barrier(void* group, char* err, size_t errlen) {
   }
 }
 
+// Sets `key` of the rendezvous store to `value` (text).
+int fnc_dist_store_set(void* group, const char* key, const char* value, char* err, size_t errlen) {
+  try {
+    auto* g = reinterpret_cast<Group*>(group);
+    std::string v(value);
+    g->store->set(std::string(key), std::vector<uint8_t>(v.begin(), v.end()));
+    return 0;
+  } catch (const c10::Error& e) {
+    put(err, errlen, e.what_without_backtrace());
+    return -1;
+  } catch (const std::exception& e) {
+    put(err, errlen, e.what());
+    return -1;
+  }
+}
+
+// Reads `key` of the store into `out` (text), waiting at most `timeout_ms`
+// for the store: 1 = found, 0 = absent, -1 = the store cannot be reached.
+int fnc_dist_store_get(void* group, const char* key, int64_t timeout_ms, char* out,
+                       size_t outlen, char* err, size_t errlen) {
+  try {
+    auto* g = reinterpret_cast<Group*>(group);
+    g->store->setTimeout(std::chrono::milliseconds(timeout_ms));
+    std::string k(key);
+    if (!g->store->check({k})) {
+      return 0;
+    }
+    auto v = g->store->get(k);
+    put(out, outlen, std::string(v.begin(), v.end()));
+    return 1;
+  } catch (const c10::Error& e) {
+    put(err, errlen, e.what_without_backtrace());
+    return -1;
+  } catch (const std::exception& e) {
+    put(err, errlen, e.what());
+    return -1;
+  }
+}
+
 }  // extern "C"

@@ -59,7 +59,26 @@ extern "C" {
         errlen: usize,
     ) -> c_int;
     fn fnc_dist_barrier(group: *mut c_void, err: *mut c_char, errlen: usize) -> c_int;
+    fn fnc_dist_store_set(
+        group: *mut c_void,
+        key: *const c_char,
+        value: *const c_char,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
+    fn fnc_dist_store_get(
+        group: *mut c_void,
+        key: *const c_char,
+        timeout_ms: i64,
+        out: *mut c_char,
+        outlen: usize,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
 }
+
+/// How often each rank says it is alive in the rendezvous store.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 const ERR_LEN: usize = 2048;
 
@@ -292,7 +311,114 @@ impl ProcessGroup {
             rank: self.rank,
             world: self.world,
             op,
-            detail: err_text(err),
+            detail: format!("{}{}", err_text(err), self.diagnosis()),
+        }
+    }
+
+    fn store_set(&self, key: &str, value: &str) -> Result<(), String> {
+        let (k, v) = (CString::new(key), CString::new(value));
+        let (Ok(k), Ok(v)) = (k, v) else {
+            return Err("a key or value with a NUL byte".into());
+        };
+        let mut err = vec![0u8; ERR_LEN];
+        // SAFETY: the strings and `err` outlive the call; the shim writes at
+        // most ERR_LEN bytes into `err`.
+        let rc = unsafe {
+            fnc_dist_store_set(
+                self.ptr.as_ptr(),
+                k.as_ptr(),
+                v.as_ptr(),
+                err.as_mut_ptr().cast(),
+                ERR_LEN,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(err_text(&err))
+        }
+    }
+
+    fn store_get(&self, key: &str, timeout: Duration) -> Result<Option<String>, String> {
+        let k = CString::new(key).map_err(|_| "a key with a NUL byte".to_string())?;
+        let mut out = vec![0u8; 256];
+        let mut err = vec![0u8; ERR_LEN];
+        // SAFETY: as in store_set; `out` takes at most its 256 bytes.
+        let rc = unsafe {
+            fnc_dist_store_get(
+                self.ptr.as_ptr(),
+                k.as_ptr(),
+                timeout.as_millis() as i64,
+                out.as_mut_ptr().cast(),
+                out.len(),
+                err.as_mut_ptr().cast(),
+                ERR_LEN,
+            )
+        };
+        match rc {
+            1 => Ok(Some(err_text(&out))),
+            0 => Ok(None),
+            _ => Err(err_text(&err)),
+        }
+    }
+
+    /// Says, every second from a thread of its own, that this rank is alive,
+    /// so that when a collective fails the others can tell which rank
+    /// stopped (a rank blocked in a collective still beats).
+    pub fn start_heartbeat(&'static self) {
+        let _ = std::thread::Builder::new()
+            .name("fnc-heartbeat".into())
+            .spawn(move || {
+                let mut n = 0u64;
+                loop {
+                    n += 1;
+                    if self
+                        .store_set(&format!("alive/{}", self.rank), &n.to_string())
+                        .is_err()
+                    {
+                        return;
+                    }
+                    std::thread::sleep(HEARTBEAT);
+                }
+            });
+    }
+
+    /// Which other ranks stopped beating: their heartbeats are watched for
+    /// three beats. Text to append to an error ("" when nothing is known).
+    pub fn diagnosis(&self) -> String {
+        let quick = Duration::from_secs(2);
+        let read = |r: usize| self.store_get(&format!("alive/{r}"), quick);
+        let others: Vec<usize> = (0..self.world).filter(|&r| r != self.rank).collect();
+        let before: Result<Vec<Option<String>>, String> = others.iter().map(|&r| read(r)).collect();
+        let before = match before {
+            Ok(b) => b,
+            Err(_) => {
+                return "; rank 0, which serves the rendezvous store, cannot be reached \
+                        (it died or hangs)"
+                    .into()
+            }
+        };
+        std::thread::sleep(HEARTBEAT * 3);
+        let mut silent = Vec::new();
+        for (&r, b) in others.iter().zip(&before) {
+            match read(r) {
+                Ok(now) if now.is_some() && now != *b => {}
+                Ok(_) => silent.push(r.to_string()),
+                Err(_) => {
+                    return "; rank 0, which serves the rendezvous store, cannot be reached \
+                            (it died or hangs)"
+                        .into()
+                }
+            }
+        }
+        if silent.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; rank {} stopped (no heartbeat for {} s: it died or hangs)",
+                silent.join(", rank "),
+                3 * HEARTBEAT.as_secs()
+            )
         }
     }
 
@@ -330,7 +456,13 @@ impl ProcessGroup {
             )
         };
         if out.is_null() {
-            return Err(self.failed("all-reduce (autograd)", &err));
+            // Inside a module's forward: the step adds the diagnosis once.
+            return Err(TrainError::Dist {
+                rank: self.rank,
+                world: self.world,
+                op: "all-reduce (autograd)",
+                detail: err_text(&err),
+            });
         }
         // SAFETY: non-null and freshly allocated by the shim for us.
         Ok(unsafe { Tensor::from_ptr(out) })
@@ -505,6 +637,12 @@ pub(crate) fn note_failure(e: &TrainError) {
     if let Ok(mut f) = FAILURE.lock() {
         f.get_or_insert(text);
     }
+}
+
+/// Whether a collective failure was noted and not yet reported: the group is
+/// then broken, and further collectives of the step would only wait again.
+pub(crate) fn has_failed() -> bool {
+    FAILURE.lock().map(|f| f.is_some()).unwrap_or(true)
 }
 
 /// The first collective failure noted since the last call, if any.

@@ -509,7 +509,9 @@ fn run() -> Result<()> {
                         device,
                         std::time::Duration::from_secs_f64(cli.train.dist_timeout),
                     )?;
-                    Some(fnc_train::dist::install(g, cfg.sync_bn))
+                    let g = fnc_train::dist::install(g, cfg.sync_bn);
+                    g.start_heartbeat();
+                    Some(g)
                 }
                 None => None,
             };

@@ -92,12 +92,15 @@ pub(crate) fn forward_loss(
     let inputs = prepare_groups(groups, cfg);
     let z = project_groups(model, &inputs);
     if let Some(f) = crate::dist::take_failure() {
-        let (rank, world) = group.map(|g| (g.rank, g.world)).unwrap_or((0, 1));
+        let (rank, world, why) =
+            group
+                .map(|g| (g.rank, g.world, g.diagnosis()))
+                .unwrap_or((0, 1, String::new()));
         return Err(TrainError::Dist {
             rank,
             world,
             op: "synchronised BatchNorm",
-            detail: f,
+            detail: format!("{f}{why}"),
         });
     }
     let Some(g) = group else {

@@ -260,7 +260,8 @@ pub fn train_parallel(
                     op: "backward",
                     // libtorch appends its C++ backtrace: the first line says it.
                     detail: crate::dist::take_failure().unwrap_or_else(|| {
-                        e.to_string().lines().next().unwrap_or_default().to_string()
+                        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                        format!("{first}{}", g.diagnosis())
                     }),
                 });
             }

@@ -244,6 +244,7 @@ fn a_dead_rank_stops_the_other_in_bounded_time_naming_it() {
     assert!(waited < Duration::from_secs(45), "rank 0 took {waited:?}");
     let e = stderr(&o);
     assert!(e.contains("rank 0 of 2") && e.contains("failed"), "{e}");
+    assert!(e.contains("rank 1 stopped"), "the dead rank is named: {e}");
     // The last checkpoint is whole: it opens and names its step.
     let ck = fnc_train::RunDir::new(&out).latest().unwrap();
     assert!(ck.state().step >= 2 && ck.dir().join("model.safetensors").exists());
@@ -276,6 +277,7 @@ fn a_hung_rank_stops_the_other_after_the_timeout() {
     assert!(waited < Duration::from_secs(40), "rank 0 took {waited:?}");
     let e = stderr(&o);
     assert!(e.contains("rank 0 of 2") && e.contains("timed out"), "{e}");
+    assert!(e.contains("rank 1 stopped"), "the hung rank is named: {e}");
     assert!(!e.contains("frame #"), "no C++ backtrace: {e}");
 }
 
