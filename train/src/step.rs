@@ -150,6 +150,7 @@ pub(crate) fn forward_loss(
     // The loss value and the statistics of the global batch: sums of the parts.
     let t = std::time::Instant::now();
     let c = out.counts;
+    // On the embeddings' device: NCCL reduces CUDA tensors only.
     let parts = Tensor::from_slice(&[
         out.loss.double_value(&[]),
         c.images,
@@ -157,10 +158,12 @@ pub(crate) fn forward_loss(
         c.detected_same,
         c.candidates_same,
         c.candidates,
-    ]);
+    ])
+    .to_device(z.device());
     g.all_reduce(&parts)?;
     comm_s += t.elapsed().as_secs_f64();
-    let v: Vec<f64> = Vec::<f64>::try_from(&parts).map_err(TrainError::Torch)?;
+    let v: Vec<f64> =
+        Vec::<f64>::try_from(&parts.to_device(tch::Device::Cpu)).map_err(TrainError::Torch)?;
     out.counts = FnCounts {
         images: v[1],
         detected: v[2],
