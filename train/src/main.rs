@@ -511,6 +511,7 @@ fn run() -> Result<()> {
                     )?;
                     let g = fnc_train::dist::install(g, cfg.sync_bn);
                     g.start_heartbeat();
+                    follow_launcher(g.rank);
                     Some(g)
                 }
                 None => None,
@@ -555,6 +556,27 @@ fn run() -> Result<()> {
     Ok(())
 }
 
+/// Set in the environment of the ranks `--nproc-per-node` starts.
+const LAUNCHED: &str = "FNC_TRAIN_LAUNCHED";
+
+/// A rank started by `--nproc-per-node` stops when its launcher is gone (killed
+/// by a scheduler, say), rather than training on without it.
+fn follow_launcher(rank: usize) {
+    if std::env::var_os(LAUNCHED).is_none() {
+        return;
+    }
+    let parent = std::os::unix::process::parent_id();
+    let _ = std::thread::Builder::new()
+        .name("fnc-launcher-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if std::os::unix::process::parent_id() != parent {
+                eprintln!("Error: rank {rank}: the --nproc-per-node launcher is gone; stopping");
+                std::process::exit(1);
+            }
+        });
+}
+
 /// `--nproc-per-node N`: runs this command as N local ranks (the same flags,
 /// the resolved run directory, and torchrun's environment), waits for them, and
 /// stops the others as soon as one fails, naming it.
@@ -592,7 +614,8 @@ fn spawn_ranks(n: usize, out: &std::path::Path, port: Option<u16>) -> Result<()>
             .env("WORLD_SIZE", n.to_string())
             .env("LOCAL_WORLD_SIZE", n.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
-            .env("MASTER_PORT", port.to_string());
+            .env("MASTER_PORT", port.to_string())
+            .env(LAUNCHED, "1");
         if r != 0 {
             c.stdout(std::process::Stdio::null());
         }

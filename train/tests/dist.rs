@@ -281,6 +281,57 @@ fn a_hung_rank_stops_the_other_after_the_timeout() {
     assert!(!e.contains("frame #"), "no C++ backtrace: {e}");
 }
 
+#[test]
+fn ranks_stop_when_their_launcher_is_killed() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let out = t.path().join("run");
+    let a = args(&data, &out, "500", &["--nproc-per-node", "2"]);
+    let mut launcher = Command::new(bin())
+        .args(&a)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while metrics_len(&out) < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Only the launcher: its ranks must notice and stop.
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    let killed = Instant::now();
+    let marker = out.to_str().unwrap().to_string();
+    while !processes_naming(&marker).is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "ranks still running: {:?}",
+            processes_naming(&marker)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Pids of live processes whose command line mentions `text` (from /proc).
+fn processes_naming(text: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let zombie = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
+        if !zombie && String::from_utf8_lossy(&cmd).contains(text) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 fn metrics_len(out: &Path) -> usize {
     std::fs::read_to_string(out.join("metrics.jsonl"))
         .map(|s| s.lines().count())
