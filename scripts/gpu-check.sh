@@ -2,8 +2,12 @@
 # The GPU check: what the CPU-only development machines cannot run. For a
 # machine with an NVIDIA GPU and PyTorch 2.11 (CUDA) but no Rust:
 #
-#   here:   scripts/gpu-check.sh --prepare     # release build, stripped into gpu-bin/
+#   here:   scripts/gpu-check.sh --prepare     # release build, stripped into gpu-bin/ (29 MB)
 #   there:  scripts/gpu-check.sh               # from a copy holding gpu-bin/; < 8 min
+#
+# With the device tool: run(command="scripts/gpu-check.sh", carry=["gpu-bin"]); the
+# logs come back under $OUT. On a machine without CUDA every check fails fast
+# (tried: 18 s), which is how the script itself was checked.
 #
 # It checks, writing logs and a summary to $OUT (default gpu-check-out/):
 #   1. the FNC loss (detection on) computed on CUDA equals the CPU loss;
@@ -27,7 +31,7 @@ if [ "${1:-}" = --prepare ]; then
 fi
 PY=${PYTHON:-python3}
 BIN=${BIN:-gpu-bin}
-OUT=${OUT:-gpu-check-out}
+OUT=${OUT:-${OUT_DIR:-gpu-check-out}}
 mkdir -p "$OUT"
 TORCH_LIB=$($PY -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -97,7 +101,7 @@ if [ "$NGPU" -ge 2 ]; then
   r=$?; note "   $(cat "$OUT/nccl2.json" 2>/dev/null | tr -d '\n')"
   check $r "4. NCCL, --nproc-per-node 2"
 else
-  note "SKIP 4. NCCL with 2 ranks: one GPU"
+  note "SKIP 4. NCCL with 2 ranks: fewer than 2 GPUs"
 fi
 
 # 5. Data wait of ResNet-50 fed by the engine (2 + 8 views at 224).
