@@ -16,6 +16,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -70,6 +72,23 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
 
+// Runs `f`; a C++ exception becomes `failed`, its text in `err`.
+template <class R, class F>
+R guarded(char* err, size_t errlen, R failed, F&& f) {
+  try {
+    return f();
+  } catch (const c10::Error& e) {
+    put(err, errlen, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    put(err, errlen, e.what());
+  }
+  return failed;
+}
+
+Group* group_of(void* group) {
+  return reinterpret_cast<Group*>(group);
+}
+
 }  // namespace
 
 extern "C" {
@@ -88,7 +107,7 @@ int fnc_dist_has_nccl() {
 // backend: 0 = Gloo, 1 = NCCL. Returns null with `err` filled on failure.
 void* fnc_dist_new(int backend, const char* host, int port, int serve, int rank, int world,
                    int64_t timeout_ms, char* err, size_t errlen) {
-  try {
+  return guarded<void*>(err, errlen, nullptr, [&]() -> void* {
     std::chrono::milliseconds timeout(timeout_ms);
     c10d::TCPStoreOptions opts;
     opts.port = static_cast<std::uint16_t>(port);
@@ -98,7 +117,8 @@ void* fnc_dist_new(int backend, const char* host, int port, int serve, int rank,
     opts.timeout = timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
     auto store = c10::make_intrusive<c10d::PrefixStore>("fnc", tcp);
-    auto* g = new Group{store, {}, timeout, rank, world};
+    // Owned here until the group is whole, so a failure frees it.
+    auto g = std::make_unique<Group>(Group{store, {}, timeout, rank, world});
     if (backend == 0) {
       auto o = c10d::ProcessGroupGloo::Options::create(timeout);
       const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
@@ -116,140 +136,90 @@ void* fnc_dist_new(int backend, const char* host, int port, int serve, int rank,
       o->timeout = timeout;
       g->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, o);
 #else
-      delete g;
-      put(err, errlen, "this build has no NCCL support (its headers were absent at build time)");
-      return nullptr;
+      throw std::runtime_error(
+          "this build has no NCCL support (its headers were absent at build time)");
 #endif
     }
-    return g;
-  } catch (const c10::Error& e) {
-    put(err, errlen, e.what_without_backtrace());
-    return nullptr;
-  } catch (const std::exception& e) {
-    put(err, errlen, e.what());
-    return nullptr;
-  }
+    return g.release();
+  });
 }
 
 void fnc_dist_free(void* group) {
-  delete reinterpret_cast<Group*>(group);
+  delete group_of(group);
 }
 
 // In-place sum over ranks.
 int fnc_dist_all_reduce(void* group, at::Tensor* t, char* err, size_t errlen) {
-  try {
-    all_reduce_sum(reinterpret_cast<Group*>(group), *t);
+  return guarded(err, errlen, 1, [&] {
+    all_reduce_sum(group_of(group), *t);
     return 0;
-  } catch (const c10::Error& e) {
-    put(err, errlen, e.what_without_backtrace());
-    return 1;
-  } catch (const std::exception& e) {
-    put(err, errlen, e.what());
-    return 1;
-  }
+  });
 }
 
 // A new tensor: the sum over ranks of `x`, differentiable (its gradient is
 // the sum over ranks of the incoming gradients).
 at::Tensor* fnc_dist_all_reduce_autograd(void* group, at::Tensor* x, char* err, size_t errlen) {
-  try {
+  return guarded<at::Tensor*>(err, errlen, nullptr, [&] {
     return new at::Tensor(AllReduceSum::apply(*x, reinterpret_cast<int64_t>(group)));
-  } catch (const c10::Error& e) {
-    put(err, errlen, e.what_without_backtrace());
-    return nullptr;
-  } catch (const std::exception& e) {
-    put(err, errlen, e.what());
-    return nullptr;
-  }
+  });
 }
 
 // `out` (world x the shape of `x` along dim 0, contiguous) receives every
 // rank's `x`, in rank order.
 int fnc_dist_all_gather(void* group, at::Tensor* x, at::Tensor* out, char* err, size_t errlen) {
-  try {
-    auto* g = reinterpret_cast<Group*>(group);
+  return guarded(err, errlen, 1, [&] {
+    auto* g = group_of(group);
     std::vector<std::vector<at::Tensor>> outs(1);
     outs[0] = out->chunk(g->world, 0);
     std::vector<at::Tensor> ins{x->contiguous()};
     wait(g, g->backend->allgather(outs, ins));
     return 0;
-  } catch (const c10::Error& e) {
-    put(err, errlen, e.what_without_backtrace());
-    return 1;
-  } catch (const std::exception& e) {
-    put(err, errlen, e.what());
-    return 1;
-  }
+  });
 }
 
 int fnc_dist_broadcast(void* group, at::Tensor* t, int root, char* err, size_t errlen) {
-  try {
-    auto* g = reinterpret_cast<Group*>(group);
+  return guarded(err, errlen, 1, [&] {
+    auto* g = group_of(group);
     std::vector<at::Tensor> v{*t};
     c10d::BroadcastOptions o;
     o.rootRank = root;
     wait(g, g->backend->broadcast(v, o));
     return 0;
-  } catch (const c10::Error& e) {
-    put(err, errlen, e.what_without_backtrace());
-    return 1;
-  } catch (const std::exception& e) {
-    put(err, errlen, e.what());
-    return 1;
-  }
+  });
 }
 
 int fnc_dist_barrier(void* group, char* err, size_t errlen) {
-  try {
-    auto* g = reinterpret_cast<Group*>(group);
+  return guarded(err, errlen, 1, [&] {
+    auto* g = group_of(group);
     wait(g, g->backend->barrier());
     return 0;
-  } catch (const c10::Error& e) {
-    put(err, errlen, e.what_without_backtrace());
-    return 1;
-  } catch (const std::exception& e) {
-    put(err, errlen, e.what());
-    return 1;
-  }
+  });
 }
 
 // Sets `key` of the rendezvous store to `value` (text).
 int fnc_dist_store_set(void* group, const char* key, const char* value, char* err, size_t errlen) {
-  try {
-    auto* g = reinterpret_cast<Group*>(group);
+  return guarded(err, errlen, -1, [&] {
     std::string v(value);
-    g->store->set(std::string(key), std::vector<uint8_t>(v.begin(), v.end()));
+    group_of(group)->store->set(std::string(key), std::vector<uint8_t>(v.begin(), v.end()));
     return 0;
-  } catch (const c10::Error& e) {
-    put(err, errlen, e.what_without_backtrace());
-    return -1;
-  } catch (const std::exception& e) {
-    put(err, errlen, e.what());
-    return -1;
-  }
+  });
 }
 
 // Reads `key` of the store into `out` (text), waiting at most `timeout_ms`
 // for the store: 1 = found, 0 = absent, -1 = the store cannot be reached.
 int fnc_dist_store_get(void* group, const char* key, int64_t timeout_ms, char* out,
                        size_t outlen, char* err, size_t errlen) {
-  try {
-    auto* g = reinterpret_cast<Group*>(group);
-    g->store->setTimeout(std::chrono::milliseconds(timeout_ms));
+  return guarded(err, errlen, -1, [&] {
+    auto& store = group_of(group)->store;
+    store->setTimeout(std::chrono::milliseconds(timeout_ms));
     std::string k(key);
-    if (!g->store->check({k})) {
+    if (!store->check({k})) {
       return 0;
     }
-    auto v = g->store->get(k);
+    auto v = store->get(k);
     put(out, outlen, std::string(v.begin(), v.end()));
     return 1;
-  } catch (const c10::Error& e) {
-    put(err, errlen, e.what_without_backtrace());
-    return -1;
-  } catch (const std::exception& e) {
-    put(err, errlen, e.what());
-    return -1;
-  }
+  });
 }
 
 }  // extern "C"
