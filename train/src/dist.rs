@@ -77,6 +77,10 @@ extern "C" {
     ) -> c_int;
 }
 
+/// What a failed store read means: rank 0 serves the store.
+const STORE_GONE: &str =
+    "; rank 0, which serves the rendezvous store, cannot be reached (it died or hangs)";
+
 /// How often each rank says it is alive in the rendezvous store.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -392,11 +396,7 @@ impl ProcessGroup {
         let before: Result<Vec<Option<String>>, String> = others.iter().map(|&r| read(r)).collect();
         let before = match before {
             Ok(b) => b,
-            Err(_) => {
-                return "; rank 0, which serves the rendezvous store, cannot be reached \
-                        (it died or hangs)"
-                    .into()
-            }
+            Err(_) => return STORE_GONE.into(),
         };
         std::thread::sleep(HEARTBEAT * 3);
         let mut silent = Vec::new();
@@ -404,11 +404,7 @@ impl ProcessGroup {
             match read(r) {
                 Ok(now) if now.is_some() && now != *b => {}
                 Ok(_) => silent.push(r.to_string()),
-                Err(_) => {
-                    return "; rank 0, which serves the rendezvous store, cannot be reached \
-                            (it died or hangs)"
-                        .into()
-                }
+                Err(_) => return STORE_GONE.into(),
             }
         }
         if silent.is_empty() {
@@ -573,10 +569,7 @@ impl ProcessGroup {
             ],
             0,
         );
-        Ok(self
-            .all_reduce_autograd(&placed)?
-            .transpose(0, 1)
-            .reshape([views * w * b, d]))
+        Ok(view_major(&self.all_reduce_autograd(&placed)?, w, views))
     }
 
     /// The images of the global batch whose anchors this rank computes.
@@ -589,21 +582,21 @@ impl ProcessGroup {
 
     /// Embeddings `z` (this rank's `[views * b, d]`, view-major) as the
     /// global batch's `[views * world * b, d]`, view-major, images in rank
-    /// order: what one process would hold for the whole batch. This rank's rows
-    /// stay in the graph; the other ranks' arrive detached (each rank computes
-    /// the whole loss and backpropagates through its own rows; the parameter
-    /// gradients are then summed).
+    /// order, without gradient (the momentum encoder's keys).
     pub fn gather_views(&self, z: &Tensor, views: i64) -> Result<Tensor, TrainError> {
-        let all = self.all_gather(z)?;
-        let mut parts = all.chunk(self.world as i64, 0);
-        parts[self.rank] = z.shallow_clone();
-        let d = z.size()[1];
-        let b = z.size()[0] / views;
-        Ok(Tensor::stack(&parts, 0)
-            .view([self.world as i64, views, b, d])
-            .transpose(0, 1)
-            .reshape([views * self.world as i64 * b, d]))
+        Ok(view_major(&self.all_gather(z)?, self.world as i64, views))
     }
+}
+
+/// Rank-major rows (`[world * views * b, d]` or `[world, views, b, d]`, each
+/// rank's block view-major) as the global batch's view-major
+/// `[views * world * b, d]`.
+fn view_major(rows: &Tensor, world: i64, views: i64) -> Tensor {
+    let d = rows.size().last().copied().unwrap_or(1);
+    let n = rows.numel() as i64 / d;
+    rows.view([world, views, n / (world * views), d])
+        .transpose(0, 1)
+        .reshape([n, d])
 }
 
 impl Drop for ProcessGroup {
