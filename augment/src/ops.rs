@@ -395,7 +395,7 @@ fn apply_view_reference(
     if let Some(j) = &d.jitter {
         reference::jitter(float, j);
     }
-    reference::clip01(float);
+    reference::clip(float);
     if !d.randaugment.is_empty() {
         reference::to_u8_tf(float, out);
         randaugment::apply(&d.randaugment, out, side, side, bytes);

@@ -255,9 +255,15 @@ fn apply_op_impl(op: &RaOp, img: &mut [u8], w: usize, h: usize, tmp: &mut Vec<u8
         RaOp::Contrast(f) => {
             // The reference's grey level: the histogram's sum over 256.
             let mean = ((w * h) as f32 / 256.0).clamp(0.0, 255.0) as u8;
-            blend_const(mean, img, f);
+            tmp.clear();
+            tmp.resize(img.len(), mean);
+            blend(tmp, img, f);
         }
-        RaOp::Brightness(f) => blend_const(0, img, f),
+        RaOp::Brightness(f) => {
+            tmp.clear();
+            tmp.resize(img.len(), 0);
+            blend(tmp, img, f);
+        }
         RaOp::Sharpness(f) => {
             smooth(img, w, h, tmp);
             blend(tmp, img, f);
@@ -294,22 +300,6 @@ fn blend(degenerate: &[u8], img: &mut [u8], f: f32) {
         let d = d as f32;
         let t = d + f * (*v as f32 - d);
         *v = t.clamp(0.0, 255.0) as u8;
-    }
-}
-
-/// [`blend`] with a constant degenerate image.
-#[inline(always)]
-fn blend_const(d: u8, img: &mut [u8], f: f32) {
-    if f == 0.0 {
-        img.fill(d);
-        return;
-    }
-    if f == 1.0 {
-        return;
-    }
-    let d = d as f32;
-    for v in img.iter_mut() {
-        *v = (d + f * (*v as f32 - d)).clamp(0.0, 255.0) as u8;
     }
 }
 

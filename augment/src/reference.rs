@@ -141,8 +141,9 @@ pub fn flip(img: &mut [f32], w: usize) {
     }
 }
 
+/// Clips to [0, 1] (the reference's `clip_by_value` between stages).
 #[inline(always)]
-fn clip(img: &mut [f32]) {
+pub fn clip(img: &mut [f32]) {
     img.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
 }
 
@@ -360,11 +361,6 @@ pub fn round_u8(img: &[f32], out: &mut [u8]) {
     for (o, &v) in out.iter_mut().zip(img) {
         *o = (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
     }
-}
-
-/// Clips to [0, 1] (the reference's `clip_by_value` between stages).
-pub fn clip01(img: &mut [f32]) {
-    clip(img)
 }
 
 #[cfg(test)]
