@@ -20,15 +20,6 @@ pub enum AugmentImpl {
     Reference,
 }
 
-impl AugmentImpl {
-    pub fn name(self) -> &'static str {
-        match self {
-            AugmentImpl::Torchvision => "torchvision",
-            AugmentImpl::Reference => "reference",
-        }
-    }
-}
-
 impl std::str::FromStr for AugmentImpl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

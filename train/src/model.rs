@@ -130,15 +130,6 @@ impl ProjectionHead {
         }
         y
     }
-
-    /// Number of layers (3).
-    pub fn len(&self) -> usize {
-        self.layers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.layers.is_empty()
-    }
 }
 
 impl ModuleT for ProjectionHead {
