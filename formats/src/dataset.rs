@@ -63,9 +63,16 @@ impl Dataset {
                     ),
                 });
             }
+            let checksum = s.checksum_value().ok_or_else(|| FormatError::Manifest {
+                path: self.dir.join(MANIFEST_FILE),
+                detail: format!(
+                    "shard {}: checksum {:?} is not 8 lowercase hex digits",
+                    s.file, s.checksum
+                ),
+            })?;
             starts.push(total);
             total += shard.len() as u64;
-            shards.push((shard, s.checksum.clone()));
+            shards.push((shard, checksum));
         }
         starts.push(total);
         Ok(SplitReader {
@@ -80,7 +87,8 @@ impl Dataset {
 #[derive(Debug)]
 pub struct SplitReader {
     name: String,
-    shards: Vec<(Shard, String)>,
+    /// Each shard with the manifest's checksum of its whole file.
+    shards: Vec<(Shard, u32)>,
     /// `starts[k]` = global index of shard k's first record; last = total.
     starts: Vec<u64>,
 }
@@ -130,14 +138,13 @@ impl SplitReader {
 
     /// Every record checksum, then every file checksum against the manifest.
     pub fn verify(&self) -> Result<(), FormatError> {
-        for (shard, expected) in &self.shards {
+        for &(ref shard, expected) in &self.shards {
             shard.verify()?;
             let computed = shard.file_checksum();
-            let expected_v = u32::from_str_radix(expected, 16).unwrap_or(!computed);
-            if computed != expected_v {
+            if computed != expected {
                 return Err(FormatError::FileChecksum {
                     path: shard.path().to_path_buf(),
-                    expected: expected_v,
+                    expected,
                     computed,
                 });
             }

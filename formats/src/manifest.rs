@@ -33,6 +33,19 @@ pub struct ShardInfo {
     pub checksum: String,
 }
 
+impl ShardInfo {
+    /// The whole-file checksum as a number, `None` unless it is 8 lowercase
+    /// hex digits.
+    pub fn checksum_value(&self) -> Option<u32> {
+        let c = &self.checksum;
+        let digit = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if c.len() != 8 || !c.bytes().all(digit) {
+            return None;
+        }
+        u32::from_str_radix(c, 16).ok()
+    }
+}
+
 /// A split (train, val) and its shards, in reading order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitInfo {
@@ -81,7 +94,40 @@ impl Manifest {
                 ),
             });
         }
+        m.check_splits().map_err(|detail| FormatError::Manifest {
+            path: path.to_path_buf(),
+            detail,
+        })?;
         Ok(m)
+    }
+
+    /// What readers rely on: every shard names a file and has an 8-digit hex
+    /// checksum, and each split's record count is the sum of its shards'.
+    fn check_splits(&self) -> Result<(), String> {
+        for (name, split) in &self.splits {
+            let mut total = 0u64;
+            for (k, s) in split.shards.iter().enumerate() {
+                if s.file.is_empty() {
+                    return Err(format!("split {name}: shard {k} has no file name"));
+                }
+                if s.checksum_value().is_none() {
+                    return Err(format!(
+                        "split {name}: shard {}: checksum {:?} is not 8 lowercase hex digits",
+                        s.file, s.checksum
+                    ));
+                }
+                total = total.checked_add(s.records).ok_or_else(|| {
+                    format!("split {name}: shard {}: record counts overflow", s.file)
+                })?;
+            }
+            if total != split.records {
+                return Err(format!(
+                    "split {name}: {} records, but its shards hold {total}",
+                    split.records
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Writes the manifest atomically ([`crate::write_atomic`]).

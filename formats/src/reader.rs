@@ -161,13 +161,14 @@ impl Shard {
         let mut entries = Vec::with_capacity(n as usize);
         for (i, raw) in index.chunks_exact(ENTRY_LEN).enumerate() {
             let e = Entry::decode(raw);
-            let end = e.offset + e.len as u64;
-            if e.offset < data_offset || end > names_offset {
+            // An offset near u64::MAX must not wrap around into the section.
+            let end = e.offset.checked_add(u64::from(e.len));
+            if e.offset < data_offset || end.is_none_or(|end| end > names_offset) {
                 return Err(corrupt(format!(
                     "record {i}: data outside the data section"
                 )));
             }
-            if e.name_offset as u64 + e.name_len as u64 > names_len {
+            if u64::from(e.name_offset) + u64::from(e.name_len) > names_len {
                 return Err(corrupt(format!("record {i}: name outside the name table")));
             }
             if Encoding::from_code(e.encoding).is_none() {
