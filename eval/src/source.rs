@@ -35,7 +35,7 @@ pub fn latest_run(runs_dir: &Path) -> Result<RunDir, EvalError> {
     })?;
     for e in entries.flatten() {
         let run = RunDir::new(e.path());
-        if let Some(ck) = run.latest() {
+        if let Ok(Some(ck)) = run.latest() {
             let t = std::fs::metadata(ck.dir())
                 .and_then(|m| m.modified())
                 .unwrap_or(std::time::UNIX_EPOCH);
@@ -65,14 +65,36 @@ pub fn resolve(run: Option<&Path>, checkpoint: Option<&Path>) -> Result<Source, 
                 Some(r) => RunDir::new(r),
                 None => latest_run(Path::new("runs"))?,
             };
-            let ck = run.latest().ok_or_else(|| EvalError::Input {
-                what: format!("--run {}", run.path().display()),
-                detail: "has no complete checkpoint".into(),
-            })?;
+            let ck = run
+                .latest()
+                .map_err(|e| EvalError::Input {
+                    what: format!("--run {}", run.path().display()),
+                    detail: e.to_string(),
+                })?
+                .ok_or_else(|| EvalError::Input {
+                    what: format!("--run {}", run.path().display()),
+                    detail: "has no complete checkpoint".into(),
+                })?;
             (run, ck)
         }
     };
     let config = run.read_config()?;
+    // A config fnc-train wrote passed this; one edited since may not. Its
+    // errors name fnc-train's flags, which fnc-eval does not have: say the
+    // config key instead (the flag's name with `_` for `-`).
+    config.validate().map_err(|e| match e {
+        fnc_train::TrainError::Config { flag, detail } => EvalError::Input {
+            what: format!(
+                "{} (the run's training config)",
+                run.config_path().display()
+            ),
+            detail: format!(
+                "{}: {detail}",
+                flag.trim_start_matches("--").replace('-', "_")
+            ),
+        },
+        other => other.into(),
+    })?;
     Ok(Source {
         run,
         checkpoint,

@@ -5,6 +5,7 @@
 // C++ exceptions and returns them as text (libtorch's without their C++
 // backtrace), so nothing unwinds into Rust.
 #include <ATen/ATen.h>
+#include <ATen/core/ivalue.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -17,19 +18,32 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace {
 
-struct Group {
+// A process group. Reference-counted: the Rust handle holds one reference,
+// and every autograd node of a differentiable all-reduce holds another, so a
+// graph that outlives the Rust handle still finds its group in the backward.
+struct Group : torch::CustomClassHolder {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
-  std::chrono::milliseconds timeout;
-  int rank;
-  int world;
+  // Connections of their own to the store, each with a short timeout set once:
+  // the heartbeat thread writes through `beat`, diagnosis reads through
+  // `probe`, so neither changes the timeout of a connection another uses.
+  c10::intrusive_ptr<c10d::Store> beat;
+  c10::intrusive_ptr<c10d::Store> probe;
+  std::mutex probe_lock;
+  std::chrono::milliseconds timeout{0};
+  int rank = 0;
+  int world = 1;
+  bool down = false;
 };
+
+constexpr std::chrono::milliseconds kMonitorTimeout(2000);
 
 void put(char* err, size_t len, const std::string& msg) {
   if (err != nullptr && len > 0) {
@@ -50,20 +64,22 @@ void all_reduce_sum(Group* g, at::Tensor& t) {
 
 // All-reduce (sum) whose gradient is the all-reduced gradient: each rank's
 // partial derivative of a loss that every rank computes reaches every input.
+// The node keeps a reference to its group (a capsule in its saved data).
 struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            int64_t group) {
+                            c10::IValue group) {
+    auto g = c10::static_intrusive_pointer_cast<Group>(group.toCapsule());
     ctx->saved_data["group"] = group;
     at::Tensor y = x.clone();
-    all_reduce_sum(reinterpret_cast<Group*>(group), y);
+    all_reduce_sum(g.get(), y);
     return y;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    auto* g = reinterpret_cast<Group*>(ctx->saved_data["group"].toInt());
+    auto g = c10::static_intrusive_pointer_cast<Group>(ctx->saved_data["group"].toCapsule());
     at::Tensor d = grads[0].contiguous().clone();
-    all_reduce_sum(g, d);
+    all_reduce_sum(g.get(), d);
     return {d, at::Tensor()};
   }
 };
@@ -81,6 +97,8 @@ R guarded(char* err, size_t errlen, R failed, F&& f) {
     put(err, errlen, e.what_without_backtrace());
   } catch (const std::exception& e) {
     put(err, errlen, e.what());
+  } catch (...) {
+    put(err, errlen, "an unknown C++ exception");
   }
   return failed;
 }
@@ -118,7 +136,16 @@ void* fnc_dist_new(int backend, const char* host, int port, int serve, int rank,
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
     auto store = c10::make_intrusive<c10d::PrefixStore>("fnc", tcp);
     // Owned here until the group is whole, so a failure frees it.
-    auto g = std::make_unique<Group>(Group{store, {}, timeout, rank, world});
+    auto g = c10::make_intrusive<Group>();
+    g->store = store;
+    g->timeout = timeout;
+    g->rank = rank;
+    g->world = world;
+    for (auto* conn : {&g->beat, &g->probe}) {
+      auto own = tcp->clone();
+      own->setTimeout(kMonitorTimeout);
+      *conn = c10::make_intrusive<c10d::PrefixStore>("fnc", own);
+    }
     if (backend == 0) {
       auto o = c10d::ProcessGroupGloo::Options::create(timeout);
       const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
@@ -140,12 +167,25 @@ void* fnc_dist_new(int backend, const char* host, int port, int serve, int rank,
           "this build has no NCCL support (its headers were absent at build time)");
 #endif
     }
-    return g.release();
+    return static_cast<void*>(g.release());
   });
 }
 
+// Gives up the caller's reference (autograd nodes may hold more).
 void fnc_dist_free(void* group) {
-  delete group_of(group);
+  c10::intrusive_ptr<Group>::reclaim(group_of(group));
+}
+
+// Shuts the backend down (NCCL: its communicators); collectives fail after.
+int fnc_dist_shutdown(void* group, char* err, size_t errlen) {
+  return guarded(err, errlen, 1, [&] {
+    auto* g = group_of(group);
+    if (!g->down) {
+      g->down = true;
+      g->backend->shutdown();
+    }
+    return 0;
+  });
 }
 
 // In-place sum over ranks.
@@ -160,7 +200,10 @@ int fnc_dist_all_reduce(void* group, at::Tensor* t, char* err, size_t errlen) {
 // the sum over ranks of the incoming gradients).
 at::Tensor* fnc_dist_all_reduce_autograd(void* group, at::Tensor* x, char* err, size_t errlen) {
   return guarded<at::Tensor*>(err, errlen, nullptr, [&] {
-    return new at::Tensor(AllReduceSum::apply(*x, reinterpret_cast<int64_t>(group)));
+    auto g = c10::intrusive_ptr<Group>::reclaim_copy(group_of(group));
+    c10::IValue capsule =
+        c10::IValue::make_capsule(c10::static_intrusive_pointer_cast<torch::CustomClassHolder>(g));
+    return new at::Tensor(AllReduceSum::apply(*x, capsule));
   });
 }
 
@@ -196,27 +239,29 @@ int fnc_dist_barrier(void* group, char* err, size_t errlen) {
   });
 }
 
-// Sets `key` of the rendezvous store to `value` (text).
+// Sets `key` of the rendezvous store to `value` (text), through the
+// heartbeat's own connection.
 int fnc_dist_store_set(void* group, const char* key, const char* value, char* err, size_t errlen) {
   return guarded(err, errlen, -1, [&] {
     std::string v(value);
-    group_of(group)->store->set(std::string(key), std::vector<uint8_t>(v.begin(), v.end()));
+    group_of(group)->beat->set(std::string(key), std::vector<uint8_t>(v.begin(), v.end()));
     return 0;
   });
 }
 
-// Reads `key` of the store into `out` (text), waiting at most `timeout_ms`
-// for the store: 1 = found, 0 = absent, -1 = the store cannot be reached.
-int fnc_dist_store_get(void* group, const char* key, int64_t timeout_ms, char* out,
-                       size_t outlen, char* err, size_t errlen) {
+// Reads `key` of the store into `out` (text), through the probe's own
+// connection (its timeout is fixed, kMonitorTimeout): 1 = found, 0 = absent,
+// -1 = the store cannot be reached.
+int fnc_dist_store_get(void* group, const char* key, char* out, size_t outlen, char* err,
+                       size_t errlen) {
   return guarded(err, errlen, -1, [&] {
-    auto& store = group_of(group)->store;
-    store->setTimeout(std::chrono::milliseconds(timeout_ms));
+    auto* g = group_of(group);
+    std::lock_guard<std::mutex> hold(g->probe_lock);
     std::string k(key);
-    if (!store->check({k})) {
+    if (!g->probe->check({k})) {
       return 0;
     }
-    auto v = store->get(k);
+    auto v = g->probe->get(k);
     put(out, outlen, std::string(v.begin(), v.end()));
     return 1;
   });

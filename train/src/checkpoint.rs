@@ -10,7 +10,7 @@
 //! RUN/features/                      evaluation feature caches (fnc-eval)
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +29,8 @@ const METRICS: &str = "metrics.jsonl";
 const CHECKPOINTS: &str = "checkpoints";
 const LATEST: &str = "latest";
 const FEATURES: &str = "features";
+/// TensorBoard event files of the run start with this.
+const EVENTS_PREFIX: &str = "events.out.tfevents";
 const STATE: &str = "state.json";
 const MODEL: &str = "model.safetensors";
 const OPTIMIZER: &str = "optimizer.safetensors";
@@ -87,67 +89,236 @@ impl RunDir {
         Ok(())
     }
 
-    /// The newest complete checkpoint, if any.
-    pub fn latest(&self) -> Option<Checkpoint> {
+    /// The run files present in the directory (config, metrics, checkpoints,
+    /// event logs): a new run must not start over them.
+    pub fn run_files(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = [CONFIG, METRICS, CHECKPOINTS]
+            .iter()
+            .map(|n| self.0.join(n))
+            .filter(|p| p.exists())
+            .collect();
+        if let Ok(entries) = fs::read_dir(&self.0) {
+            found.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(EVENTS_PREFIX))
+                    }),
+            );
+        }
+        found
+    }
+
+    /// The checkpoint directories `step-N` by step, oldest first (complete or
+    /// not: [`Checkpoint::open`] tells).
+    pub fn checkpoint_dirs(&self) -> Result<Vec<(u64, PathBuf)>, TrainError> {
         let dir = self.checkpoints_dir();
-        let name = fs::read_to_string(dir.join(LATEST)).ok()?;
-        Checkpoint::open(&dir.join(name.trim())).ok()
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        let mut all: Vec<(u64, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let step = name.strip_prefix("step-")?.parse().ok()?;
+                Some((step, e.path()))
+            })
+            .collect();
+        all.sort();
+        Ok(all)
+    }
+
+    /// The newest complete checkpoint: the one `checkpoints/latest` names.
+    /// `Ok(None)` when the run has none yet. A `latest` that cannot be read,
+    /// or that names a checkpoint that is missing or damaged, is an error
+    /// naming the file, and says which older complete checkpoint
+    /// `--resume-from` could take instead. Killed between writing a first
+    /// checkpoint and its `latest`, the newest complete one is taken.
+    pub fn latest(&self) -> Result<Option<Checkpoint>, TrainError> {
+        let dir = self.checkpoints_dir();
+        let pointer = dir.join(LATEST);
+        let name = match fs::read(&pointer) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Only before the first `latest` was written.
+                return Ok(self
+                    .checkpoint_dirs()?
+                    .into_iter()
+                    .rev()
+                    .find_map(|(_, p)| Checkpoint::open(&p).ok()));
+            }
+            Err(e) => return Err(io(&pointer)(e)),
+        };
+        let name = String::from_utf8(name)
+            .ok()
+            .map(|n| n.trim().to_string())
+            .filter(|n| {
+                n.strip_prefix("step-")
+                    .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            });
+        let Some(name) = name else {
+            return Err(checkpoint(
+                &pointer,
+                format!(
+                    "is damaged (it should hold the name of a step-N directory){}",
+                    self.older_hint(u64::MAX)
+                ),
+            ));
+        };
+        let step: u64 = name[5..].parse().unwrap_or(u64::MAX);
+        Checkpoint::open(&dir.join(&name))
+            .map(Some)
+            .map_err(|e| match e {
+                TrainError::Checkpoint { path, detail } => TrainError::Checkpoint {
+                    path,
+                    detail: format!(
+                        "{detail} (named by {}){}",
+                        pointer.display(),
+                        self.older_hint(step)
+                    ),
+                },
+                other => other,
+            })
+    }
+
+    /// "; --resume-from DIR continues from the older complete checkpoint
+    /// DIR" for the newest complete checkpoint before `step`, or "".
+    fn older_hint(&self, step: u64) -> String {
+        let older = self.checkpoint_dirs().ok().and_then(|all| {
+            all.into_iter()
+                .rev()
+                .filter(|(s, _)| *s < step)
+                .find_map(|(_, p)| Checkpoint::open(&p).ok())
+        });
+        match older {
+            Some(ck) => format!(
+                "; to continue from the older complete checkpoint instead, pass \
+                 --resume-from {}",
+                ck.dir().display()
+            ),
+            None => "; no older complete checkpoint is left".into(),
+        }
+    }
+
+    /// Before a run continues from the older checkpoint `ck`
+    /// (`--resume-from`): the newer checkpoints, whose steps will be redone,
+    /// are renamed `superseded-step-N` (kept, not removed), and `latest`
+    /// names `ck`.
+    pub fn set_aside_after(&self, ck: &Checkpoint) -> Result<(), TrainError> {
+        let dir = self.checkpoints_dir();
+        for (step, path) in self.checkpoint_dirs()? {
+            if step <= ck.state().step {
+                continue;
+            }
+            let mut to = dir.join(format!("superseded-step-{step:08}"));
+            let mut n = 1;
+            while to.exists() {
+                to = dir.join(format!("superseded-step-{step:08}.{n}"));
+                n += 1;
+            }
+            fs::rename(&path, &to).map_err(io(&path))?;
+        }
+        fnc_formats::write_atomic(&dir.join(LATEST), ck.name().as_bytes())?;
+        Ok(())
     }
 
     /// Writes a checkpoint of the model, the optimiser (and the momentum
-    /// encoder) after `state.step` atomically: into a temporary directory,
-    /// renamed into place, then `latest` points at it; older ones beyond the
-    /// newest two are removed.
+    /// encoder) after `state.step` atomically: into a temporary directory
+    /// (tensor files, then `state.json` with their sizes and checksums),
+    /// renamed into place, then `latest` points at it; then the older ones
+    /// beyond the newest two (by step) are removed.
     pub fn save(
         &self,
         vs: &nn::VarStore,
         opt: &Optimizer,
         momentum: Option<&Momentum>,
-        state: CheckpointState,
+        mut state: CheckpointState,
     ) -> Result<Checkpoint, TrainError> {
         let dir = self.checkpoints_dir();
         let name = format!("step-{:08}", state.step);
         let tmp = dir.join(format!(".{name}.tmp"));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        write_tensors(&tmp.join(MODEL), vs.variables())?;
-        write_tensors(&tmp.join(OPTIMIZER), opt.state())?;
+        let mut parts = vec![
+            (MODEL, vs.variables().into_iter().collect::<Vec<_>>()),
+            (OPTIMIZER, opt.state()),
+        ];
         if let Some(mo) = momentum {
-            write_tensors(&tmp.join(MOMENTUM), mo.state())?;
+            parts.push((MOMENTUM, mo.state()));
+        }
+        state.files.clear();
+        for (file, named) in parts {
+            let p = tmp.join(file);
+            write_tensors(&p, named)?;
+            state.files.insert(file.to_string(), FileDigest::of(&p)?);
         }
         let json = serde_json::to_vec_pretty(&state).map_err(|err| TrainError::Json {
             path: tmp.join(STATE),
             err,
         })?;
         fnc_formats::write_atomic(&tmp.join(STATE), &json)?;
+        fnc_formats::sync_parent(&tmp.join(STATE));
         let final_dir = dir.join(&name);
         let _ = fs::remove_dir_all(&final_dir);
         fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
         fnc_formats::sync_parent(&final_dir);
         fnc_formats::write_atomic(&dir.join(LATEST), name.as_bytes())?;
-        self.prune()?;
+        self.prune(state.step)?;
         Ok(Checkpoint {
             dir: final_dir,
             state,
         })
     }
 
-    fn prune(&self) -> Result<(), TrainError> {
-        let dir = self.checkpoints_dir();
-        let mut all: Vec<PathBuf> = fs::read_dir(&dir)
-            .map_err(io(&dir))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
-            })
-            .collect();
-        all.sort();
-        for old in all.iter().rev().skip(KEEP) {
-            let _ = fs::remove_dir_all(old);
+    /// Removes checkpoints beyond the newest [`KEEP`] by step; never the one
+    /// just written (`written`) nor the one `latest` names.
+    fn prune(&self, written: u64) -> Result<(), TrainError> {
+        let pointer = self.checkpoints_dir().join(LATEST);
+        let named = fs::read_to_string(&pointer).unwrap_or_default();
+        let all = self.checkpoint_dirs()?;
+        for (step, dir) in all.iter().rev().skip(KEEP) {
+            let is_latest = dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy() == named.trim());
+            if *step != written && !is_latest {
+                let _ = fs::remove_dir_all(dir);
+            }
         }
         Ok(())
+    }
+}
+
+/// Size and CRC-32 of a checkpoint file, recorded in `state.json` so that a
+/// damaged or truncated file is found when the checkpoint is opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+impl FileDigest {
+    fn of(path: &Path) -> Result<FileDigest, TrainError> {
+        use std::io::Read;
+        let mut f = fs::File::open(path).map_err(io(path))?;
+        let mut h = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(io(path))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            bytes += n as u64;
+        }
+        Ok(FileDigest {
+            bytes,
+            crc32: h.finalize(),
+        })
     }
 }
 
@@ -164,6 +335,10 @@ pub struct CheckpointState {
     /// Processes of the data-parallel run that wrote it (1 = one process).
     #[serde(default = "one")]
     pub world: u64,
+    /// Size and checksum of each tensor file (filled in by [`RunDir::save`];
+    /// absent from checkpoints of earlier versions, which are not checked).
+    #[serde(default)]
+    pub files: BTreeMap<String, FileDigest>,
 }
 
 fn one() -> u64 {
@@ -194,8 +369,25 @@ impl Checkpoint {
         }
         let p = dir.join(STATE);
         let text = fs::read_to_string(&p).map_err(io(&p))?;
-        let state = serde_json::from_str(&text)
-            .map_err(|e| checkpoint(&dir, format!("{STATE} does not parse: {e}")))?;
+        let state: CheckpointState = serde_json::from_str(&text)
+            .map_err(|e| checkpoint(&p, format!("is damaged: it does not parse: {e}")))?;
+        for (file, want) in &state.files {
+            let f = dir.join(file);
+            if !f.is_file() {
+                return Err(checkpoint(&f, "is missing"));
+            }
+            let got = FileDigest::of(&f)?;
+            if got != *want {
+                return Err(checkpoint(
+                    &f,
+                    format!(
+                        "is damaged: {} bytes with CRC-32 {:08x}, but {STATE} recorded {} \
+                         bytes with {:08x}",
+                        got.bytes, got.crc32, want.bytes, want.crc32
+                    ),
+                ));
+            }
+        }
         Ok(Checkpoint { dir, state })
     }
 

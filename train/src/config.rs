@@ -298,15 +298,127 @@ impl TrainConfig {
             .build()
             .map_err(|e| match e {
                 AugmentError::Config { flag, detail } => TrainError::Config {
-                    // The engine calls the main view side --size.
-                    flag: if flag == "--size" {
-                        "--image-size"
-                    } else {
-                        flag
-                    },
+                    flag: train_flag_of_engine(flag),
                     detail,
                 },
                 other => other.into(),
             })
+    }
+
+    /// Checks that a resumed run keeps its recorded config (`recorded`, the
+    /// run's config.toml): only the run length (`--steps`, `--epochs`),
+    /// `--checkpoint-every`, `--knn-every`, `--workers` and `--max-bad-records`
+    /// may change; any other difference is refused, naming its flag.
+    pub fn check_resume(&self, recorded: &TrainConfig) -> Result<(), TrainError> {
+        let mut same = recorded.clone();
+        same.steps = self.steps;
+        same.epochs = self.epochs;
+        same.checkpoint_every = self.checkpoint_every;
+        same.knn_every = self.knn_every;
+        same.workers = self.workers;
+        same.max_bad_records = self.max_bad_records;
+        if same == *self {
+            return Ok(());
+        }
+        let table = |c: &TrainConfig| toml::Value::try_from(c).ok();
+        let (mine, theirs) = (table(self), table(&same));
+        let key = first_difference(mine.as_ref(), theirs.as_ref(), "")
+            .unwrap_or_else(|| "config".into());
+        let shown = |v: Option<&toml::Value>| -> String {
+            v.and_then(|v| lookup(v, &key))
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "unset".into())
+        };
+        Err(TrainError::Config {
+            flag: flag_of_key(&key),
+            detail: format!(
+                "--resume continues the run with its recorded config, where it is {} (here {}); \
+                 only --steps, --epochs, --checkpoint-every, --knn-every, --workers, \
+                 --max-bad-records and --dist-timeout may change on resume: start a new run \
+                 (another --out) to change it",
+                shown(theirs.as_ref()),
+                shown(mine.as_ref())
+            ),
+        })
+    }
+}
+
+/// The dotted key of the first entry where two config tables differ.
+fn first_difference(a: Option<&toml::Value>, b: Option<&toml::Value>, at: &str) -> Option<String> {
+    match (a, b) {
+        (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                first_difference(x.get(k), y.get(k), &path)
+            })
+        }
+        (x, y) if x == y => None,
+        _ => Some(at.to_string()),
+    }
+}
+
+fn lookup<'a>(v: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
+    key.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+/// The command-line flag of a config key (the key itself for the few keys
+/// that only a config file sets).
+pub fn flag_of_key(key: &str) -> &'static str {
+    match key {
+        "shards" => "--shards",
+        "split" => "split (config key)",
+        "arch" => "--arch",
+        "proj_dim" => "proj_dim (config key)",
+        "image_size" => "--image-size",
+        "support" => "--support",
+        "support_size" => "--support-size",
+        "batch_size" => "--batch-size",
+        "epochs" => "--epochs",
+        "steps" => "--steps",
+        "lr" => "--lr",
+        "lr_scaling" => "--lr-scaling",
+        "optimizer" => "--optimizer",
+        "weight_decay" => "--weight-decay",
+        "warmup_epochs" => "--warmup-epochs",
+        "workers" => "--workers",
+        "device" => "--device",
+        "precision" => "--precision",
+        "memory_format" => "--memory-format",
+        "init" => "--init",
+        "augment_impl" => "--augment-impl",
+        "randaugment" | "randaugment.layers" | "randaugment.magnitude" => "--randaugment",
+        "sync_bn" => "--sync-bn",
+        "seed" => "--seed",
+        "checkpoint_every" => "--checkpoint-every",
+        "knn_every" => "--knn-every",
+        "memory" => "--memory",
+        "ema_decay" => "--ema-decay",
+        "max_bad_records" => "--max-bad-records",
+        "loss.temperature" => "--temperature",
+        "loss.strategy" => "--fn-strategy",
+        "loss.aggregate" => "--fn-aggregate",
+        "loss.topk" => "--fn-topk",
+        "loss.threshold" => "--fn-threshold",
+        "loss.anchors" => "--fn-anchors",
+        "loss.support_set" => "--fn-support",
+        "loss.detect" => "--fn-detect",
+        "loss.oracle_filter" => "--fn-oracle-filter",
+        "loss.oracle_precision" => "--fn-oracle-precision",
+        _ => "--config",
+    }
+}
+
+/// fnc-train's name for a flag of the augmentation engine's builder.
+fn train_flag_of_engine(flag: &'static str) -> &'static str {
+    match flag {
+        "--size" => "--image-size",
+        "--threads" => "--workers",
+        "--seconds" | "--consumer-rate" | "--images" => "--config",
+        other => other,
     }
 }

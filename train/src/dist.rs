@@ -66,10 +66,10 @@ extern "C" {
         err: *mut c_char,
         errlen: usize,
     ) -> c_int;
+    fn fnc_dist_shutdown(group: *mut c_void, err: *mut c_char, errlen: usize) -> c_int;
     fn fnc_dist_store_get(
         group: *mut c_void,
         key: *const c_char,
-        timeout_ms: i64,
         out: *mut c_char,
         outlen: usize,
         err: *mut c_char,
@@ -100,8 +100,10 @@ pub enum Backend {
 pub struct Launch {
     pub rank: usize,
     pub world: usize,
-    /// Rank on this machine: the CUDA device it uses.
+    /// Rank on this machine: its GPU is `local_rank` modulo the visible ones.
     pub local_rank: usize,
+    /// Ranks on this machine (they share its cores and GPUs).
+    pub local_world: usize,
     pub master_addr: String,
     pub master_port: u16,
     /// The launcher serves the rendezvous store (torchrun's agent store), so
@@ -135,15 +137,28 @@ impl Launch {
         };
         // An explicit WORLD_SIZE (even 1: a one-rank group, e.g. to check a
         // backend) makes a group; Slurm's variables only from 2 tasks on.
-        let (rank, world, local) = if let Some(world) = num("WORLD_SIZE")? {
+        let (rank, world, local, local_world) = if let Some(world) = num("WORLD_SIZE")? {
             let rank = num("RANK")?.ok_or_else(|| TrainError::Config {
                 flag: "environment",
                 detail: "WORLD_SIZE is set but RANK is not".into(),
             })?;
-            (rank, world, num("LOCAL_RANK")?.unwrap_or(rank))
+            let local_world = num("LOCAL_WORLD_SIZE")?.unwrap_or(world);
+            (rank, world, num("LOCAL_RANK")?.unwrap_or(rank), local_world)
         } else if let Some(world) = num("SLURM_NTASKS")?.filter(|&w| w > 1) {
             let rank = num("SLURM_PROCID")?.unwrap_or(0);
-            (rank, world, num("SLURM_LOCALID")?.unwrap_or(0))
+            let node = num("SLURM_NODEID")?.unwrap_or(0);
+            let local_world = match num("SLURM_NTASKS_PER_NODE") {
+                Ok(Some(n)) => n,
+                _ => var("SLURM_TASKS_PER_NODE")
+                    .and_then(|t| tasks_on_node(&t, node))
+                    .unwrap_or(world),
+            };
+            (
+                rank,
+                world,
+                num("SLURM_LOCALID")?.unwrap_or(0),
+                local_world,
+            )
         } else {
             return Ok(None);
         };
@@ -157,6 +172,14 @@ impl Launch {
             return Err(TrainError::Config {
                 flag: "environment",
                 detail: format!("rank {rank} is not below the world size {world}"),
+            });
+        }
+        if local_world == 0 || local >= local_world {
+            return Err(TrainError::Config {
+                flag: "environment",
+                detail: format!(
+                    "local rank {local} is not below the ranks on this node ({local_world})"
+                ),
             });
         }
         let master_addr = var("MASTER_ADDR")
@@ -178,11 +201,30 @@ impl Launch {
             rank,
             world,
             local_rank: local,
+            local_world,
             master_addr,
             master_port,
             agent_store: var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"),
         }))
     }
+}
+
+/// The tasks on node `node` of Slurm's `SLURM_TASKS_PER_NODE` (`2(x3),1`:
+/// nodes 0-2 run 2 tasks, node 3 runs 1).
+pub fn tasks_on_node(list: &str, node: usize) -> Option<usize> {
+    let mut seen = 0usize;
+    for part in list.split(',') {
+        let (n, times) = match part.split_once("(x") {
+            Some((n, t)) => (n, t.trim_end_matches(')').parse::<usize>().ok()?),
+            None => (part, 1),
+        };
+        let n: usize = n.trim().parse().ok()?;
+        seen += times;
+        if node < seen {
+            return Some(n);
+        }
+    }
+    None
 }
 
 /// The first host of a Slurm node list: `gpu[03-05,9],cpu1` -> `gpu03`.
@@ -219,13 +261,21 @@ pub struct ProcessGroup {
     pub rank: usize,
     pub world: usize,
     pub local_rank: usize,
+    /// Ranks on this machine.
+    pub local_world: usize,
+    /// The rank's device: where its model runs and its collectives' tensors live.
+    pub device: Device,
     pub backend: &'static str,
 }
 
 // SAFETY: the group is a c10d backend, which is made for use from several
 // threads (the training thread issues collectives; the autograd engine's
-// thread runs the backward of the differentiable all-reduce); the pointer is
-// owned here and freed once, in Drop.
+// thread runs the backward of the differentiable all-reduce); the store
+// connections the heartbeat and the diagnosis use are each their own (and the
+// probe's is locked in the shim). The pointer holds one reference of the
+// shim's reference-counted group, given back once, in Drop; autograd nodes of
+// `all_reduce_autograd` hold references of their own, so a graph that outlives
+// this handle still has its group.
 unsafe impl Send for ProcessGroup {}
 // SAFETY: as for Send: c10d backends serialise their own work queues.
 unsafe impl Sync for ProcessGroup {}
@@ -282,6 +332,8 @@ impl ProcessGroup {
                 rank: launch.rank,
                 world: launch.world,
                 local_rank: launch.local_rank,
+                local_world: launch.local_world,
+                device,
                 backend,
             }),
             None => Err(TrainError::Dist {
@@ -343,7 +395,7 @@ impl ProcessGroup {
         }
     }
 
-    fn store_get(&self, key: &str, timeout: Duration) -> Result<Option<String>, String> {
+    fn store_get(&self, key: &str) -> Result<Option<String>, String> {
         let k = CString::new(key).map_err(|_| "a key with a NUL byte".to_string())?;
         let mut out = vec![0u8; 256];
         let mut err = vec![0u8; ERR_LEN];
@@ -352,7 +404,6 @@ impl ProcessGroup {
             fnc_dist_store_get(
                 self.ptr.as_ptr(),
                 k.as_ptr(),
-                timeout.as_millis() as i64,
                 out.as_mut_ptr().cast(),
                 out.len(),
                 err.as_mut_ptr().cast(),
@@ -390,8 +441,7 @@ impl ProcessGroup {
     /// Which other ranks stopped beating: their heartbeats are watched for
     /// three beats. Text to append to an error ("" when nothing is known).
     pub fn diagnosis(&self) -> String {
-        let quick = Duration::from_secs(2);
-        let read = |r: usize| self.store_get(&format!("alive/{r}"), quick);
+        let read = |r: usize| self.store_get(&format!("alive/{r}"));
         let others: Vec<usize> = (0..self.world).filter(|&r| r != self.rank).collect();
         let before: Result<Vec<Option<String>>, String> = others.iter().map(|&r| read(r)).collect();
         let before = match before {
@@ -465,9 +515,11 @@ impl ProcessGroup {
     }
 
     /// Every rank's `x` stacked along dimension 0 in rank order:
-    /// `[world * n, ...]` for an `[n, ...]` input. Not differentiable.
+    /// `[world * n, ...]` for an `[n, ...]` input, on the rank's device. Not
+    /// differentiable.
     pub fn all_gather(&self, x: &Tensor) -> Result<Tensor, TrainError> {
-        let x = x.detach().contiguous();
+        // On the rank's device (NCCL gathers CUDA tensors only).
+        let x = x.detach().to_device(self.device).contiguous();
         let mut shape = x.size();
         shape[0] *= self.world as i64;
         let out = Tensor::empty(shape.as_slice(), (x.kind(), x.device()));
@@ -509,6 +561,62 @@ impl ProcessGroup {
         // SAFETY: `err` as in `new`.
         let rc = unsafe { fnc_dist_barrier(self.ptr.as_ptr(), err.as_mut_ptr().cast(), ERR_LEN) };
         self.check("barrier", rc, &err)
+    }
+
+    /// Shuts the group's backend down (NCCL destroys its communicators);
+    /// collectives fail afterwards. Called once a run is over.
+    pub fn shutdown(&self) -> Result<(), TrainError> {
+        let mut err = vec![0u8; ERR_LEN];
+        // SAFETY: the group pointer is live (owned by self); `err` as in `new`.
+        let rc = unsafe { fnc_dist_shutdown(self.ptr.as_ptr(), err.as_mut_ptr().cast(), ERR_LEN) };
+        self.check("shutdown", rc, &err)
+    }
+
+    /// Rank `root`'s bytes on every rank (`bytes` is read on `root` only).
+    pub fn broadcast_bytes(&self, bytes: &[u8], root: usize) -> Result<Vec<u8>, TrainError> {
+        let len = Tensor::from_slice(&[bytes.len() as i64]).to_device(self.device);
+        self.broadcast(&len, root)?;
+        let n = len.to_device(Device::Cpu).int64_value(&[0]).max(0);
+        let buf = if self.rank == root {
+            Tensor::from_slice(bytes).to_device(self.device)
+        } else {
+            Tensor::zeros([n], (tch::Kind::Uint8, self.device))
+        };
+        self.broadcast(&buf, root)?;
+        Vec::<u8>::try_from(&buf.to_device(Device::Cpu)).map_err(TrainError::Torch)
+    }
+
+    /// Every rank's bytes, in rank order.
+    pub fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, TrainError> {
+        let len = Tensor::from_slice(&[bytes.len() as i64]).to_device(self.device);
+        let lens = Vec::<i64>::try_from(&self.all_gather(&len)?.to_device(Device::Cpu))
+            .map_err(TrainError::Torch)?;
+        let most = lens.iter().copied().max().unwrap_or(0).max(1);
+        let mut padded = bytes.to_vec();
+        padded.resize(most as usize, 0);
+        let all = self.all_gather(&Tensor::from_slice(&padded).to_device(self.device))?;
+        let all = Vec::<u8>::try_from(&all.to_device(Device::Cpu)).map_err(TrainError::Torch)?;
+        Ok(all
+            .chunks(most as usize)
+            .zip(&lens)
+            .map(|(c, &n)| c[..(n.max(0) as usize).min(c.len())].to_vec())
+            .collect())
+    }
+
+    /// Rows `[n_r, ...]` of every rank, where rank r holds
+    /// [`share`]`(total, r, world)` of `total` rows, concatenated in rank
+    /// order (`[total, ...]`, on the input's device).
+    pub fn all_gather_shares(&self, x: &Tensor, total: u64) -> Result<Tensor, TrainError> {
+        let most = share(total, 0, self.world).count() as i64;
+        let mut shape = x.size();
+        let have = shape[0];
+        shape[0] = most - have;
+        let padded = Tensor::cat(&[x.shallow_clone(), Tensor::zeros(shape.as_slice(), (x.kind(), x.device()))], 0);
+        let all = self.all_gather(&padded.to_device(self.device))?.to_device(x.device());
+        let parts: Vec<Tensor> = (0..self.world)
+            .map(|r| all.narrow(0, r as i64 * most, share(total, r, self.world).count() as i64))
+            .collect();
+        Ok(Tensor::cat(&parts, 0))
     }
 
     /// Sums gradients over the ranks in place, in buckets of about 25 MB per
@@ -586,6 +694,15 @@ impl ProcessGroup {
     pub fn gather_views(&self, z: &Tensor, views: i64) -> Result<Tensor, TrainError> {
         Ok(view_major(&self.all_gather(z)?, self.world as i64, views))
     }
+}
+
+/// Rank `rank`'s contiguous share of `total` items split over `world` ranks
+/// (the first `total % world` ranks take one more).
+pub fn share(total: u64, rank: usize, world: usize) -> std::ops::Range<u64> {
+    let (w, r) = (world.max(1) as u64, rank as u64);
+    let (base, extra) = (total / w, total % w);
+    let start = r * base + r.min(extra);
+    start..start + base + u64::from(r < extra)
 }
 
 /// Rank-major rows (`[world * views * b, d]` or `[world, views, b, d]`, each

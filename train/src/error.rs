@@ -24,7 +24,9 @@ pub enum TrainError {
     TooManyBadRecords {
         count: usize,
         max: u64,
-        last: fnc_augment::AugmentError,
+        /// The record that went over the limit (its error's text: in a
+        /// data-parallel run it may be another rank's).
+        last: String,
     },
     #[error(transparent)]
     Loss(#[from] crate::loss::LossError),
@@ -62,6 +64,10 @@ pub enum TrainError {
     },
     #[error("the augmentation engine stopped before the run ended")]
     EngineStopped,
+    /// Rank 0 could not start the run (it reports why itself); the other
+    /// ranks stop with its word.
+    #[error("rank 0 stopped the run: {detail}")]
+    RankZero { detail: String },
     /// A collective of a data-parallel run failed: a rank died, hung past
     /// `--dist-timeout`, or could not be reached.
     #[error(

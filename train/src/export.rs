@@ -15,7 +15,7 @@ pub fn export_encoder(run: &Path, out_file: &Path) -> Result<usize, TrainError> 
     let run = RunDir::new(run);
     let cfg = run.read_config()?;
     let ck = run
-        .latest()
+        .latest()?
         .ok_or_else(|| checkpoint(run.path(), "the run has no complete checkpoint"))?;
     let mut vs = nn::VarStore::new(Device::Cpu);
     let _model = build_model(&vs, &cfg);

@@ -24,6 +24,7 @@
 // `unsafe` lives only in `dist` (the FFI to the c10d shim), each block with a SAFETY note.
 #![deny(unsafe_code)]
 
+mod bad_records;
 mod bench;
 mod checkpoint;
 mod config;
@@ -38,18 +39,23 @@ mod loss;
 mod metrics;
 mod model;
 mod momentum;
+mod monitor;
 mod optim;
 mod resnet;
+mod start;
 mod step;
 mod trainer;
 
 pub use bench::{bench_steps, BenchTimes};
-pub use checkpoint::{Checkpoint, CheckpointState, RunDir};
-pub use config::{LrScaling, MemoryFormat, Precision, TrainConfig};
-pub use device::{parse_device, sync};
+pub use checkpoint::{Checkpoint, CheckpointState, FileDigest, RunDir};
+pub use config::{flag_of_key, LrScaling, MemoryFormat, Precision, TrainConfig};
+pub use device::{parse_device, rank_device, sync};
 pub use error::TrainError;
 pub use export::export_encoder;
-pub use features::{extract_features, knn_top1, EVAL_CROP, KNN_K, KNN_T};
+pub use features::{
+    extract_features, extract_range, knn_neighbours, knn_top1, knn_vote, merge_neighbours, EVAL_CROP,
+    KNN_K, KNN_T,
+};
 pub use loss::{
     fnc_loss, fnc_loss_memory, fnc_loss_memory_shard, fnc_loss_shard, Aggregate, Anchors, Detect,
     FnCounts, LossConfig, LossError, LossOutput, MemoryBank, Shard, Strategy, SupportSet,
@@ -62,4 +68,5 @@ pub use model::{
 pub use momentum::Momentum;
 pub use optim::{cosine, learning_rate, trainable, Optimizer, OptimizerKind};
 pub use resnet::{resnet18, resnet50, ResNet};
+pub use start::Start;
 pub use trainer::{train, train_parallel, Observer};

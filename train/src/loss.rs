@@ -619,7 +619,7 @@ fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
                 };
                 if cfg.oracle_precision < 1.0 {
                     let wrong = candidate.f_logical_and(&sl.logical_not())?;
-                    noisy(&f, &wrong, cfg.oracle_precision)?
+                    noisy(&f, &wrong, cfg.oracle_precision, first, b)?
                 } else {
                     f
                 }
@@ -722,11 +722,25 @@ fn filter(score: &Tensor, set: &Tensor, cfg: &LossConfig, nk: i64) -> Result<Ten
 /// probability `precision`, and every dropped one is replaced by a random
 /// member of `wrong` (distinct, uniformly chosen), so |F_i| is kept while
 /// `wrong` has enough members. Draws from libtorch's global generator: the
-/// trainer seeds it per step, so runs and resumes repeat.
-fn noisy(f: &Tensor, wrong: &Tensor, precision: f64) -> Result<Tensor, LossError> {
+/// trainer seeds it per step, so runs and resumes repeat. `f` holds the rows
+/// of images `first..` of a batch of `batch` images (a rank's shard): the
+/// draws are made for the whole batch and the shard's rows taken, so the ranks
+/// of a data-parallel run draw what one process would.
+fn noisy(
+    f: &Tensor,
+    wrong: &Tensor,
+    precision: f64,
+    first: i64,
+    batch: i64,
+) -> Result<Tensor, LossError> {
     let (b, nk) = (f.size()[0], f.size()[1]);
     let dev = f.device();
-    let drop = f.f_logical_and(&Tensor::f_rand([b, nk], (Kind::Float, dev))?.f_ge(precision)?)?;
+    let draw = || -> Result<Tensor, LossError> {
+        Ok(Tensor::f_rand([batch, nk], (Kind::Float, dev))?.f_narrow(0, first, b)?)
+    };
+    // Both draws always, so the generator moves alike on every rank.
+    let (keep_draw, order_draw) = (draw()?, draw()?);
+    let drop = f.f_logical_and(&keep_draw.f_ge(precision)?)?;
     let kept = f.f_logical_and(&drop.logical_not())?;
     let n_drop = drop.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?; // [B]
     let most = n_drop.f_max()?.f_int64_value(&[])?;
@@ -735,8 +749,7 @@ fn noisy(f: &Tensor, wrong: &Tensor, precision: f64) -> Result<Tensor, LossError
     }
     // A uniformly random order of each row's wrong candidates: random keys,
     // non-members last.
-    let keys =
-        Tensor::f_rand([b, nk], (Kind::Float, dev))?.f_masked_fill(&wrong.logical_not(), -1.0)?;
+    let keys = order_draw.f_masked_fill(&wrong.logical_not(), -1.0)?;
     let (_, order) = keys.f_topk(most.min(nk), 1, true, false)?; // [B, K]
     let rank = Tensor::f_arange(order.size()[1], (Kind::Int64, dev))?.unsqueeze(0);
     let take = rank.f_lt_tensor(&n_drop.unsqueeze(1))?; // [B, K]

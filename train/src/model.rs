@@ -164,6 +164,11 @@ impl Model {
         }
     }
 
+    /// Width of the encoder's features.
+    pub fn feature_dim(&self) -> i64 {
+        self.arch.feature_dim()
+    }
+
     /// Features of normalised NCHW float images.
     pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
         self.encoder.forward_t(x, train)

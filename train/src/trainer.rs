@@ -2,7 +2,6 @@
 //! optimiser, with metrics, checkpoints and exact resume. Everything else it
 //! uses lives in its own module; nothing imports from here.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,13 +9,15 @@ use std::time::Instant;
 use fnc_augment::{AugmentError, Loader, Sampler};
 use tch::{nn, Tensor};
 
+use crate::bad_records::BadRecords;
 use crate::checkpoint::{Checkpoint, CheckpointState, RunDir};
 use crate::config::TrainConfig;
 use crate::device::parse_device;
 use crate::dist::ProcessGroup;
 use crate::error::TrainError;
-use crate::features::{extract_features, knn_top1, KNN_K, KNN_T};
 use crate::feed::Feed;
+use crate::monitor::Monitor;
+use crate::start::{restore, Start};
 use crate::loss::Detect;
 use crate::metrics::{MetricsLog, StepMetrics, TrainSummary};
 use crate::model::build_model;
@@ -31,6 +32,10 @@ pub trait Observer {
     fn step(&self, m: &StepMetrics, total: u64);
     /// A record failed to decode and was replaced; called once per record.
     fn bad_record(&self, _err: &AugmentError) {}
+    /// The run starts at step `step` (0: from the beginning); `resumed` when
+    /// it continues a checkpoint, false for a new run or a `--resume` of a
+    /// run that had none yet.
+    fn started(&self, _step: u64, _resumed: bool) {}
 }
 
 impl<F: Fn(&StepMetrics, u64)> Observer for F {
@@ -39,38 +44,13 @@ impl<F: Fn(&StepMetrics, u64)> Observer for F {
     }
 }
 
-/// The distinct bad records replaced so far, against `--max-bad-records`.
-struct BadRecords {
-    max: u64,
-    named: Vec<String>,
-    seen: HashSet<String>,
-}
-
-impl BadRecords {
-    fn new(max: u64, named: Vec<String>) -> BadRecords {
-        let seen = named.iter().cloned().collect();
-        BadRecords { max, named, seen }
-    }
-
-    /// Counts the batch's bad records; a record seen in an earlier epoch is
-    /// not counted (or reported) again.
-    fn add(&mut self, bad: Vec<AugmentError>, observer: &dyn Observer) -> Result<(), TrainError> {
-        for e in bad {
-            let name = e.to_string();
-            if !self.seen.insert(name.clone()) {
-                continue;
-            }
-            self.named.push(name);
-            if self.named.len() as u64 > self.max {
-                return Err(TrainError::TooManyBadRecords {
-                    count: self.named.len(),
-                    max: self.max,
-                    last: e,
-                });
-            }
-            observer.bad_record(&e);
-        }
-        Ok(())
+/// Augmentation threads: `--workers`, or with 0 this machine's `cores`
+/// divided among its `local_world` ranks (each rank of a node would otherwise
+/// start one per core).
+fn workers_of(workers: usize, local_world: usize, cores: usize) -> usize {
+    match workers {
+        0 if local_world > 1 => (cores / local_world).max(1),
+        n => n,
     }
 }
 
@@ -82,15 +62,15 @@ fn step_seed(seed: u64, step: u64) -> i64 {
     (z ^ (z >> 31)) as i64
 }
 
-/// Trains per `cfg` into `out` (a run directory); `resume` continues the latest
-/// checkpoint there. `observer` sees every step and every bad record.
+/// Trains per `cfg` into `out` (a run directory) from where `start` says.
+/// `observer` sees every step and every bad record.
 pub fn train(
     cfg: &TrainConfig,
     out: &Path,
-    resume: bool,
+    start: &Start,
     observer: &dyn Observer,
 ) -> Result<TrainSummary, TrainError> {
-    train_parallel(cfg, out, resume, observer, None)
+    train_parallel(cfg, out, start, observer, None)
 }
 
 /// [`train`] as one rank of a data-parallel run over `group`: `--batch-size`
@@ -100,7 +80,7 @@ pub fn train(
 pub fn train_parallel(
     cfg: &TrainConfig,
     out: &Path,
-    resume: bool,
+    start: &Start,
     observer: &dyn Observer,
     group: Option<&ProcessGroup>,
 ) -> Result<TrainSummary, TrainError> {
@@ -117,10 +97,9 @@ pub fn train_parallel(
     }
     let local_batch = cfg.batch_size / world;
     let writer = rank == 0;
-    let device = match (parse_device(&cfg.device)?, group) {
-        // Rank r uses the GPU of its local rank.
-        (tch::Device::Cuda(_), Some(g)) => tch::Device::Cuda(g.local_rank),
-        (d, _) => d,
+    let device = match group {
+        Some(g) => g.device,
+        None => parse_device(&cfg.device)?,
     };
     let open_err = |err| TrainError::Dataset {
         path: cfg.shards.clone(),
@@ -131,16 +110,16 @@ pub fn train_parallel(
     let epoch_len = split.len();
     cfg.check_split(epoch_len)?;
     // The k-NN monitor reads the training split through the same reader.
-    let knn = if cfg.knn_every > 0 {
+    let monitor = if cfg.knn_every > 0 {
         let val = ds.split("val").map_err(|e| TrainError::Config {
             flag: "--knn-every",
             detail: format!("needs a val split: {e}"),
         })?;
-        Some((
-            split.clone(),
+        Some(Monitor {
+            train: split.clone(),
             val,
-            ds.manifest().classes.len().max(1) as i64,
-        ))
+            classes: ds.manifest().classes.len().max(1) as i64,
+        })
     } else {
         None
     };
@@ -154,61 +133,45 @@ pub fn train_parallel(
     let peak = cfg.peak_lr();
 
     let run = RunDir::new(out);
-    if writer {
-        std::fs::create_dir_all(out).map_err(crate::error::io(out))?;
-    }
     let mut vs = nn::VarStore::new(device);
     let model = build_model(&vs, cfg);
-    if let Some(g) = group {
-        // Every rank starts from rank 0's weights (and BatchNorm statistics).
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        tch::no_grad(|| vars.iter().try_for_each(|(_, t)| g.broadcast(t, 0)))?;
-    }
     let mut opt = Optimizer::new(cfg.optimizer, trainable(&vs), cfg.weight_decay);
     let mut momentum = (cfg.memory > 0)
         .then(|| Momentum::new(&vs, cfg))
         .transpose()?;
-    let mut step = 0u64;
-    let mut sampler = Sampler::new(epoch_len, cfg.seed, rank as u64, world as u64);
-    let mut bad = BadRecords::new(cfg.max_bad_records, Vec::new());
-    let mut last_ckpt: Option<Checkpoint> = None;
-    if resume {
-        if let Some(ck) = run.latest() {
-            ck.restore_model(&mut vs, cfg.arch)?;
-            ck.restore_training(&mut opt, momentum.as_mut())?;
-            let state = ck.state();
-            if state.world != world as u64 {
-                return Err(TrainError::Config {
-                    flag: "--resume",
-                    detail: format!(
-                        "{} was written by a run of {} process(es); resume it with as many \
-                         (--nproc-per-node or the launcher's world size), not {world}",
-                        ck.dir().display(),
-                        state.world
-                    ),
-                });
-            }
-            step = state.step;
-            sampler = Sampler::restore(epoch_len, rank as u64, world as u64, state.sampler);
-            bad = BadRecords::new(cfg.max_bad_records, state.bad_records.clone());
-            last_ckpt = Some(ck);
-        }
-    } else if run.latest().is_some() {
-        return Err(TrainError::Config {
-            flag: "--out",
-            detail: format!(
-                "{} already holds a run; pass --resume to continue it or choose another --out",
-                out.display()
-            ),
-        });
+    // Rank 0 finds and restores the checkpoint; every rank takes its word.
+    let started = restore(
+        &run,
+        start,
+        cfg.arch,
+        &mut vs,
+        &mut opt,
+        momentum.as_mut(),
+        group,
+    )?;
+    let (mut step, sampler, mut bad) = match &started.state {
+        Some(state) => (
+            state.step,
+            Sampler::restore(epoch_len, rank as u64, world as u64, state.sampler.clone()),
+            BadRecords::new(cfg.max_bad_records, state.bad_records.clone()),
+        ),
+        None => (
+            0,
+            Sampler::new(epoch_len, cfg.seed, rank as u64, world as u64),
+            BadRecords::new(cfg.max_bad_records, Vec::new()),
+        ),
+    };
+    let mut last_ckpt: Option<Checkpoint> = started.checkpoint;
+    if writer {
+        observer.started(step, started.state.is_some());
     }
     let mut metrics = if writer {
+        std::fs::create_dir_all(out).map_err(crate::error::io(out))?;
         run.write_config(cfg)?;
-        Some(MetricsLog::open(
-            &run.metrics_path(),
-            resume.then_some(step),
-        )?)
+        // A resumed run cuts its log back to the checkpoint's step (a run
+        // that had none yet starts it over), so every step appears once.
+        let keep = (*start != Start::New).then_some(step);
+        Some(MetricsLog::open(&run.metrics_path(), keep)?)
     } else {
         None
     };
@@ -216,7 +179,14 @@ pub fn train_parallel(
     let feed = Feed::start(
         Loader::start(
             split,
-            cfg.engine_config_for(cfg.workers, local_batch)?,
+            cfg.engine_config_for(
+                workers_of(
+                    cfg.workers,
+                    group.map_or(1, |g| g.local_world),
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ),
+                local_batch,
+            )?,
             sampler,
         )?,
         device,
@@ -227,7 +197,7 @@ pub fn train_parallel(
         let t0 = Instant::now();
         let batch = feed.next().ok_or(TrainError::EngineStopped)??;
         let waited = t0.elapsed().as_secs_f64();
-        bad.add(batch.bad, observer)?;
+        bad.add(batch.bad, &|e| observer.bad_record(e), group)?;
         let lr = learning_rate(step as i64, peak, warmup, total as i64);
         let labels = &batch.labels;
         if cfg.loss.detect == Detect::Oracle && cfg.loss.oracle_precision < 1.0 {
@@ -282,13 +252,9 @@ pub fn train_parallel(
         wait_sum += waited;
         time_sum += dt;
         final_loss = loss;
-        let knn_top1 = match &knn {
-            Some((tr, va, classes))
-                if writer && (step.is_multiple_of(cfg.knn_every) || step == total) =>
-            {
-                let (tf, tl) = extract_features(&model, tr, cfg.image_size, 256, device)?;
-                let (vf, vl) = extract_features(&model, va, cfg.image_size, 256, device)?;
-                Some(knn_top1(&tf, &tl, &vf, &vl, KNN_K, KNN_T, *classes))
+        let knn_top1 = match &monitor {
+            Some(mon) if step.is_multiple_of(cfg.knn_every) || step == total => {
+                Some(mon.knn_top1(&model, cfg.image_size, device, group)?)
             }
             _ => None,
         };
@@ -318,6 +284,7 @@ pub fn train_parallel(
                 arch: cfg.arch.name().into(),
                 bad_records: bad.named.clone(),
                 world: world as u64,
+                files: Default::default(),
             };
             last_ckpt = Some(run.save(&vs, &opt, momentum.as_ref(), state)?);
         }
@@ -337,4 +304,21 @@ pub fn train_parallel(
             .unwrap_or_default(),
         bad_records: bad.named,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::workers_of;
+
+    #[test]
+    fn workers_0_divides_the_cores_among_the_ranks_of_a_machine() {
+        // One process: 0 stays "one per core" (the engine's own default).
+        assert_eq!(workers_of(0, 1, 64), 0);
+        // 8 ranks on a 64-core node: 8 threads each, not 64.
+        assert_eq!(workers_of(0, 8, 64), 8);
+        // More ranks than cores: one each.
+        assert_eq!(workers_of(0, 8, 2), 1);
+        // An explicit count holds.
+        assert_eq!(workers_of(3, 8, 64), 3);
+    }
 }

@@ -83,7 +83,7 @@ fn metrics(out: &Path) -> Vec<(f64, f64, Option<f64>)> {
 
 /// The model tensors of a run's latest checkpoint, by name.
 fn params(out: &Path) -> Vec<(String, Tensor)> {
-    let ck = fnc_train::RunDir::new(out).latest().unwrap();
+    let ck = fnc_train::RunDir::new(out).latest().unwrap().unwrap();
     let mut v = Tensor::read_safetensors(ck.dir().join("model.safetensors")).unwrap();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
@@ -246,7 +246,7 @@ fn a_dead_rank_stops_the_other_in_bounded_time_naming_it() {
     assert!(e.contains("rank 0 of 2") && e.contains("failed"), "{e}");
     assert!(e.contains("rank 1 stopped"), "the dead rank is named: {e}");
     // The last checkpoint is whole: it opens and names its step.
-    let ck = fnc_train::RunDir::new(&out).latest().unwrap();
+    let ck = fnc_train::RunDir::new(&out).latest().unwrap().unwrap();
     assert!(ck.state().step >= 2 && ck.dir().join("model.safetensors").exists());
 }
 

@@ -1,0 +1,527 @@
+//! fnc-train's command line: the flags, and `resolve`, the one place where
+//! they are merged with a config file (or the run's own, on resume) and
+//! judged, naming each flag as the user typed it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use fnc_train::{
+    Aggregate, Anchors, Arch, Detect, InitScheme, LossConfig, LrScaling, MemoryFormat,
+    OptimizerKind, Precision, Strategy, SupportSet, TrainConfig,
+};
+
+/// Pretrain an image encoder with the FNC loss (GPU when present, CPU otherwise).
+#[derive(Debug, Parser)]
+#[command(
+    name = "fnc-train",
+    version,
+    args_conflicts_with_subcommands = true,
+    // A flag given twice takes its last value (e.g. after a preset of flags).
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The FNC loss of a saved float32 embedding matrix (rows view-major: rows
+    /// [v*B, (v+1)*B) are view v of images 0..B-1), printed as JSON.
+    Loss {
+        /// .npy file, float32 or float64, shape [V*B, d].
+        #[arg(long)]
+        embeddings: PathBuf,
+        /// Views per image, V.
+        #[arg(long)]
+        views: i64,
+        /// Optional .npy of B integer labels, for FN precision.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Where to compute it: cpu, cuda or cuda:N (the GPU check compares
+        /// the two) [default: cpu].
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[command(flatten)]
+        loss: LossArgs,
+        /// Print JSON (the only output format; accepted for symmetry).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time training steps of a model and loss on random views (no data loading),
+    /// for comparison with a PyTorch eager step (bench/train_step.py).
+    Bench {
+        #[command(flatten)]
+        train: Box<TrainArgs>,
+        /// Untimed warm-up steps.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 3)]
+        timed: usize,
+    },
+    /// Write the encoder of a run's latest checkpoint as safetensors with
+    /// torchvision ResNet names (load with `resnet50().load_state_dict` after
+    /// dropping `fc`).
+    Export {
+        /// Run directory.
+        #[arg(long)]
+        run: PathBuf,
+        /// Output file [default: RUN/encoder.safetensors].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LossArgs {
+    /// Softmax temperature [default: 0.1].
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// none (SimCLR / multi-view NT-Xent), elimination, or attraction [default: attraction].
+    #[arg(long, value_enum)]
+    pub fn_strategy: Option<Strategy>,
+    /// How similarities to the support set are combined [default: max].
+    #[arg(long, value_enum)]
+    pub fn_aggregate: Option<Aggregate>,
+    /// Top-k filter of false-negative detection; 0 = off [default: 10].
+    #[arg(long)]
+    pub fn_topk: Option<i64>,
+    /// Similarity threshold of detection, or `none` [default: 0.7].
+    #[arg(long)]
+    pub fn_threshold: Option<String>,
+    /// Anchor views: all, or main (views 0 and 1) [default: all].
+    #[arg(long, value_enum)]
+    pub fn_anchors: Option<Anchors>,
+    /// Support set for detection: all views, or support views only [default: all].
+    #[arg(long, value_enum)]
+    pub fn_support: Option<SupportSet>,
+    /// Where F_i comes from: support (the method) or oracle (the candidates
+    /// sharing the image's label: the upper bound; the only use of labels by
+    /// the loss) [default: support].
+    #[arg(long, value_enum)]
+    pub fn_detect: Option<Detect>,
+    /// Oracle only: keep the same-label candidates that --fn-topk and
+    /// --fn-threshold keep when they rank them by support-set similarity, so
+    /// |F_i| stays comparable to detection's [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub fn_oracle_filter: Option<bool>,
+    /// Oracle only: the share P of each F_i that is right; 1 - P of it is
+    /// replaced by random candidates of other labels, |F_i| kept [default: 1].
+    #[arg(long, value_name = "P")]
+    pub fn_oracle_precision: Option<f64>,
+}
+
+impl LossArgs {
+    pub fn apply(&self, c: &mut LossConfig) -> Result<()> {
+        if let Some(v) = self.temperature {
+            c.temperature = v;
+        }
+        if let Some(v) = self.fn_strategy {
+            c.strategy = v;
+        }
+        if let Some(v) = self.fn_aggregate {
+            c.aggregate = v;
+        }
+        if let Some(v) = self.fn_topk {
+            c.topk = v;
+        }
+        if let Some(v) = &self.fn_threshold {
+            c.threshold = if v == "none" {
+                None
+            } else {
+                Some(
+                    v.parse()
+                        .with_context(|| format!("--fn-threshold {v:?}: a number or `none`"))?,
+                )
+            };
+        }
+        if let Some(v) = self.fn_anchors {
+            c.anchors = v;
+        }
+        if let Some(v) = self.fn_support {
+            c.support_set = v;
+        }
+        if let Some(v) = self.fn_detect {
+            c.detect = v;
+        }
+        if let Some(v) = self.fn_oracle_filter {
+            c.oracle_filter = v;
+        }
+        if let Some(v) = self.fn_oracle_precision {
+            c.oracle_precision = v;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset directory written by fnc-ingest [default: out].
+    #[arg(long)]
+    pub shards: Option<PathBuf>,
+    /// Run directory [default: runs/<time>-<arch>-<strategy>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A config TOML (as written to a run directory, or a preset such as
+    /// configs/fnc-paper.toml); flags override it; unknown keys are an error.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Continue the run in --out from its latest complete checkpoint (its
+    /// config.toml applies; only --steps, --epochs, --checkpoint-every,
+    /// --knn-every, --workers, --max-bad-records and --dist-timeout may
+    /// change); with no checkpoint yet the run starts over.
+    #[arg(long)]
+    pub resume: bool,
+    /// Continue the run from this checkpoint directory of it (e.g. an older
+    /// complete one, when the latest is damaged); its metrics are cut back
+    /// to that step.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub resume_from: Option<PathBuf>,
+    /// Encoder: small, resnet18, resnet50 [default: resnet50].
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    /// Main view side in pixels [default: 224].
+    #[arg(long)]
+    pub image_size: Option<u32>,
+    /// Support views per image [default: 8].
+    #[arg(long)]
+    pub support: Option<usize>,
+    /// Support view side in pixels [default: --image-size, as the reference's
+    /// support views have the main views' size].
+    #[arg(long)]
+    pub support_size: Option<u32>,
+    /// Images per step [default: 256].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Training length in epochs [default: 100].
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    /// Training length in steps (overrides --epochs).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Base learning rate, scaled by --lr-scaling [default: 0.1].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// sqrt (lr * sqrt(batch)), linear (lr * batch / 256) or none [default: sqrt].
+    #[arg(long, value_enum)]
+    pub lr_scaling: Option<LrScaling>,
+    /// lars, sgd or adamw [default: lars].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Weight decay (not on biases and BatchNorm) [default: 1e-4].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Warm-up length in epochs [default: 10].
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    /// Augmentation worker threads, 0 = one per core [default: 0].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// auto (CUDA when available), cpu, cuda or cuda:N [default: auto].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// auto (bf16 on CUDA, fp32 on the CPU), fp32 or bf16 (convolutions and
+    /// linear layers in bfloat16, float32 master weights) [default: auto].
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    /// Layout of images, activations and convolution weights: channels-last
+    /// or contiguous (NCHW) [default: channels-last].
+    #[arg(long, value_enum)]
+    pub memory_format: Option<MemoryFormat>,
+    /// Weight initialisation: torchvision, or reference (the official code's:
+    /// variance-scaling convolutions, zero last BatchNorm scale per residual
+    /// block, head weights N(0, 0.01), no shift on the head's last
+    /// BatchNorm) [default: torchvision].
+    #[arg(long, value_enum)]
+    pub init: Option<InitScheme>,
+    /// Semantics of the view ops: torchvision (RandomResizedCrop, antialiased
+    /// bilinear resize, contrast and saturation as blends with grey, reflect-padded
+    /// blur), or reference (the official TF code's: sample_distorted_bounding_box
+    /// crops, bicubic resize, per-channel contrast, HSV saturation, zero-padded
+    /// blur, float throughout) [default: torchvision].
+    #[arg(long, value_name = "IMPL")]
+    pub augment_impl: Option<fnc_augment::AugmentImpl>,
+    /// RandAugment after the colour distortion, as LAYERS,MAGNITUDE (the
+    /// reference's use_randaugment is 2,7; magnitude 0..=10), or off; greyscale
+    /// then follows it as in the reference [default: off].
+    #[arg(long, value_name = "L,M")]
+    pub randaugment: Option<String>,
+    /// Seed of the model, the sampler and every augmentation [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Checkpoint every N steps (and at the end) [default: 500].
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Weighted k-NN top-1 on the val split every N steps, logged in
+    /// metrics.jsonl; 0 = off [default: 0].
+    #[arg(long)]
+    pub knn_every: Option<u64>,
+    /// Memory variant: a FIFO bank of N x batch momentum-encoder embeddings
+    /// serves detection and negatives (the reference uses 16); N must be at
+    /// least the number of anchor views; 0 = off, in-batch negatives
+    /// [default: 0].
+    #[arg(long, value_name = "N")]
+    pub memory: Option<usize>,
+    /// EMA decay of the momentum encoder of --memory [default: 0.999].
+    #[arg(long)]
+    pub ema_decay: Option<f64>,
+    /// Records that fail to decode (corrupt data, a damaged shard) which are
+    /// replaced by another record, counted in metrics.jsonl and named once each,
+    /// before the run stops; 0 = stop at the first [default: 0].
+    #[arg(long, value_name = "N")]
+    pub max_bad_records: Option<u64>,
+    #[command(flatten)]
+    pub loss: LossArgs,
+    /// Data-parallel training on this machine: spawn N ranks of this command
+    /// (Gloo on the CPU, NCCL on GPUs, rank r on cuda:r); --batch-size is the
+    /// global batch. Multi-machine runs use a launcher instead (torchrun
+    /// --no-python, or srun): the RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/
+    /// MASTER_PORT environment (or Slurm's) makes a process one rank
+    /// [default: 1].
+    #[arg(long, value_name = "N")]
+    pub nproc_per_node: Option<usize>,
+    /// Rendezvous port of --nproc-per-node [default: a free port].
+    #[arg(long)]
+    pub master_port: Option<u16>,
+    /// Collective library: auto (NCCL on CUDA, Gloo on the CPU), gloo or nccl
+    /// [default: auto].
+    #[arg(long, value_enum)]
+    pub dist_backend: Option<fnc_train::dist::Backend>,
+    /// Seconds a collective or the rendezvous may wait for the other ranks
+    /// before the run stops with an error naming this rank [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub dist_timeout: Option<f64>,
+    /// With several ranks, BatchNorm statistics over the global batch (the
+    /// reference's global_bn); false = each rank's own [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub sync_bn: Option<bool>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the resolved config (defaults, then --config, then flags) as
+    /// TOML, the form --config reads, and exit without training.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+macro_rules! set {
+    ($cfg:ident, $args:ident, $($f:ident),*) => { $( if let Some(v) = $args.$f.clone() { $cfg.$f = v; } )* };
+}
+
+/// What a training command resolves to.
+#[derive(Debug)]
+pub struct Resolved {
+    pub cfg: TrainConfig,
+    pub out: PathBuf,
+    pub start: fnc_train::Start,
+    /// `--nproc-per-node` (1 = this process alone, or a launcher's rank).
+    pub nproc: usize,
+    pub master_port: Option<u16>,
+    pub backend: fnc_train::dist::Backend,
+    pub dist_timeout: std::time::Duration,
+}
+
+fn invalid(flag: &str, detail: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("invalid option {flag}: {detail}")
+}
+
+/// Merges defaults, `--config` (or the run's own config on resume) and the
+/// flags, and judges them: the one place fnc-train's options are checked.
+pub fn resolve(a: &TrainArgs) -> Result<Resolved> {
+    let resuming = a.resume || a.resume_from.is_some();
+    // --resume-from names a checkpoint of the run: its run is the default --out.
+    let out = match (&a.out, &a.resume_from) {
+        (Some(o), _) => Some(o.clone()),
+        (None, Some(ck)) => Some(fnc_train::Checkpoint::open(ck)
+            .with_context(|| format!("--resume-from {}", ck.display()))?
+            .run()
+            .path()
+            .to_path_buf()),
+        (None, None) => None,
+    };
+    if a.resume && out.is_none() {
+        return Err(invalid("--resume", "needs --out RUN_DIR (the run to continue)"));
+    }
+    let recorded = match (&out, resuming) {
+        (Some(o), true) => {
+            let run = fnc_train::RunDir::new(o);
+            if !run.config_path().is_file() {
+                return Err(invalid(
+                    if a.resume { "--resume" } else { "--resume-from" },
+                    format!(
+                        "{} holds no run to continue (no {}); start it without --resume",
+                        o.display(),
+                        run.config_path().display()
+                    ),
+                ));
+            }
+            Some(run.read_config()?)
+        }
+        _ => None,
+    };
+    let mut cfg = match (&a.config, &recorded) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --config {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?
+        }
+        (None, Some(r)) => r.clone(),
+        (None, None) => TrainConfig::default(),
+    };
+    set!(
+        cfg,
+        a,
+        shards,
+        arch,
+        image_size,
+        support,
+        batch_size,
+        epochs,
+        steps,
+        lr,
+        lr_scaling,
+        optimizer,
+        weight_decay,
+        warmup_epochs,
+        workers,
+        device,
+        precision,
+        memory_format,
+        init,
+        augment_impl,
+        sync_bn,
+        seed,
+        checkpoint_every,
+        knn_every,
+        memory,
+        ema_decay,
+        max_bad_records
+    );
+    if let Some(v) = a.support_size {
+        cfg.support_size = Some(v);
+    }
+    if let Some(v) = &a.randaugment {
+        cfg.randaugment = fnc_augment::parse_randaugment(v)
+            .map_err(|e| anyhow::anyhow!("--randaugment {v}: {e}"))?;
+    }
+    a.loss.apply(&mut cfg.loss)?;
+    cfg.validate()?;
+    if let Some(r) = &recorded {
+        cfg.check_resume(r)?;
+    }
+    let nproc = a.nproc_per_node.unwrap_or(1);
+    if nproc == 0 {
+        return Err(invalid("--nproc-per-node", "0 ranks: give 1 or more"));
+    }
+    if nproc > 1 && !cfg.batch_size.is_multiple_of(nproc) {
+        return Err(invalid(
+            "--batch-size",
+            format!(
+                "{} is the global batch and must divide among the {nproc} ranks of \
+                 --nproc-per-node",
+                cfg.batch_size
+            ),
+        ));
+    }
+    if a.master_port == Some(0) {
+        return Err(invalid(
+            "--master-port",
+            "0 is not a port (leave the flag out for a free one)",
+        ));
+    }
+    if a.master_port.is_some() && nproc == 1 {
+        return Err(invalid(
+            "--master-port",
+            "is the rendezvous port of --nproc-per-node N (N > 1); a launched rank takes \
+             MASTER_PORT from its environment",
+        ));
+    }
+    let secs = a.dist_timeout.unwrap_or(300.0);
+    if !(secs > 0.0 && secs.is_finite() && secs <= 7.0 * 86_400.0) {
+        return Err(invalid(
+            "--dist-timeout",
+            format!("{secs} is not a number of seconds in (0, 604800]"),
+        ));
+    }
+    let start = match (&a.resume_from, a.resume) {
+        (Some(ck), _) => fnc_train::Start::From(ck.clone()),
+        (None, true) => fnc_train::Start::Resume,
+        (None, false) => fnc_train::Start::New,
+    };
+    let out = out.unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let strategy = serde_json::to_value(cfg.loss.strategy)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        PathBuf::from("runs").join(format!(
+            "{}-{}-{}",
+            utc_stamp(secs),
+            cfg.arch.name(),
+            strategy
+        ))
+    });
+    Ok(Resolved {
+        cfg,
+        out,
+        start,
+        nproc,
+        master_port: a.master_port,
+        backend: a.dist_backend.unwrap_or(fnc_train::dist::Backend::Auto),
+        dist_timeout: std::time::Duration::from_secs_f64(secs),
+    })
+}
+
+/// The flags of a training run that `fnc-train bench` (random views, no
+/// data, no run directory) does not use: given, they are refused.
+pub fn unused_by_bench(a: &TrainArgs) -> Option<&'static str> {
+    [
+        (a.shards.is_some(), "--shards"),
+        (a.out.is_some(), "--out"),
+        (a.resume, "--resume"),
+        (a.resume_from.is_some(), "--resume-from"),
+        (a.epochs.is_some(), "--epochs"),
+        (a.steps.is_some(), "--steps"),
+        (a.workers.is_some(), "--workers"),
+        (a.checkpoint_every.is_some(), "--checkpoint-every"),
+        (a.knn_every.is_some(), "--knn-every"),
+        (a.max_bad_records.is_some(), "--max-bad-records"),
+        (a.nproc_per_node.is_some(), "--nproc-per-node"),
+        (a.master_port.is_some(), "--master-port"),
+        (a.dist_backend.is_some(), "--dist-backend"),
+        (a.dist_timeout.is_some(), "--dist-timeout"),
+        (a.print_config, "--print-config"),
+        (a.json, "--json"),
+    ]
+    .into_iter()
+    .find_map(|(given, flag)| given.then_some(flag))
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC (civil-from-days).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+

@@ -1,0 +1,217 @@
+//! Where a run starts: a new run directory, the latest checkpoint of a run
+//! (`--resume`), or a named one (`--resume-from`). Rank 0 alone reads the run
+//! directory and restores; in a data-parallel run it then hands every rank the
+//! same model, optimiser, momentum encoder, bank and bookkeeping, so ranks
+//! that see other files (no shared file system, a stale `latest`) still train
+//! one model.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use tch::{nn, Tensor};
+
+use crate::checkpoint::{Checkpoint, CheckpointState, RunDir};
+use crate::dist::ProcessGroup;
+use crate::error::TrainError;
+use crate::model::Arch;
+use crate::momentum::Momentum;
+use crate::optim::Optimizer;
+
+/// How a run starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// A new run: `--out` must hold no run files.
+    New,
+    /// `--resume`: from the run's latest complete checkpoint, or from the
+    /// beginning when it has none yet.
+    Resume,
+    /// `--resume-from CHECKPOINT`: from this checkpoint of the run.
+    From(PathBuf),
+}
+
+/// What rank 0 found: the checkpoint restored (`None`: step 0).
+#[derive(Debug, Clone)]
+pub(crate) struct Started {
+    pub state: Option<CheckpointState>,
+    /// The checkpoint directory (rank 0 only).
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// The checkpoint `start` asks for in `run` (rank 0's view of the files).
+fn find(run: &RunDir, start: &Start) -> Result<Option<Checkpoint>, TrainError> {
+    match start {
+        Start::New => {
+            let files = run.run_files();
+            if files.is_empty() {
+                return Ok(None);
+            }
+            let names: Vec<String> = files
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            Err(TrainError::Config {
+                flag: "--out",
+                detail: format!(
+                    "{} already holds a run ({}); pass --resume to continue it from its \
+                     last checkpoint, or choose another --out",
+                    run.path().display(),
+                    names.join(", ")
+                ),
+            })
+        }
+        Start::Resume => run.latest(),
+        Start::From(dir) => {
+            let ck = Checkpoint::open(dir)?;
+            let same = |a: &std::path::Path, b: &std::path::Path| {
+                match (a.canonicalize(), b.canonicalize()) {
+                    (Ok(x), Ok(y)) => x == y,
+                    _ => false,
+                }
+            };
+            if !same(ck.run().path(), run.path()) {
+                return Err(TrainError::Config {
+                    flag: "--resume-from",
+                    detail: format!(
+                        "{} is a checkpoint of the run in {}, not of --out {}",
+                        ck.dir().display(),
+                        ck.run().path().display(),
+                        run.path().display()
+                    ),
+                });
+            }
+            Ok(Some(ck))
+        }
+    }
+}
+
+/// Rank 0: finds the checkpoint and restores it into the model, optimiser and
+/// momentum encoder.
+fn restore_here(
+    run: &RunDir,
+    start: &Start,
+    arch: Arch,
+    world: usize,
+    vs: &mut nn::VarStore,
+    opt: &mut Optimizer,
+    momentum: Option<&mut Momentum>,
+) -> Result<Option<Checkpoint>, TrainError> {
+    let Some(ck) = find(run, start)? else {
+        return Ok(None);
+    };
+    let written = ck.state().world;
+    if written != world as u64 {
+        return Err(TrainError::Config {
+            flag: "--resume",
+            detail: format!(
+                "{} was written by a run of {written} process(es); resume it with as many \
+                 (--nproc-per-node or the launcher's world size), not {world}",
+                ck.dir().display(),
+            ),
+        });
+    }
+    ck.restore_model(vs, arch)?;
+    ck.restore_training(opt, momentum)?;
+    if let Start::From(_) = start {
+        run.set_aside_after(&ck)?;
+    }
+    Ok(Some(ck))
+}
+
+/// Restores where `start` says (rank 0 reads the files) and, in a
+/// data-parallel run, gives every rank rank 0's word: its error, or its
+/// bookkeeping and every tensor of the model, the optimiser and the momentum
+/// encoder with its bank.
+pub(crate) fn restore(
+    run: &RunDir,
+    start: &Start,
+    arch: Arch,
+    vs: &mut nn::VarStore,
+    opt: &mut Optimizer,
+    mut momentum: Option<&mut Momentum>,
+    group: Option<&ProcessGroup>,
+) -> Result<Started, TrainError> {
+    let world = group.map(|g| g.world).unwrap_or(1);
+    let writer = group.is_none_or(|g| g.rank == 0);
+    let found = if writer {
+        restore_here(run, start, arch, world, vs, opt, momentum.as_deref_mut())
+    } else {
+        Ok(None)
+    };
+    let Some(g) = group else {
+        let checkpoint = found?;
+        return Ok(Started {
+            state: checkpoint.as_ref().map(|c| c.state().clone()),
+            checkpoint,
+        });
+    };
+    // Rank 0's word, as JSON: {"Ok": state or null} or {"Err": message}.
+    let word: Result<Option<CheckpointState>, String> = match &found {
+        Ok(c) => Ok(c.as_ref().map(|c| c.state().clone())),
+        Err(e) => Err(e.to_string()),
+    };
+    let text = serde_json::to_vec(&word).unwrap_or_default();
+    let heard = g.broadcast_bytes(&text, 0)?;
+    let word: Result<Option<CheckpointState>, String> =
+        serde_json::from_slice(&heard).map_err(|e| TrainError::Dist {
+            rank: g.rank,
+            world: g.world,
+            op: "broadcast of the run's start",
+            detail: format!("rank 0's word does not parse: {e}"),
+        })?;
+    let state = match (found, word) {
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(detail)) => return Err(TrainError::RankZero { detail }),
+        (Ok(_), Ok(state)) => state,
+    };
+    broadcast_tensors(g, vs, opt, momentum)?;
+    let checkpoint = if writer {
+        match start {
+            Start::New => None,
+            Start::Resume => run.latest()?,
+            Start::From(d) => Some(Checkpoint::open(d)?),
+        }
+    } else {
+        None
+    };
+    Ok(Started { state, checkpoint })
+}
+
+/// Every rank takes rank 0's model (parameters and BatchNorm statistics),
+/// optimiser state and momentum encoder with its bank.
+fn broadcast_tensors(
+    g: &ProcessGroup,
+    vs: &nn::VarStore,
+    opt: &mut Optimizer,
+    momentum: Option<&mut Momentum>,
+) -> Result<(), TrainError> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| vars.iter().try_for_each(|(_, t)| g.broadcast(t, 0)))?;
+    // Optimiser and momentum state as copies, broadcast, then loaded back (its
+    // counters are not views of the live state).
+    let mut named: Vec<(String, Tensor)> = opt.state();
+    if let Some(mo) = momentum.as_deref() {
+        named.extend(mo.state());
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let copies: HashMap<String, Tensor> = tch::no_grad(|| {
+        named
+            .into_iter()
+            .map(|(n, t)| {
+                let c = t.to_device(g.device).copy();
+                g.broadcast(&c, 0).map(|()| (n, c))
+            })
+            .collect::<Result<_, TrainError>>()
+    })?;
+    let fail = |detail: String| TrainError::Dist {
+        rank: g.rank,
+        world: g.world,
+        op: "broadcast of the training state",
+        detail,
+    };
+    opt.load_state(&copies).map_err(fail)?;
+    if let Some(mo) = momentum {
+        mo.load_state(&copies).map_err(fail)?;
+    }
+    Ok(())
+}
