@@ -1,7 +1,7 @@
 //! `fnc-ingest`: pack an image tree into shards; inspect, verify, synthesise.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -51,20 +51,20 @@ enum Command {
 struct SynthArgs {
     /// Directory to write train/, val/ and LOC_synset_mapping.txt into.
     dir: PathBuf,
-    /// Number of classes.
-    #[arg(long, default_value_t = 10)]
+    /// Number of classes, 1..=10000.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 10)]
     classes: u32,
-    /// Training images per class.
-    #[arg(long, default_value_t = 200)]
+    /// Training images per class, 1..=100000.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 200)]
     per_class: u32,
-    /// Validation images per class [default: per-class / 4].
-    #[arg(long)]
+    /// Validation images per class, 0..=100000 [default: per-class / 4].
+    #[arg(long, allow_negative_numbers = true)]
     val_per_class: Option<u32>,
-    /// Image side in pixels.
-    #[arg(long, default_value_t = 96)]
+    /// Image side in pixels, 16..=4096.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 96)]
     size: u32,
     /// Seed; the same seed writes the same files.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     seed: u64,
     /// Print a JSON summary.
     #[arg(long)]
@@ -99,8 +99,9 @@ struct IngestArgs {
     /// Output directory for shards and manifest.json.
     #[arg(long, default_value = "out")]
     out: PathBuf,
-    /// Images whose limited side (see --resize-side) exceeds N pixels are resized to N; 0 = never resize.
-    #[arg(long, default_value_t = 512)]
+    /// Images whose limited side (see --resize-side) exceeds N pixels are resized
+    /// to N, 16..=65535; 0 = never resize.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 512)]
     max_side: u32,
     /// Which side --max-side limits.
     #[arg(long, value_enum, default_value = "longer")]
@@ -109,27 +110,27 @@ struct IngestArgs {
     #[arg(long, value_enum, default_value = "keep")]
     encoding: EncodingArg,
     /// JPEG/WebP quality for re-encoded images (1-100).
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 90)]
     quality: u8,
-    /// Target shard size, in bytes or with a K/M/G suffix (binary units).
-    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    /// Target shard size, in bytes or with a K/M/G suffix (binary units), 4K..=16G.
+    #[arg(long, allow_negative_numbers = true, default_value = "256M", value_parser = parse_size)]
     shard_size: u64,
-    /// Worker threads; 0 = one per core. The output is identical for any value.
-    #[arg(long, default_value_t = 0)]
+    /// Worker threads, 0..=1024; 0 = one per core. The output is identical for any value.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     threads: usize,
     /// Seed of the one-time record shuffle (and of --val-fraction).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     seed: u64,
-    /// Fraction of each class moved to a val split when the source has none.
-    #[arg(long, default_value_t = 0.0)]
+    /// Fraction of each class moved to a val split when the source has none, in [0, 1).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     val_fraction: f64,
-    /// Stop when more than N source files cannot be used.
-    #[arg(long, default_value_t = 1000)]
+    /// Stop when more than N source files cannot be used (0 = at the first).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1000)]
     max_errors: usize,
     /// Write at most N shards in this run, then stop as an interruption would
     /// (exit status 1); running the same command again continues. For ingesting
     /// in time slots [default: no limit].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     stop_after_shards: Option<u64>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
@@ -238,7 +239,10 @@ fn print_report(r: &IngestReport) {
     }
 }
 
-fn run_ingest(a: &IngestArgs, src: &PathBuf) -> Result<ExitCode> {
+/// The ingest's options from the command line, judged by
+/// [`IngestOptions::check`] (each error names its flag) before anything is
+/// read or written.
+fn ingest_options(a: &IngestArgs, src: &Path) -> Result<IngestOptions> {
     let mut opts = IngestOptions::new(src, &a.out);
     opts.policy = StoragePolicy {
         max_side: a.max_side,
@@ -260,11 +264,30 @@ fn run_ingest(a: &IngestArgs, src: &PathBuf) -> Result<ExitCode> {
     opts.val_fraction = a.val_fraction;
     opts.max_errors = a.max_errors;
     opts.stop_after_shards = a.stop_after_shards;
+    opts.check()?;
+    Ok(opts)
+}
+
+/// The synth options from the command line, judged by [`SynthOptions::check`].
+fn synth_options(a: &SynthArgs) -> Result<SynthOptions> {
+    let opts = SynthOptions {
+        classes: a.classes,
+        per_class: a.per_class,
+        val_per_class: a.val_per_class.unwrap_or((a.per_class / 4).max(1)),
+        size: a.size,
+        seed: a.seed,
+    };
+    opts.check()?;
+    Ok(opts)
+}
+
+fn run_ingest(opts: &IngestOptions, json: bool) -> Result<ExitCode> {
+    let (src, out) = (&opts.src, &opts.out);
     let bar = BarProgress(progress_bar(0));
-    let report = fnc_ingest::ingest(&opts, &bar)
-        .with_context(|| format!("ingesting {} into {}", src.display(), a.out.display()))?;
+    let report = fnc_ingest::ingest(opts, &bar)
+        .with_context(|| format!("ingesting {} into {}", src.display(), out.display()))?;
     bar.0.finish_and_clear();
-    if a.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
@@ -292,7 +315,8 @@ fn run() -> Result<ExitCode> {
             let Some(src) = &cli.ingest.src else {
                 anyhow::bail!("no SRC given: fnc-ingest SRC [--out DIR], or a subcommand (inspect, verify, synth); see --help");
             };
-            run_ingest(&cli.ingest, src)
+            let opts = ingest_options(&cli.ingest, src)?;
+            run_ingest(&opts, cli.ingest.json)
         }
         Some(Command::Inspect { dir, json }) => {
             let ins = fnc_ingest::inspect(&dir)
@@ -368,13 +392,7 @@ fn run() -> Result<ExitCode> {
             }
         }
         Some(Command::Synth(a)) => {
-            let opts = SynthOptions {
-                classes: a.classes,
-                per_class: a.per_class,
-                val_per_class: a.val_per_class.unwrap_or((a.per_class / 4).max(1)),
-                size: a.size,
-                seed: a.seed,
-            };
+            let opts = synth_options(&a)?;
             let r = fnc_ingest::synth(&a.dir, &opts)
                 .with_context(|| format!("writing synth data to {}", a.dir.display()))?;
             if a.json {

@@ -65,6 +65,63 @@ impl IngestOptions {
     }
 }
 
+impl IngestOptions {
+    /// The most worker threads.
+    pub const MAX_THREADS: usize = 1024;
+    /// The smallest and largest shard sizes (a shard is built in memory).
+    pub const SHARD_SIZE_RANGE: std::ops::RangeInclusive<u64> = 4096..=(16 << 30);
+    /// `max_side` when not 0 (never resize): the largest side a JPEG can have.
+    pub const MAX_SIDE_RANGE: std::ops::RangeInclusive<u32> = 16..=65_535;
+
+    /// The one judge of the options, each error naming the flag that sets
+    /// it; [`ingest`] calls it before touching the disk.
+    pub fn check(&self) -> Result<(), IngestError> {
+        let bad = |flag: &'static str, detail: String| Err(IngestError::BadOption { flag, detail });
+        let max_side = self.policy.max_side;
+        if max_side != 0 && !Self::MAX_SIDE_RANGE.contains(&max_side) {
+            return bad(
+                "--max-side",
+                format!("{max_side} is not 0 (never resize) nor in 16..=65535"),
+            );
+        }
+        if !(1..=100).contains(&self.policy.quality) {
+            return bad(
+                "--quality",
+                format!("{} is not in 1..=100", self.policy.quality),
+            );
+        }
+        if !Self::SHARD_SIZE_RANGE.contains(&self.shard_size) {
+            return bad(
+                "--shard-size",
+                format!(
+                    "{} bytes is not in 4096..={} (4K..16G)",
+                    self.shard_size,
+                    Self::SHARD_SIZE_RANGE.end()
+                ),
+            );
+        }
+        if self.threads > Self::MAX_THREADS {
+            return bad(
+                "--threads",
+                format!("{} is not in 0..={}", self.threads, Self::MAX_THREADS),
+            );
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad(
+                "--val-fraction",
+                format!("{} is not in [0, 1)", self.val_fraction),
+            );
+        }
+        if self.stop_after_shards == Some(0) {
+            return bad(
+                "--stop-after-shards",
+                "0 would stop before doing anything; use at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A source file that could not be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
@@ -256,18 +313,7 @@ fn read_and_convert(item: &SourceItem, policy: &StoragePolicy) -> Result<Convert
 /// Packs `opts.src` into shards under `opts.out`, resuming an interrupted run.
 pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
-    if opts.shard_size < 4096 {
-        return Err(IngestError::BadOption {
-            flag: "--shard-size",
-            detail: format!("{} bytes is too small (4096 at least)", opts.shard_size),
-        });
-    }
-    if !(1..=100).contains(&opts.policy.quality) {
-        return Err(IngestError::BadOption {
-            flag: "--quality",
-            detail: format!("{} is not in 1..=100", opts.policy.quality),
-        });
-    }
+    opts.check()?;
     let plan = discover(&opts.src, opts.val_fraction, opts.seed)?;
     let id = dataset_id(&plan, opts);
     let out = &opts.out;

@@ -34,6 +34,61 @@ pub struct SynthOptions {
     pub seed: u64,
 }
 
+impl SynthOptions {
+    /// The most classes.
+    pub const MAX_CLASSES: u32 = 10_000;
+    /// The most images per class and split.
+    pub const MAX_PER_CLASS: u32 = 100_000;
+    /// The most images in all (classes x (train + val per class)).
+    pub const MAX_IMAGES: u64 = 10_000_000;
+
+    /// The one judge of the options, each error naming the flag that sets
+    /// it; [`synth`] calls it before writing anything.
+    pub fn check(&self) -> Result<(), IngestError> {
+        let bad = |flag: &'static str, detail: String| Err(IngestError::BadOption { flag, detail });
+        if !(1..=Self::MAX_CLASSES).contains(&self.classes) {
+            return bad(
+                "--classes",
+                format!("{} is not in 1..={}", self.classes, Self::MAX_CLASSES),
+            );
+        }
+        if !(1..=Self::MAX_PER_CLASS).contains(&self.per_class) {
+            return bad(
+                "--per-class",
+                format!("{} is not in 1..={}", self.per_class, Self::MAX_PER_CLASS),
+            );
+        }
+        if self.val_per_class > Self::MAX_PER_CLASS {
+            return bad(
+                "--val-per-class",
+                format!(
+                    "{} is not in 0..={}",
+                    self.val_per_class,
+                    Self::MAX_PER_CLASS
+                ),
+            );
+        }
+        let images =
+            u64::from(self.classes) * (u64::from(self.per_class) + u64::from(self.val_per_class));
+        if images > Self::MAX_IMAGES {
+            return bad(
+                "--classes",
+                format!(
+                    "{} classes x ({} --per-class + {} --val-per-class) = {images} images, more than {}",
+                    self.classes,
+                    self.per_class,
+                    self.val_per_class,
+                    Self::MAX_IMAGES
+                ),
+            );
+        }
+        if !(16..=4096).contains(&self.size) {
+            return bad("--size", format!("{} is not in 16..=4096", self.size));
+        }
+        Ok(())
+    }
+}
+
 impl Default for SynthOptions {
     fn default() -> Self {
         SynthOptions {
@@ -250,18 +305,7 @@ fn image_seed(seed: u64, split: u64, class: u32, i: u32) -> u64 {
 /// Writes the dataset under `dir` (`train/<wnid>/`, `val/<wnid>/`,
 /// `LOC_synset_mapping.txt`).
 pub fn synth(dir: &Path, opts: &SynthOptions) -> Result<SynthReport, IngestError> {
-    if opts.classes == 0 || opts.per_class == 0 {
-        return Err(IngestError::BadOption {
-            flag: "--classes/--per-class",
-            detail: "both must be at least 1".into(),
-        });
-    }
-    if !(16..=4096).contains(&opts.size) {
-        return Err(IngestError::BadOption {
-            flag: "--size",
-            detail: format!("{} is not in 16..=4096", opts.size),
-        });
-    }
+    opts.check()?;
     let mut mapping = String::new();
     for c in 0..opts.classes {
         mapping.push_str(&format!("{} {}\n", synth_wnid(c), synth_class_name(c)));
