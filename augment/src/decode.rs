@@ -7,8 +7,20 @@ use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
 /// Decodes `rec` into `buf` (resized as needed, never shrunk) as packed RGB8 and
-/// returns (width, height).
+/// returns (width, height). An image without pixels (width or height 0) is an
+/// error.
 pub fn decode_into(rec: &Record<'_>, buf: &mut Vec<u8>) -> Result<(u32, u32), String> {
+    let (w, h) = decode_any(rec, buf)?;
+    if w == 0 || h == 0 {
+        return Err(format!(
+            "the {} image is {w}x{h}: it has no pixels",
+            rec.encoding
+        ));
+    }
+    Ok((w, h))
+}
+
+fn decode_any(rec: &Record<'_>, buf: &mut Vec<u8>) -> Result<(u32, u32), String> {
     match rec.encoding {
         Encoding::Jpeg => {
             let opts = DecoderOptions::default()
@@ -33,8 +45,8 @@ pub fn decode_into(rec: &Record<'_>, buf: &mut Vec<u8>) -> Result<(u32, u32), St
             Ok((w as u32, h as u32))
         }
         Encoding::Raw => {
-            let n = rec.width as usize * rec.height as usize * 3;
-            if rec.data.len() != n {
+            let n = u64::from(rec.width) * u64::from(rec.height) * 3;
+            if rec.data.len() as u64 != n {
                 return Err(format!(
                     "raw record of {} bytes, expected {}x{}x3",
                     rec.data.len(),

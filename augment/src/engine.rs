@@ -2,7 +2,7 @@
 //! buffers -> bounded queue, with buffers recycled through a pool.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -49,6 +49,9 @@ pub struct EngineConfig {
 pub struct EngineConfigBuilder(EngineConfig);
 
 impl EngineConfig {
+    /// The most support views per image.
+    pub const MAX_SUPPORT: usize = 64;
+
     pub fn builder() -> EngineConfigBuilder {
         EngineConfigBuilder(EngineConfig {
             batch_size: 256,
@@ -97,7 +100,8 @@ impl EngineConfigBuilder {
         self.0.batch_size = n;
         self
     }
-    /// Support views per image, S (default 8; V = 2 + S).
+    /// Support views per image, S (default 8; V = 2 + S; at most
+    /// [`EngineConfig::MAX_SUPPORT`]).
     pub fn support(mut self, s: usize) -> Self {
         self.0.support = s;
         self
@@ -152,6 +156,12 @@ impl EngineConfigBuilder {
                 detail: "must be at least 1".into(),
             });
         }
+        if c.support > EngineConfig::MAX_SUPPORT {
+            return Err(AugmentError::Config {
+                flag: "--support",
+                detail: format!("{} is not in 0..={}", c.support, EngineConfig::MAX_SUPPORT),
+            });
+        }
         for (flag, side) in [("--size", c.size), ("--support-size", c.support_size)] {
             if !(8..=4096).contains(&side) {
                 return Err(AugmentError::Config {
@@ -166,8 +176,39 @@ impl EngineConfigBuilder {
                 detail: "must be at least 1".into(),
             });
         }
+        // One batch's view buffers must be addressable (Vec's limit).
+        let pixels = |side: u32| u64::from(side) * u64::from(side) * 3;
+        let per_image = 2 * pixels(c.size) + c.support as u64 * pixels(c.support_size);
+        if per_image
+            .checked_mul(c.batch_size as u64)
+            .is_none_or(|b| b > isize::MAX as u64)
+        {
+            return Err(AugmentError::Config {
+                flag: "--batch-size",
+                detail: format!(
+                    "{} images of {per_image} view bytes each do not fit in memory",
+                    c.batch_size
+                ),
+            });
+        }
         let r = &c.recipe;
-        let probs = [r.flip_p, r.jitter_p, r.grey_p, r.blur_p, r.solarize_p];
+        if !(0.0..=1.0).contains(&r.solarize_p) {
+            return Err(AugmentError::Config {
+                flag: "--solarize",
+                detail: format!("{} is not a probability in [0, 1]", r.solarize_p),
+            });
+        }
+        if !(0.0..=Recipe::MAX_JITTER_STRENGTH).contains(&r.jitter_strength) {
+            return Err(AugmentError::Config {
+                flag: "--color-strength",
+                detail: format!(
+                    "{} is not in [0, {}]",
+                    r.jitter_strength,
+                    Recipe::MAX_JITTER_STRENGTH
+                ),
+            });
+        }
+        let probs = [r.flip_p, r.jitter_p, r.grey_p, r.blur_p];
         if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
             return Err(AugmentError::Config {
                 flag: "recipe",
@@ -456,6 +497,8 @@ pub fn centre_crops(
 pub struct Loader {
     rx: Option<Receiver<Result<Batch, AugmentError>>>,
     stop: Arc<AtomicBool>,
+    /// Batch buffer sets allocated so far (the rest came from the pool).
+    allocated: Arc<AtomicU64>,
     handle: Option<JoinHandle<()>>,
     waited: Duration,
     started: Instant,
@@ -503,6 +546,8 @@ impl Loader {
         let (recycle_tx, recycle_rx) = bounded::<Vec<ViewGroup>>(cfg.queue_depth + 4);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let allocated = Arc::new(AtomicU64::new(0));
+        let allocated2 = allocated.clone();
         let handle = std::thread::Builder::new()
             .name("fnc-augment-producer".into())
             .spawn(move || {
@@ -516,9 +561,10 @@ impl Loader {
                             *i = map[*i as usize];
                         }
                     }
-                    let mut groups = recycle_rx
-                        .try_recv()
-                        .unwrap_or_else(|_| new_groups(&cfg, b));
+                    let mut groups = recycle_rx.try_recv().unwrap_or_else(|_| {
+                        allocated2.fetch_add(1, Ordering::Relaxed);
+                        new_groups(&cfg, b)
+                    });
                     let mut labels = vec![0u32; b];
                     let res = pool.install(|| {
                         fill_batch(&split, &cfg, epoch, &mut indices, &mut labels, &mut groups)
@@ -542,6 +588,7 @@ impl Loader {
         Ok(Loader {
             rx: Some(rx),
             stop,
+            allocated,
             handle: Some(handle),
             waited: Duration::ZERO,
             started: Instant::now(),
@@ -559,6 +606,13 @@ impl Loader {
     /// Time the consumer spent blocked in [`Loader::next_batch`].
     pub fn waited(&self) -> Duration {
         self.waited
+    }
+
+    /// How many sets of batch buffers the engine has allocated: the others
+    /// were recycled from batches the consumer dropped. It stays near the
+    /// queue depth however many batches are taken.
+    pub fn buffers_allocated(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
     }
 
     /// Time since the loader started.

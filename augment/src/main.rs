@@ -26,25 +26,25 @@ struct Common {
     #[arg(long, default_value = "train")]
     split: String,
     /// Seed of every random draw; the same seed gives the same views.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     seed: u64,
-    /// Worker threads; 0 = one per core. Output does not depend on it.
-    #[arg(long, default_value_t = 0)]
+    /// Worker threads, 0..=1024; 0 = one per core. Output does not depend on it.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     threads: usize,
-    /// Support views per image (V = 2 + S).
-    #[arg(long, default_value_t = 8)]
+    /// Support views per image, 0..=64 (V = 2 + S).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 8)]
     support: usize,
-    /// Side of the 2 main views in pixels.
-    #[arg(long, default_value_t = 224)]
+    /// Side of the 2 main views in pixels, 8..=4096.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 224)]
     size: u32,
-    /// Side of the support views in pixels.
-    #[arg(long, default_value_t = 224)]
+    /// Side of the support views in pixels, 8..=4096.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 224)]
     support_size: u32,
-    /// Solarize probability (BYOL-style; off in the reference recipe).
-    #[arg(long, default_value_t = 0.0)]
+    /// Solarize probability in [0, 1] (BYOL-style; off in the reference recipe).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     solarize: f64,
-    /// Colour distortion strength s.
-    #[arg(long, default_value_t = 1.0)]
+    /// Colour distortion strength s, in [0, 10].
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     color_strength: f64,
     /// Semantics of the view ops: torchvision or reference (the official TF
     /// code's crop sampler, bicubic resize, colour ops and blur).
@@ -64,24 +64,25 @@ enum Command {
         /// Output PNG.
         #[arg(long, default_value = "preview.png")]
         out: PathBuf,
-        /// Number of images (rows).
-        #[arg(long, default_value_t = 6)]
+        /// Number of images (rows), 1..=1000.
+        #[arg(long, allow_negative_numbers = true, default_value_t = 6)]
         images: usize,
     },
     /// Measure engine throughput in source images/s and views/s.
     Bench {
         #[command(flatten)]
         common: Common,
-        /// Seconds to measure (after one warm-up batch).
-        #[arg(long, default_value_t = 10.0)]
+        /// Seconds to measure (after one warm-up batch), in (0, 86400].
+        #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
         seconds: f64,
-        /// Images per batch.
-        #[arg(long, default_value_t = 64)]
+        /// Images per batch (at least 1, at most the split's records).
+        #[arg(long, allow_negative_numbers = true, default_value_t = 64)]
         batch_size: usize,
         /// Simulate a consumer that needs this many images/s (e.g. a training
         /// step's rate); 0 = a consumer that only pops. The wait fraction then
-        /// says whether the engine keeps up with it.
-        #[arg(long, default_value_t = 0.0)]
+        /// says whether the engine keeps up with it. Else at least
+        /// --batch-size / --seconds, so that one batch's work fits the measurement.
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
         consumer_rate: f64,
         /// Print JSON.
         #[arg(long)]
@@ -89,22 +90,83 @@ enum Command {
     },
 }
 
-fn config(c: &Common, batch: usize) -> Result<EngineConfig> {
+/// The most worker threads `--threads` may ask for.
+const MAX_THREADS: usize = 1024;
+/// The longest `bench --seconds`: a day.
+const MAX_SECONDS: f64 = 86_400.0;
+/// The most rows of a preview sheet.
+const MAX_IMAGES: usize = 1000;
+
+/// An invalid flag value, named as the user types it.
+fn bad(flag: &str, detail: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("invalid option {flag}: {detail}")
+}
+
+/// The one judge of the command line: every numeric flag against its
+/// documented range (the engine's builder judges those it owns and names
+/// them), before anything is read or written. Returns the engine config.
+fn validate(command: &Command) -> Result<EngineConfig> {
+    let (common, batch) = match command {
+        Command::Preview { common, images, .. } => {
+            if !(1..=MAX_IMAGES).contains(images) {
+                return Err(bad(
+                    "--images",
+                    format!("{images} is not in 1..={MAX_IMAGES}"),
+                ));
+            }
+            (common, 1)
+        }
+        Command::Bench {
+            common,
+            seconds,
+            batch_size,
+            consumer_rate,
+            ..
+        } => {
+            if !(*seconds > 0.0 && *seconds <= MAX_SECONDS) {
+                return Err(bad(
+                    "--seconds",
+                    format!("{seconds} is not in (0, {MAX_SECONDS}]"),
+                ));
+            }
+            // NaN fails every comparison: only 0 and finite positive rates pass.
+            let per_batch = *batch_size as f64 / consumer_rate;
+            let rate_ok =
+                consumer_rate.is_finite() && *consumer_rate > 0.0 && per_batch <= *seconds;
+            if !(*consumer_rate == 0.0 || rate_ok) {
+                return Err(bad(
+                    "--consumer-rate",
+                    format!(
+                        "{consumer_rate} images/s is not 0 (a consumer that only pops) nor at least \
+                         --batch-size / --seconds = {} (one batch's work must fit the measurement)",
+                        *batch_size as f64 / seconds
+                    ),
+                ));
+            }
+            (common, *batch_size)
+        }
+    };
+    if common.threads > MAX_THREADS {
+        return Err(bad(
+            "--threads",
+            format!("{} is not in 0..={MAX_THREADS}", common.threads),
+        ));
+    }
     let recipe = Recipe {
-        solarize_p: c.solarize,
-        jitter_strength: c.color_strength,
-        implementation: c.augment_impl,
-        randaugment: fnc_augment::parse_randaugment(&c.randaugment)
-            .map_err(|e| anyhow::anyhow!("--randaugment {}: {e}", c.randaugment))?,
+        solarize_p: common.solarize,
+        jitter_strength: common.color_strength,
+        implementation: common.augment_impl,
+        randaugment: fnc_augment::parse_randaugment(&common.randaugment)
+            .map_err(|e| bad("--randaugment", format!("{}: {e}", common.randaugment)))?,
         ..Recipe::default()
     };
     Ok(EngineConfig::builder()
         .batch_size(batch)
-        .support(c.support)
-        .size(c.size)
-        .support_size(c.support_size)
-        .seed(c.seed)
-        .threads(c.threads)
+        .support(common.support)
+        .size(common.size)
+        .support_size(common.support_size)
+        .seed(common.seed)
+        .threads(common.threads)
         .recipe(recipe)
         .build()?)
 }
@@ -119,14 +181,15 @@ fn open(c: &Common) -> Result<Arc<fnc_formats::SplitReader>> {
 }
 
 fn run() -> Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    let cfg = validate(&command)?;
+    match command {
         Command::Preview {
             common,
             out,
             images,
         } => {
             let split = open(&common)?;
-            let cfg = config(&common, 1)?;
             let sheet = fnc_augment::contact_sheet(split, &cfg, images)?;
             sheet
                 .save_with_format(&out, image::ImageFormat::Png)
@@ -141,12 +204,11 @@ fn run() -> Result<()> {
         Command::Bench {
             common,
             seconds,
-            batch_size,
+            batch_size: _,
             consumer_rate,
             json,
         } => {
             let split = open(&common)?;
-            let cfg = config(&common, batch_size)?;
             let views = cfg.views();
             let threads = if common.threads == 0 {
                 rayon::current_num_threads()

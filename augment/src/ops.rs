@@ -24,6 +24,26 @@ impl std::fmt::Debug for Scratch {
     }
 }
 
+/// Checks that `src` holds a `w` x `h` RGB8 image with at least one pixel and
+/// that `crop` is a non-empty box inside it: what every resize relies on.
+pub fn check_crop(src: &[u8], w: u32, h: u32, crop: CropBox) -> Result<(), String> {
+    if w == 0 || h == 0 {
+        return Err(format!("the image is {w}x{h}: it has no pixels"));
+    }
+    if src.len() as u64 != u64::from(w) * u64::from(h) * 3 {
+        return Err(format!("{} bytes for a {w}x{h} RGB image", src.len()));
+    }
+    let inside = u64::from(crop.x) + u64::from(crop.w) <= u64::from(w)
+        && u64::from(crop.y) + u64::from(crop.h) <= u64::from(h);
+    if crop.w == 0 || crop.h == 0 || !inside {
+        return Err(format!(
+            "crop {}x{} at ({}, {}) is empty or outside the {w}x{h} image",
+            crop.w, crop.h, crop.x, crop.y
+        ));
+    }
+    Ok(())
+}
+
 /// Crops `crop` out of the `w` x `h` RGB8 `src` and resizes it to `side` x `side`
 /// into `out` (bilinear; antialiased when downscaling, as the filter support widens
 /// with the scale).
@@ -48,6 +68,10 @@ pub fn resize_box(
     out: &mut [u8],
     scratch: &mut Scratch,
 ) -> Result<(), String> {
+    check_crop(src, size.0, size.1, crop)?;
+    if out_size.0 == 0 || out_size.1 == 0 {
+        return Err(format!("output of {}x{} pixels", out_size.0, out_size.1));
+    }
     let src = fr::images::ImageRef::new(size.0, size.1, src, fr::PixelType::U8x3)
         .map_err(|e| e.to_string())?;
     let mut dst =
@@ -337,6 +361,13 @@ pub fn apply_view(
     out: &mut [u8],
     scratch: &mut Scratch,
 ) -> Result<(), String> {
+    check_crop(src, w, h, d.crop)?;
+    if side == 0 || out.len() as u64 != u64::from(side) * u64::from(side) * 3 {
+        return Err(format!(
+            "{} output bytes for a {side}x{side} view",
+            out.len()
+        ));
+    }
     if d.implementation == AugmentImpl::Reference {
         apply_view_reference(src, w, d, side as usize, out, scratch);
         return Ok(());

@@ -63,6 +63,12 @@ pub struct Recipe {
     pub randaugment: Option<RandAugment>,
 }
 
+impl Recipe {
+    /// The largest colour distortion strength s accepted (at 1.25 brightness,
+    /// contrast and saturation already reach 0; larger only widens the range up).
+    pub const MAX_JITTER_STRENGTH: f64 = 10.0;
+}
+
 impl Default for Recipe {
     fn default() -> Self {
         Recipe {

@@ -14,6 +14,8 @@ use crate::params::CropBox;
 use crate::sampler::Sampler;
 
 const LABEL_H: u32 = 14;
+/// The largest sheet drawn (RGB bytes).
+const MAX_SHEET_BYTES: u64 = 1 << 30;
 const GAP: u32 = 4;
 
 /// 3x5 glyphs, one row per u8 (3 low bits, left = 4).
@@ -78,8 +80,14 @@ pub fn contact_sheet(
     cfg: &EngineConfig,
     images: usize,
 ) -> Result<image::RgbImage, AugmentError> {
+    if images == 0 {
+        return Err(AugmentError::Config {
+            flag: "--images",
+            detail: "0 rows make no sheet; use at least 1".into(),
+        });
+    }
     let mut sampler = Sampler::new(split.len(), cfg.seed(), 0, 1);
-    let n = images.min(split.len() as usize);
+    let n = images.min(usize::try_from(split.len()).unwrap_or(usize::MAX));
     let (epoch, indices) = sampler.next_batch(n as u64).ok_or(AugmentError::Config {
         flag: "--images",
         detail: format!("the split has no {n} records"),
@@ -88,11 +96,22 @@ pub fn contact_sheet(
     let cell = (0..v).map(|k| cfg.view_side(k)).max().unwrap_or(224);
     let cols = v as u32 + 1;
     let (cw, ch) = (cell + GAP, cell + LABEL_H + GAP);
-    let mut sheet = image::RgbImage::from_pixel(
-        cols * cw + GAP,
-        n as u32 * ch + GAP,
-        image::Rgb([32, 32, 32]),
+    let (sw, sh) = (
+        u64::from(cols) * u64::from(cw) + u64::from(GAP),
+        n as u64 * u64::from(ch) + u64::from(GAP),
     );
+    if sw * sh * 3 > MAX_SHEET_BYTES {
+        return Err(AugmentError::Config {
+            flag: "--images",
+            detail: format!(
+                "{n} rows of {cols} cells of {cell} px make a {sw}x{sh} sheet, larger than {} MiB; \
+                 use fewer --images, --support or a smaller --size",
+                MAX_SHEET_BYTES >> 20
+            ),
+        });
+    }
+    // Both sides fit in u32: each is below MAX_SHEET_BYTES.
+    let mut sheet = image::RgbImage::from_pixel(sw as u32, sh as u32, image::Rgb([32, 32, 32]));
     let rows: Vec<Result<SheetRow, AugmentError>> = indices
         .par_iter()
         .map(|&idx| {
