@@ -458,11 +458,11 @@ pub fn centre_crops(
     out: &mut [u8],
 ) -> Result<Vec<u32>, AugmentError> {
     let per = (side * side * 3) as usize;
-    if out.len() != per * indices.len() || !(crop > 0.0 && crop <= 1.0) {
+    if side == 0 || out.len() != per * indices.len() || !(crop > 0.0 && crop <= 1.0) {
         return Err(AugmentError::Config {
             flag: "centre crop",
             detail: format!(
-                "{} output bytes for {} views of {side} px, crop {crop} (want {} bytes, crop in (0, 1])",
+                "{} output bytes for {} views of {side} px, crop {crop} (want {} bytes, a side of 1 px at least, crop in (0, 1])",
                 out.len(),
                 indices.len(),
                 per * indices.len()

@@ -289,6 +289,15 @@ fn a_record_without_pixels_is_named_not_a_panic() {
     }
 }
 
+#[test]
+fn centre_crops_of_no_pixels_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let split = synth_shards(t.path());
+    let mut none: Vec<u8> = Vec::new();
+    let err = fnc_augment::centre_crops(&split, &[0, 1], 0, 0.875, &mut none).unwrap_err();
+    assert!(matches!(err, AugmentError::Config { .. }), "{err}");
+}
+
 /// A view whose crop box is empty or leaves the image is an error, not a panic,
 /// on both op semantics.
 #[test]
