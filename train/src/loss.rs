@@ -748,9 +748,10 @@ fn noisy(
         return Ok(kept);
     }
     // A uniformly random order of each row's wrong candidates: random keys,
-    // non-members last.
+    // non-members last, sorted, so a row's choice does not depend on the
+    // other rows (a rank's shard chooses what the whole batch does).
     let keys = order_draw.f_masked_fill(&wrong.logical_not(), -1.0)?;
-    let (_, order) = keys.f_topk(most.min(nk), 1, true, false)?; // [B, K]
+    let (_, order) = keys.f_topk(most.min(nk), 1, true, true)?; // [B, K], by key
     let rank = Tensor::f_arange(order.size()[1], (Kind::Int64, dev))?.unsqueeze(0);
     let take = rank.f_lt_tensor(&n_drop.unsqueeze(1))?; // [B, K]
     let added = f

@@ -89,52 +89,110 @@ fn params(out: &Path) -> Vec<(String, Tensor)> {
     v
 }
 
-fn assert_same_run(one: &Path, two: &Path, what: &str) {
+/// Per model tensor of two runs' latest checkpoints: (name, max |a - b|,
+/// max |a|).
+fn gaps(one: &Path, two: &Path) -> Vec<(String, f64, f64)> {
+    let (pa, pb) = (params(one), params(two));
+    assert_eq!(pa.len(), pb.len());
+    pa.iter()
+        .zip(&pb)
+        .map(|((na, ta), (nb, tb))| {
+            assert_eq!(na, nb);
+            let diff = (ta - tb).abs().max().double_value(&[]);
+            let scale = ta.abs().max().double_value(&[]).max(1e-3);
+            (na.clone(), diff, scale)
+        })
+        .collect()
+}
+
+/// The first step of two runs (same weights, same batch, other summation
+/// orders): losses and FN statistics agree, and so do the parameters after
+/// the one update, to float precision.
+fn assert_same_first_step(one: &Path, two: &Path, what: &str) {
     let (a, b) = (metrics(one), metrics(two));
-    assert_eq!(a.len(), b.len(), "{what}");
-    for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+    assert_eq!((a.len(), b.len()), (1, 1), "{what}");
+    assert!(
+        (a[0].0 - b[0].0).abs() <= 1e-6 * a[0].0.abs(),
+        "{what}: first loss {} vs {}",
+        a[0].0,
+        b[0].0
+    );
+    assert_eq!((a[0].1, a[0].2), (b[0].1, b[0].2), "{what}: FN statistics");
+    for (name, diff, scale) in gaps(one, two) {
         assert!(
-            (x.0 - y.0).abs() <= 1e-5 * x.0.abs(),
-            "{what}: step {} loss {} vs {}",
+            diff <= 1e-5 * scale,
+            "{what}: {name} differs by {diff} (scale {scale}) after one step"
+        );
+    }
+}
+
+/// Later steps: ReLU masks flip on 1e-7 differences and runs that sum in
+/// another order part ~10x per step, so `two` is compared with `one` against
+/// the gap between `one` and `noise` (the same run with another thread
+/// count): per step loss and per tensor, at most 10x that measured floor.
+fn assert_within_noise(one: &Path, two: &Path, noise: &Path, what: &str) {
+    let (a, b, n) = (metrics(one), metrics(two), metrics(noise));
+    assert_eq!((a.len(), b.len()), (n.len(), n.len()), "{what}");
+    for (k, ((x, y), z)) in a.iter().zip(&b).zip(&n).enumerate() {
+        let floor = (x.0 - z.0).abs().max(1e-6 * x.0.abs());
+        assert!(
+            (x.0 - y.0).abs() <= 10.0 * floor,
+            "{what}: step {} loss {} vs {} (noise floor {floor})",
             k + 1,
             x.0,
             y.0
         );
-        assert_eq!(
-            (x.1, x.2),
-            (y.1, y.2),
-            "{what}: FN statistics at step {}",
-            k + 1
-        );
     }
-    let (pa, pb) = (params(one), params(two));
-    assert_eq!(pa.len(), pb.len());
-    for ((na, ta), (nb, tb)) in pa.iter().zip(&pb) {
-        assert_eq!(na, nb);
-        let diff = (ta - tb).abs().max().double_value(&[]);
-        let scale = ta.abs().max().double_value(&[]).max(1e-3);
+    let floors = gaps(one, noise);
+    for ((name, diff, scale), (_, noise_diff, _)) in gaps(one, two).into_iter().zip(floors) {
+        let floor = noise_diff.max(1e-6 * scale);
         assert!(
-            diff <= 1e-4 * scale,
-            "{what}: {na} differs by {diff} (scale {scale})"
+            diff <= 10.0 * floor,
+            "{what}: {name} differs by {diff} (scale {scale}; noise floor {floor})"
         );
     }
+}
+
+/// Runs the 1-process arm with libtorch's thread count set to `threads`.
+fn train_threads(args: &[&str], threads: &str) {
+    let o = Command::new(bin())
+        .args(args)
+        .env("OMP_NUM_THREADS", threads)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]
 fn two_ranks_train_as_one_process_on_the_global_batch() {
     let t = tempfile::tempdir().unwrap();
     let data = shards(t.path());
-    for (name, extra) in [("in-batch", vec![]), ("memory", vec!["--memory", "4"])] {
-        let one = t.path().join(format!("{name}-1"));
-        let two = t.path().join(format!("{name}-2"));
-        train(&args(&data, &one, "3", &extra));
-        let mut e = extra.clone();
-        e.extend(["--nproc-per-node", "2"]);
-        train(&args(&data, &two, "3", &e));
-        // Same losses, FN statistics, and (so, gradients) parameters and
-        // BatchNorm statistics after 3 steps (later, float differences of the
-        // order of 1e-6 start to grow, as between any two summation orders).
-        assert_same_run(&one, &two, name);
+    let arms: [(&str, Vec<&str>); 3] = [
+        ("in-batch", vec![]),
+        ("memory", vec!["--memory", "4"]),
+        // The noisy oracle draws for the global batch: each rank its rows.
+        (
+            "noisy-oracle",
+            vec!["--fn-detect", "oracle", "--fn-oracle-precision", "0.5"],
+        ),
+    ];
+    for (name, extra) in arms {
+        let dir = |s: &str| t.path().join(format!("{name}-{s}"));
+        let mut ranks = extra.clone();
+        ranks.extend(["--nproc-per-node", "2"]);
+        let mut each_step = extra.clone();
+        each_step.extend(["--checkpoint-every", "1"]);
+        let mut ranks_each = ranks.clone();
+        ranks_each.extend(["--checkpoint-every", "1"]);
+        // One step: equal to float precision.
+        train_threads(&args(&data, &dir("1-first"), "1", &each_step), "2");
+        train(&args(&data, &dir("2-first"), "1", &ranks_each));
+        assert_same_first_step(&dir("1-first"), &dir("2-first"), name);
+        // Three steps: within the noise of another thread count.
+        train_threads(&args(&data, &dir("1"), "3", &extra), "2");
+        train_threads(&args(&data, &dir("1-noise"), "3", &extra), "1");
+        train(&args(&data, &dir("2"), "3", &ranks));
+        assert_within_noise(&dir("1"), &dir("2"), &dir("1-noise"), name);
     }
     // Per-rank BatchNorm statistics are another computation.
     let own = t.path().join("own-bn");
@@ -391,7 +449,12 @@ fn torchrun_starts_the_same_two_rank_run() {
     let t = tempfile::tempdir().unwrap();
     let data = shards(t.path());
     let ours = t.path().join("ours");
-    train(&args(&data, &ours, "3", &["--nproc-per-node", "2"]));
+    let o = Command::new(bin())
+        .args(args(&data, &ours, "3", &["--nproc-per-node", "2"]))
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
     let theirs = t.path().join("torchrun");
     let port = free_port().to_string();
     let bin = bin();
@@ -411,6 +474,9 @@ fn torchrun_starts_the_same_two_rank_run() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    // torchrun sets one OpenMP thread per rank: other summation orders.
-    assert_same_run(&ours, &theirs, "torchrun");
+    // One OpenMP thread per rank on both sides: the same computation.
+    assert_eq!(metrics(&ours), metrics(&theirs), "torchrun");
+    for (name, diff, _) in gaps(&ours, &theirs) {
+        assert_eq!(diff, 0.0, "torchrun: {name}");
+    }
 }

@@ -167,3 +167,30 @@ fn oracle_options_are_checked() {
     let e = fnc_loss(&z, 4, &oracle(1.5, false), Some(&labels)).unwrap_err();
     assert!(e.to_string().contains("--fn-oracle-precision"), "{e}");
 }
+
+#[test]
+fn the_noisy_oracle_of_shards_is_the_noisy_oracle_of_the_whole_batch() {
+    use fnc_train::{fnc_loss_shard, Shard};
+    let _rng = rng_lock();
+    let (v, b) = (4, 12);
+    let (z, labels) = batch(v, b, 3, 5);
+    for cfg in [oracle(0.5, false), oracle(0.3, true)] {
+        tch::manual_seed(11);
+        let full = fnc_loss(&z, v, &cfg, Some(&labels)).unwrap();
+        let mut sum = 0.0;
+        for (first, count) in [(0, 6), (6, 6)] {
+            // Every rank seeds the same and draws for the global batch.
+            tch::manual_seed(11);
+            let part = fnc_loss_shard(&z, v, &cfg, Some(&labels), Some(Shard { first, count }))
+                .unwrap();
+            assert!(
+                part.false_negatives
+                    .equal(&full.false_negatives.narrow(0, first, count)),
+                "{cfg:?}: the shard's F_i are the whole batch's rows {first}.."
+            );
+            sum += part.loss.double_value(&[]);
+        }
+        let want = full.loss.double_value(&[]);
+        assert!((sum - want).abs() <= 1e-12 * want.abs(), "{cfg:?}: {sum} vs {want}");
+    }
+}

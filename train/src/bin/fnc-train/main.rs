@@ -138,8 +138,12 @@ fn run() -> Result<()> {
                         visible,
                         nccl,
                     )?;
-                    if device == tch::Device::Cpu && l.local_world > 1 {
-                        // The node's cores are shared among its ranks.
+                    if device == tch::Device::Cpu
+                        && l.local_world > 1
+                        && std::env::var_os("OMP_NUM_THREADS").is_none()
+                    {
+                        // The node's cores are shared among its ranks (as
+                        // torchrun's OMP_NUM_THREADS does, which holds if set).
                         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                         tch::set_num_threads((cores / l.local_world).max(1) as i32);
                     }
