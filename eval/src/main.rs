@@ -38,9 +38,11 @@ struct Which {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Seed (classifier init and order; the baseline's random encoder).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed (classifier init and order; the baseline's random encoder)
+    /// [default: 0]. k-NN draws nothing at random, so knn takes it only with
+    /// --baseline.
+    #[arg(long, allow_negative_numbers = true)]
+    seed: Option<u64>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -58,16 +60,17 @@ enum Command {
         /// classifier, batch 1024 or the split's size) [default: fast].
         #[arg(long, value_enum, default_value = "fast")]
         protocol: Protocol,
-        /// Epochs of the linear classifier [default: 100 fast, 90 reference].
-        #[arg(long)]
+        /// Epochs of the linear classifier, 1..=10000 [default: 100 fast, 90 reference].
+        #[arg(long, allow_negative_numbers = true)]
         epochs: Option<usize>,
-        /// Peak learning rate, cosine-decayed [default: 0.1 fast (SGD, momentum
-        /// 0.9); 0.005 x sqrt(batch) reference].
-        #[arg(long)]
+        /// Peak learning rate in (0, 100], cosine-decayed [default: 0.1 fast
+        /// (SGD, momentum 0.9); 0.005 x sqrt(batch) reference].
+        #[arg(long, allow_negative_numbers = true)]
         lr: Option<f64>,
-        /// Images per step of the reference protocol [default: 1024].
-        #[arg(long, default_value_t = 1024)]
-        batch_size: usize,
+        /// Images (fast: feature vectors) per step, 1..=1048576 [default: 256
+        /// fast, 1024 reference].
+        #[arg(long, allow_negative_numbers = true)]
+        batch_size: Option<usize>,
     },
     /// Weighted k-NN (k = 20 and 200, temperature 0.07, as the training
     /// monitor) top-1 on frozen features.
@@ -87,8 +90,14 @@ enum Command {
         /// epochs up to 5% of the labels and 30 above) [default: fast].
         #[arg(long, value_enum, default_value = "fast")]
         protocol: Protocol,
-        /// Labelled fraction of train, balanced per class and seeded (e.g. 0.01, 0.1).
-        #[arg(long, default_value_t = 0.1, conflicts_with = "subset")]
+        /// Labelled fraction of train in (0, 1], balanced per class and seeded
+        /// (e.g. 0.01, 0.1).
+        #[arg(
+            long,
+            default_value_t = 0.1,
+            conflicts_with = "subset",
+            allow_negative_numbers = true
+        )]
         fraction: f64,
         /// A file of image names to label instead (like the reference's
         /// imagenet_subsets/1percent.txt: one file name per line).
@@ -97,18 +106,18 @@ enum Command {
         /// Projection-head layers kept under the classifier and fine-tuned: 0 =
         /// the encoder's features, 1 = the head's first layer (the reference's
         /// ft_proj_selector) [default: 0 fast, 1 reference].
-        #[arg(long, value_name = "0|1")]
+        #[arg(long, allow_negative_numbers = true, value_name = "0|1")]
         from_head_layer: Option<usize>,
-        /// Epochs over the labelled subset [default: 30 fast; reference 60 up
-        /// to 5% of the labels, else 30].
-        #[arg(long)]
+        /// Epochs over the labelled subset, 1..=10000 [default: 30 fast;
+        /// reference 60 up to 5% of the labels, else 30].
+        #[arg(long, allow_negative_numbers = true)]
         epochs: Option<usize>,
-        /// Images per step [default: 64 fast, 1024 reference].
-        #[arg(long)]
+        /// Images per step, 1..=1048576 [default: 64 fast, 1024 reference].
+        #[arg(long, allow_negative_numbers = true)]
         batch_size: Option<usize>,
-        /// Peak learning rate, cosine-decayed [default: 0.05 fast; 0.005 x
-        /// sqrt(batch) reference].
-        #[arg(long)]
+        /// Peak learning rate in (0, 100], cosine-decayed [default: 0.05 fast;
+        /// 0.005 x sqrt(batch) reference].
+        #[arg(long, allow_negative_numbers = true)]
         lr: Option<f64>,
     },
     /// Several runs side by side: the flags that differ, final linear and k-NN
@@ -121,8 +130,8 @@ enum Command {
         /// Output PNG.
         #[arg(long, default_value = "compare.png")]
         out: PathBuf,
-        /// Epochs of each run's linear probe.
-        #[arg(long, default_value_t = 100)]
+        /// Epochs of each run's linear probe, 1..=10000.
+        #[arg(long, allow_negative_numbers = true, default_value_t = 100)]
         epochs: usize,
         /// auto, cpu, cuda or cuda:N.
         #[arg(long, default_value = "auto")]
@@ -144,6 +153,98 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// The most epochs any command trains for.
+const MAX_EPOCHS: usize = 10_000;
+/// The most images (or feature vectors) per step.
+const MAX_BATCH: usize = 1 << 20;
+/// The largest peak learning rate.
+const MAX_LR: f64 = 100.0;
+
+/// An invalid flag value, named as the user types it.
+fn bad(flag: &str, detail: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("invalid option {flag}: {detail}")
+}
+
+fn check_epochs(epochs: Option<usize>) -> Result<()> {
+    match epochs {
+        Some(e) if !(1..=MAX_EPOCHS).contains(&e) => {
+            Err(bad("--epochs", format!("{e} is not in 1..={MAX_EPOCHS}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_batch(batch: Option<usize>) -> Result<()> {
+    match batch {
+        Some(b) if !(1..=MAX_BATCH).contains(&b) => Err(bad(
+            "--batch-size",
+            format!("{b} is not in 1..={MAX_BATCH}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_lr(lr: Option<f64>) -> Result<()> {
+    match lr {
+        // NaN fails the comparison too.
+        Some(lr) if !(lr > 0.0 && lr <= MAX_LR) => {
+            Err(bad("--lr", format!("{lr} is not in (0, {MAX_LR}]")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The one judge of the command line: every numeric flag against its
+/// documented range, and no flag the chosen command or mode would not use,
+/// before any run is resolved or anything is written.
+fn validate(command: &Command) -> Result<()> {
+    match command {
+        Command::Linear {
+            epochs,
+            lr,
+            batch_size,
+            ..
+        } => {
+            check_epochs(*epochs)?;
+            check_lr(*lr)?;
+            check_batch(*batch_size)?;
+        }
+        Command::Knn { which } => {
+            if let (Some(seed), false) = (which.seed, which.baseline) {
+                return Err(bad(
+                    "--seed",
+                    format!(
+                        "{seed}: knn draws nothing at random; the seed only initialises the \
+                         --baseline encoder, so give --baseline or drop --seed"
+                    ),
+                ));
+            }
+        }
+        Command::Finetune {
+            fraction,
+            subset,
+            from_head_layer,
+            epochs,
+            batch_size,
+            lr,
+            ..
+        } => {
+            if subset.is_none() && !(*fraction > 0.0 && *fraction <= 1.0) {
+                return Err(bad("--fraction", format!("{fraction} is not in (0, 1]")));
+            }
+            if let Some(v) = from_head_layer.filter(|&v| v > 1) {
+                return Err(bad("--from-head-layer", format!("{v} is not 0 or 1")));
+            }
+            check_epochs(*epochs)?;
+            check_batch(*batch_size)?;
+            check_lr(*lr)?;
+        }
+        Command::Compare { epochs, .. } => check_epochs(Some(*epochs))?,
+        Command::Report { .. } => {}
+    }
+    Ok(())
 }
 
 fn source(w: &Which) -> Result<(Source, PathBuf, tch::Device)> {
@@ -229,7 +330,9 @@ fn print_comparison(c: &fnc_eval::Comparison) {
 }
 
 fn run() -> Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    validate(&command)?;
+    match command {
         Command::Linear {
             which,
             protocol: Protocol::Reference,
@@ -240,9 +343,9 @@ fn run() -> Result<()> {
             let (src, shards, device) = source(&which)?;
             let mut cfg = ReferenceLinearConfig {
                 epochs: epochs.unwrap_or(90),
-                batch_size,
+                batch_size: batch_size.unwrap_or(1024),
                 lr,
-                seed: which.seed,
+                seed: which.seed.unwrap_or(0),
                 random_init: false,
             };
             let main = fnc_eval::linear_reference(&src, &shards, &cfg, device)?;
@@ -254,6 +357,8 @@ fn run() -> Result<()> {
             };
             let extra = serde_json::json!({
                 "protocol": "reference",
+                "epochs": cfg.epochs,
+                "batch_size": cfg.batch_size,
                 "run": src.run.path(),
                 "checkpoint": src.checkpoint.dir(),
                 "arch": src.config.arch.name(),
@@ -276,20 +381,25 @@ fn run() -> Result<()> {
             protocol: Protocol::Fast,
             epochs,
             lr,
-            batch_size: _,
+            batch_size,
         } => {
             let (src, shards, device) = source(&which)?;
-            let cfg = LinearConfig {
+            let seed = which.seed.unwrap_or(0);
+            let mut cfg = LinearConfig {
                 epochs: epochs.unwrap_or(100),
                 lr: lr.unwrap_or(0.1),
-                seed: which.seed,
+                seed,
                 ..LinearConfig::default()
             };
+            if let Some(b) = batch_size {
+                // At most MAX_BATCH (validate), so it fits an i64.
+                cfg.batch_size = b as i64;
+            }
             let f = fnc_eval::features(&src, &shards, None, device)
                 .context("features of the trained encoder")?;
             let main = fnc_eval::linear_probe(&f.train, &f.val, f.classes, &cfg)?;
             let base = if which.baseline {
-                let b = fnc_eval::features(&src, &shards, Some(which.seed), device)
+                let b = fnc_eval::features(&src, &shards, Some(seed), device)
                     .context("features of the random encoder")?;
                 Some(fnc_eval::linear_probe(&b.train, &b.val, b.classes, &cfg)?)
             } else {
@@ -297,6 +407,8 @@ fn run() -> Result<()> {
             };
             let extra = serde_json::json!({
                 "protocol": "fast",
+                "epochs": cfg.epochs,
+                "batch_size": cfg.batch_size,
                 "run": src.run.path(),
                 "checkpoint": src.checkpoint.dir(),
                 "arch": src.config.arch.name(),
@@ -333,7 +445,7 @@ fn run() -> Result<()> {
             let f = fnc_eval::features(&src, &shards, None, device)?;
             let mut j = serde_json::json!({ "top1": knn(&f) });
             if which.baseline {
-                let b = fnc_eval::features(&src, &shards, Some(which.seed), device)?;
+                let b = fnc_eval::features(&src, &shards, Some(which.seed.unwrap_or(0)), device)?;
                 j["baseline"] = serde_json::json!({ "top1": knn(&b) });
             }
             if which.json {
@@ -357,14 +469,10 @@ fn run() -> Result<()> {
             let train = ds
                 .split("train")
                 .with_context(|| format!("--shards {}", shards.display()))?;
+            let seed = which.seed.unwrap_or(0);
             let ids = match &subset {
                 Some(file) => fnc_eval::named_subset(&train, file)?,
-                None => {
-                    if !(fraction > 0.0 && fraction <= 1.0) {
-                        anyhow::bail!("--fraction {fraction} is not in (0, 1]");
-                    }
-                    fnc_eval::balanced_subset(&train, fraction, which.seed)?
-                }
+                None => fnc_eval::balanced_subset(&train, fraction, seed)?,
             };
             let labelled = ids.len();
             let mut cfg = match protocol {
@@ -373,11 +481,8 @@ fn run() -> Result<()> {
                     FinetuneConfig::reference(labelled as f64 / train.len().max(1) as f64)
                 }
             };
-            cfg.seed = which.seed;
+            cfg.seed = seed;
             if let Some(v) = from_head_layer {
-                if v > 1 {
-                    anyhow::bail!("--from-head-layer {v} is not 0 or 1");
-                }
                 cfg.from_head_layer = v;
             }
             if let Some(v) = epochs {

@@ -169,6 +169,7 @@ fn commands_end_to_end_and_their_errors() {
     };
     let ref0 = reference("0");
     assert_eq!(ref0["protocol"], "reference", "{ref0}");
+    assert_eq!(ref0["batch_size"], 24, "{ref0}");
     let top1 = ref0["top1"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&top1) && ref0["top5"].as_f64() >= ref0["top1"].as_f64());
     assert_eq!(
@@ -212,10 +213,22 @@ fn commands_end_to_end_and_their_errors() {
         "new train and val cache entries for the other dataset: {files:?} -> {after:?}"
     );
     // And the run's own shards still use their own cache.
+    // --batch-size is the fast probe's mini-batch too, not dropped.
     let again = json(&eval(&[
-        "linear", "--run", r, "--epochs", "20", "--device", "cpu", "--json",
+        "linear",
+        "--run",
+        r,
+        "--epochs",
+        "20",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--json",
     ]));
     assert_eq!(again["val_images"], 18, "{again}");
+    assert_eq!(again["batch_size"], 16, "{again}");
+    assert_eq!(lin["batch_size"], 256, "the fast default: {lin}");
     assert_eq!(
         cached(&run).len(),
         after.len(),
@@ -316,6 +329,24 @@ fn commands_end_to_end_and_their_errors() {
         stderr(&o).contains("holds a small encoder and cannot be loaded into a resnet18 encoder"),
         "{}",
         stderr(&o)
+    );
+    // A run config edited out of range is named by its key, not by a flag
+    // of fnc-train's that fnc-eval does not have.
+    assert!(cfg.contains("image_size = 32"), "{cfg}");
+    std::fs::write(
+        run.join("config.toml"),
+        cfg.replace("image_size = 32", "image_size = 0"),
+    )
+    .unwrap();
+    let o = eval(&["linear", "--run", r, "--device", "cpu"]);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success()
+            && err.contains("config.toml")
+            && err.contains("image_size")
+            && !err.contains("--image-size")
+            && !err.contains("panicked"),
+        "{err}"
     );
     std::fs::write(run.join("config.toml"), &cfg).unwrap();
     // Shards without a val split.
