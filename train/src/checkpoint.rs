@@ -98,15 +98,10 @@ impl RunDir {
             .filter(|p| p.exists())
             .collect();
         if let Ok(entries) = fs::read_dir(&self.0) {
-            found.extend(
-                entries
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with(EVENTS_PREFIX))
-                    }),
-            );
+            found.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(EVENTS_PREFIX))
+            }));
         }
         found
     }

@@ -11,6 +11,11 @@ use crate::loss::LossConfig;
 use crate::model::{Arch, InitScheme};
 use crate::optim::OptimizerKind;
 
+/// The longest run, and warm-up, in epochs.
+const MAX_EPOCHS: f64 = 1e6;
+/// The most augmentation threads.
+const MAX_WORKERS: usize = 1024;
+
 /// How the peak learning rate follows the batch size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -193,10 +198,19 @@ impl TrainConfig {
                 ),
             );
         }
-        if self.steps == 0 && !(self.epochs > 0.0 && self.epochs.is_finite()) {
+        if self.steps == 0 && !(self.epochs > 0.0 && self.epochs <= MAX_EPOCHS) {
             return bad(
                 "--epochs",
-                format!("{} is not a positive number (or give --steps)", self.epochs),
+                format!(
+                    "{} is not a number in (0, {MAX_EPOCHS}] (or give --steps)",
+                    self.epochs
+                ),
+            );
+        }
+        if self.workers > MAX_WORKERS {
+            return bad(
+                "--workers",
+                format!("{} is not in 0..={MAX_WORKERS}", self.workers),
             );
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
@@ -208,14 +222,20 @@ impl TrainConfig {
                 format!("{} is not a number >= 0", self.weight_decay),
             );
         }
-        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs.is_finite()) {
+        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs <= MAX_EPOCHS) {
             return bad(
                 "--warmup-epochs",
-                format!("{} is not a number >= 0", self.warmup_epochs),
+                format!(
+                    "{} is not a number in [0, {MAX_EPOCHS}]",
+                    self.warmup_epochs
+                ),
             );
         }
-        if self.proj_dim < 1 {
-            return bad("proj_dim", format!("{} must be at least 1", self.proj_dim));
+        if !(1..=65_536).contains(&self.proj_dim) {
+            return bad(
+                "proj_dim (config key)",
+                format!("{} is not in 1..=65536", self.proj_dim),
+            );
         }
         if self.checkpoint_every == 0 {
             return bad("--checkpoint-every", "must be at least 1".into());
@@ -233,6 +253,9 @@ impl TrainConfig {
                 ),
             );
         }
+        if self.memory > 0 {
+            self.check_bank_fits(crate::device::host_memory())?;
+        }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return bad(
                 "--ema-decay",
@@ -242,6 +265,35 @@ impl TrainConfig {
         // Sizes and the rest of the view recipe.
         self.engine_config(0)?;
         Ok(())
+    }
+
+    /// Bytes the memory bank of `--memory` takes: `memory x batch` rows of a
+    /// float32 embedding and an int64 label (`None` when that overflows).
+    pub fn bank_bytes(&self) -> Option<u64> {
+        (self.memory as u64)
+            .checked_mul(self.batch_size as u64)?
+            .checked_mul(self.proj_dim as u64 * 4 + 8)
+    }
+
+    /// Refuses a bank larger than half of `memory` bytes (the machine's, when
+    /// known), before anything is allocated.
+    pub fn check_bank_fits(&self, memory: Option<u64>) -> Result<(), TrainError> {
+        let limit = memory.map_or(u64::MAX, |m| m / 2);
+        match self.bank_bytes() {
+            Some(b) if b <= limit => Ok(()),
+            bytes => Err(TrainError::Config {
+                flag: "--memory",
+                detail: format!(
+                    "{} x {} rows of {} floats would take {}, more than half of this \
+                     machine's {}",
+                    self.memory,
+                    self.batch_size,
+                    self.proj_dim,
+                    bytes.map_or("more than 2^64 bytes".into(), |b| format!("{b} bytes")),
+                    memory.map_or("memory".into(), |m| format!("{m} bytes of memory"))
+                ),
+            }),
+        }
     }
 
     /// Checks the config against a split of `records` images.
@@ -322,8 +374,8 @@ impl TrainConfig {
         }
         let table = |c: &TrainConfig| toml::Value::try_from(c).ok();
         let (mine, theirs) = (table(self), table(&same));
-        let key = first_difference(mine.as_ref(), theirs.as_ref(), "")
-            .unwrap_or_else(|| "config".into());
+        let key =
+            first_difference(mine.as_ref(), theirs.as_ref(), "").unwrap_or_else(|| "config".into());
         let shown = |v: Option<&toml::Value>| -> String {
             v.and_then(|v| lookup(v, &key))
                 .map(|v| v.to_string())

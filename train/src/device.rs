@@ -31,6 +31,14 @@ pub fn parse_device(s: &str) -> Result<Device, TrainError> {
     }
 }
 
+/// This machine's memory in bytes (`MemTotal` of /proc/meminfo), when known.
+pub fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Waits for the work queued on `device` (a no-op on the CPU).
 pub fn sync(device: Device) {
     if let Device::Cuda(i) = device {
@@ -68,7 +76,9 @@ pub fn rank_device(
         },
     };
     if visible == 0 {
-        return Err(bad(format!("{requested}: this machine shows no CUDA device")));
+        return Err(bad(format!(
+            "{requested}: this machine shows no CUDA device"
+        )));
     }
     let index = match cuda {
         Some(n) if world > 1 => {
@@ -119,14 +129,18 @@ mod tests {
             rank_device("cuda", 4, 3, 4, 2, false).unwrap(),
             Device::Cuda(1)
         );
-        let e = rank_device("cuda", 4, 3, 4, 2, true).unwrap_err().to_string();
+        let e = rank_device("cuda", 4, 3, 4, 2, true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--device") && e.contains("NCCL"), "{e}");
         // An explicit GPU holds for one process only.
         assert_eq!(
             rank_device("cuda:1", 1, 0, 1, 2, true).unwrap(),
             Device::Cuda(1)
         );
-        let e = rank_device("cuda:1", 2, 0, 2, 2, true).unwrap_err().to_string();
+        let e = rank_device("cuda:1", 2, 0, 2, 2, true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cuda:1") && e.contains("one of 2 ranks"), "{e}");
         assert!(rank_device("cuda:2", 1, 0, 1, 2, true).is_err());
         // CPU runs, and auto without GPUs.

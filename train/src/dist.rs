@@ -153,12 +153,7 @@ impl Launch {
                     .and_then(|t| tasks_on_node(&t, node))
                     .unwrap_or(world),
             };
-            (
-                rank,
-                world,
-                num("SLURM_LOCALID")?.unwrap_or(0),
-                local_world,
-            )
+            (rank, world, num("SLURM_LOCALID")?.unwrap_or(0), local_world)
         } else {
             return Ok(None);
         };
@@ -611,10 +606,24 @@ impl ProcessGroup {
         let mut shape = x.size();
         let have = shape[0];
         shape[0] = most - have;
-        let padded = Tensor::cat(&[x.shallow_clone(), Tensor::zeros(shape.as_slice(), (x.kind(), x.device()))], 0);
-        let all = self.all_gather(&padded.to_device(self.device))?.to_device(x.device());
+        let padded = Tensor::cat(
+            &[
+                x.shallow_clone(),
+                Tensor::zeros(shape.as_slice(), (x.kind(), x.device())),
+            ],
+            0,
+        );
+        let all = self
+            .all_gather(&padded.to_device(self.device))?
+            .to_device(x.device());
         let parts: Vec<Tensor> = (0..self.world)
-            .map(|r| all.narrow(0, r as i64 * most, share(total, r, self.world).count() as i64))
+            .map(|r| {
+                all.narrow(
+                    0,
+                    r as i64 * most,
+                    share(total, r, self.world).count() as i64,
+                )
+            })
             .collect();
         Ok(Tensor::cat(&parts, 0))
     }

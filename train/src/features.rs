@@ -93,7 +93,10 @@ pub fn knn_neighbours(
         while s < n {
             let m = (n - s).min(256);
             if have > 0 {
-                let (top, idx) = vf.narrow(0, s, m).matmul(&tf.tr()).topk(have, 1, true, true);
+                let (top, idx) = vf
+                    .narrow(0, s, m)
+                    .matmul(&tf.tr())
+                    .topk(have, 1, true, true);
                 sims.push(top);
                 labs.push(train_l.index_select(0, &idx.view([-1])).view([m, have]));
             }
@@ -110,7 +113,10 @@ pub fn knn_neighbours(
         };
         if have < k {
             sim = Tensor::cat(
-                &[sim, Tensor::full([n, k - have], f64::NEG_INFINITY, opts(Kind::Float))],
+                &[
+                    sim,
+                    Tensor::full([n, k - have], f64::NEG_INFINITY, opts(Kind::Float)),
+                ],
                 1,
             );
             lab = Tensor::cat(&[lab, Tensor::zeros([n, k - have], opts(Kind::Int64))], 1);
@@ -135,7 +141,8 @@ pub fn knn_vote(sims: &Tensor, labels: &Tensor, val_l: &Tensor, t: f64, classes:
             return 0.0;
         }
         let w = (sims / t).exp();
-        let votes = Tensor::zeros([n, classes], (Kind::Float, Device::Cpu)).scatter_add(1, labels, &w);
+        let votes =
+            Tensor::zeros([n, classes], (Kind::Float, Device::Cpu)).scatter_add(1, labels, &w);
         let correct = votes
             .argmax(1, false)
             .eq_tensor(val_l)

@@ -12,9 +12,7 @@ use tch::{Device, Tensor};
 
 use crate::dist::{share, ProcessGroup};
 use crate::error::TrainError;
-use crate::features::{
-    extract_range, knn_neighbours, knn_vote, merge_neighbours, KNN_K, KNN_T,
-};
+use crate::features::{extract_range, knn_neighbours, knn_vote, merge_neighbours, KNN_K, KNN_T};
 use crate::model::Model;
 
 /// Batch of the monitor's feature extraction.
@@ -39,8 +37,22 @@ impl Monitor {
     ) -> Result<f64, TrainError> {
         let (rank, world) = group.map(|g| (g.rank, g.world)).unwrap_or((0, 1));
         let (nt, nv) = (self.train.len(), self.val.len());
-        let (tf, tl) = extract_range(model, &self.train, share(nt, rank, world), size, BATCH, device)?;
-        let (vf, vl) = extract_range(model, &self.val, share(nv, rank, world), size, BATCH, device)?;
+        let (tf, tl) = extract_range(
+            model,
+            &self.train,
+            share(nt, rank, world),
+            size,
+            BATCH,
+            device,
+        )?;
+        let (vf, vl) = extract_range(
+            model,
+            &self.val,
+            share(nv, rank, world),
+            size,
+            BATCH,
+            device,
+        )?;
         let k = KNN_K.min(nt as i64);
         let Some(g) = group else {
             let (sims, labels) = knn_neighbours(&tf, &tl, &vf, k);

@@ -62,11 +62,12 @@ fn find(run: &RunDir, start: &Start) -> Result<Option<Checkpoint>, TrainError> {
         Start::Resume => run.latest(),
         Start::From(dir) => {
             let ck = Checkpoint::open(dir)?;
-            let same = |a: &std::path::Path, b: &std::path::Path| {
-                match (a.canonicalize(), b.canonicalize()) {
-                    (Ok(x), Ok(y)) => x == y,
-                    _ => false,
-                }
+            let same = |a: &std::path::Path, b: &std::path::Path| match (
+                a.canonicalize(),
+                b.canonicalize(),
+            ) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => false,
             };
             if !same(ck.run().path(), run.path()) {
                 return Err(TrainError::Config {

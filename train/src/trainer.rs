@@ -16,13 +16,13 @@ use crate::device::parse_device;
 use crate::dist::ProcessGroup;
 use crate::error::TrainError;
 use crate::feed::Feed;
-use crate::monitor::Monitor;
-use crate::start::{restore, Start};
 use crate::loss::Detect;
 use crate::metrics::{MetricsLog, StepMetrics, TrainSummary};
 use crate::model::build_model;
 use crate::momentum::Momentum;
+use crate::monitor::Monitor;
 use crate::optim::{learning_rate, trainable, Optimizer};
+use crate::start::{restore, Start};
 use crate::step::forward_loss;
 
 /// Sees a run as it goes: every step's metrics, and each bad record (once)

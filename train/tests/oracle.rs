@@ -181,8 +181,8 @@ fn the_noisy_oracle_of_shards_is_the_noisy_oracle_of_the_whole_batch() {
         for (first, count) in [(0, 6), (6, 6)] {
             // Every rank seeds the same and draws for the global batch.
             tch::manual_seed(11);
-            let part = fnc_loss_shard(&z, v, &cfg, Some(&labels), Some(Shard { first, count }))
-                .unwrap();
+            let part =
+                fnc_loss_shard(&z, v, &cfg, Some(&labels), Some(Shard { first, count })).unwrap();
             assert!(
                 part.false_negatives
                     .equal(&full.false_negatives.narrow(0, first, count)),
@@ -191,6 +191,9 @@ fn the_noisy_oracle_of_shards_is_the_noisy_oracle_of_the_whole_batch() {
             sum += part.loss.double_value(&[]);
         }
         let want = full.loss.double_value(&[]);
-        assert!((sum - want).abs() <= 1e-12 * want.abs(), "{cfg:?}: {sum} vs {want}");
+        assert!(
+            (sum - want).abs() <= 1e-12 * want.abs(),
+            "{cfg:?}: {sum} vs {want}"
+        );
     }
 }

@@ -28,7 +28,14 @@ fn state(step: u64) -> CheckpointState {
 fn save_steps(dir: &Path, steps: &[u64]) -> RunDir {
     let run = RunDir::new(dir);
     let vs = nn::VarStore::new(Device::Cpu);
-    let _w = vs.root().var("w", &[4, 3], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+    let _w = vs.root().var(
+        "w",
+        &[4, 3],
+        nn::Init::Randn {
+            mean: 0.0,
+            stdev: 1.0,
+        },
+    );
     let opt = Optimizer::new(
         OptimizerKind::Sgd,
         vs.variables().into_iter().collect(),
@@ -136,6 +143,9 @@ fn resuming_from_an_older_checkpoint_sets_the_newer_ones_aside() {
     let older = fnc_train::Checkpoint::open(&t.path().join("checkpoints/step-00000003")).unwrap();
     run.set_aside_after(&older).unwrap();
     assert_eq!(names(&run), ["step-00000003"]);
-    assert!(t.path().join("checkpoints/superseded-step-00000006/model.safetensors").is_file());
+    assert!(t
+        .path()
+        .join("checkpoints/superseded-step-00000006/model.safetensors")
+        .is_file());
     assert_eq!(run.latest().unwrap().unwrap().state().step, 3);
 }

@@ -312,6 +312,10 @@ macro_rules! set {
     ($cfg:ident, $args:ident, $($f:ident),*) => { $( if let Some(v) = $args.$f.clone() { $cfg.$f = v; } )* };
 }
 
+/// Ranks --nproc-per-node may start beyond one per core (a GPU node's ranks
+/// may outnumber its cores).
+const MAX_LOCAL_RANKS: usize = 16;
+
 /// What a training command resolves to.
 #[derive(Debug)]
 pub struct Resolved {
@@ -336,22 +340,31 @@ pub fn resolve(a: &TrainArgs) -> Result<Resolved> {
     // --resume-from names a checkpoint of the run: its run is the default --out.
     let out = match (&a.out, &a.resume_from) {
         (Some(o), _) => Some(o.clone()),
-        (None, Some(ck)) => Some(fnc_train::Checkpoint::open(ck)
-            .with_context(|| format!("--resume-from {}", ck.display()))?
-            .run()
-            .path()
-            .to_path_buf()),
+        (None, Some(ck)) => Some(
+            fnc_train::Checkpoint::open(ck)
+                .with_context(|| format!("--resume-from {}", ck.display()))?
+                .run()
+                .path()
+                .to_path_buf(),
+        ),
         (None, None) => None,
     };
     if a.resume && out.is_none() {
-        return Err(invalid("--resume", "needs --out RUN_DIR (the run to continue)"));
+        return Err(invalid(
+            "--resume",
+            "needs --out RUN_DIR (the run to continue)",
+        ));
     }
     let recorded = match (&out, resuming) {
         (Some(o), true) => {
             let run = fnc_train::RunDir::new(o);
             if !run.config_path().is_file() {
                 return Err(invalid(
-                    if a.resume { "--resume" } else { "--resume-from" },
+                    if a.resume {
+                        "--resume"
+                    } else {
+                        "--resume-from"
+                    },
                     format!(
                         "{} holds no run to continue (no {}); start it without --resume",
                         o.display(),
@@ -414,8 +427,15 @@ pub fn resolve(a: &TrainArgs) -> Result<Resolved> {
         cfg.check_resume(r)?;
     }
     let nproc = a.nproc_per_node.unwrap_or(1);
-    if nproc == 0 {
-        return Err(invalid("--nproc-per-node", "0 ranks: give 1 or more"));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if nproc == 0 || nproc > cores.max(MAX_LOCAL_RANKS) {
+        return Err(invalid(
+            "--nproc-per-node",
+            format!(
+                "{nproc} is not in 1..={}: every rank needs a core (or a GPU)",
+                cores.max(MAX_LOCAL_RANKS)
+            ),
+        ));
     }
     if nproc > 1 && !cfg.batch_size.is_multiple_of(nproc) {
         return Err(invalid(
@@ -524,4 +544,3 @@ fn utc_stamp(secs: u64) -> String {
         rem % 60
     )
 }
-

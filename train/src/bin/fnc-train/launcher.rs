@@ -97,4 +97,3 @@ pub fn spawn_ranks(n: usize, out: &std::path::Path, port: Option<u16>) -> Result
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
-

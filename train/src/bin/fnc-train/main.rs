@@ -147,12 +147,8 @@ fn run() -> Result<()> {
                         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                         tch::set_num_threads((cores / l.local_world).max(1) as i32);
                     }
-                    let g = fnc_train::dist::ProcessGroup::new(
-                        l,
-                        r.backend,
-                        device,
-                        r.dist_timeout,
-                    )?;
+                    let g =
+                        fnc_train::dist::ProcessGroup::new(l, r.backend, device, r.dist_timeout)?;
                     let g = fnc_train::dist::install(g, cfg.sync_bn);
                     g.start_heartbeat();
                     launcher::follow_launcher(g.rank);
