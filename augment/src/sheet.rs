@@ -88,10 +88,12 @@ pub fn contact_sheet(
     }
     let mut sampler = Sampler::new(split.len(), cfg.seed(), 0, 1);
     let n = images.min(usize::try_from(split.len()).unwrap_or(usize::MAX));
-    let (epoch, indices) = sampler.next_batch(n as u64).ok_or(AugmentError::Config {
-        flag: "--images",
-        detail: format!("the split has no {n} records"),
-    })?;
+    let (epoch, indices) = sampler
+        .next_batch(n as u64)
+        .ok_or_else(|| AugmentError::Config {
+            flag: "--split",
+            detail: format!("split {} has no records", split.name()),
+        })?;
     let v = cfg.views();
     let cell = (0..v).map(|k| cfg.view_side(k)).max().unwrap_or(224);
     let cols = v as u32 + 1;

@@ -89,3 +89,89 @@ fn missing_shards_name_the_flag() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A dataset of 4 raw 8x8 records whose record 2 has no pixels (width 0).
+fn dataset_with_an_empty_record(dir: &Path) -> std::path::PathBuf {
+    use fnc_formats::{Encoding, Manifest, RecordMeta, ShardWriter, SplitInfo};
+    let mut w = ShardWriter::new(dir.join("train-00000.fncs"));
+    for i in 0..4u32 {
+        let (width, bytes) = if i == 2 {
+            (0, vec![])
+        } else {
+            (8, vec![90u8; 8 * 8 * 3])
+        };
+        w.push(
+            &RecordMeta {
+                label: i % 2,
+                width,
+                height: 8,
+                encoding: Encoding::Raw,
+                name: "x",
+            },
+            &bytes,
+        );
+    }
+    let info = w.finish().unwrap();
+    let mut splits = std::collections::BTreeMap::new();
+    splits.insert(
+        "train".to_string(),
+        SplitInfo {
+            records: 4,
+            shards: vec![info],
+        },
+    );
+    Manifest {
+        format: "fnc-shards".into(),
+        format_version: 1,
+        dataset_id: "t".into(),
+        layout: "imagefolder".into(),
+        source: "t".into(),
+        classes: vec![],
+        splits,
+        params: serde_json::json!({}),
+    }
+    .write(&dir.join("manifest.json"))
+    .unwrap();
+    dir.to_path_buf()
+}
+
+#[test]
+fn a_record_without_pixels_is_named_by_shard_and_record() {
+    let t = tempfile::tempdir().unwrap();
+    let d = dataset_with_an_empty_record(t.path());
+    let d = d.to_str().unwrap();
+    let png = t.path().join("p.png");
+    let views = ["--support", "1", "--size", "16", "--support-size", "16"];
+    let runs = [
+        vec![
+            "preview",
+            "--shards",
+            d,
+            "--images",
+            "4",
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        vec![
+            "bench",
+            "--shards",
+            d,
+            "--batch-size",
+            "4",
+            "--seconds",
+            "5",
+        ],
+    ];
+    for mut args in runs {
+        args.extend(views);
+        let o = augment(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(
+            err.contains("train-00000.fncs: record 2") && err.contains("no pixels"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert!(!png.exists());
+}
