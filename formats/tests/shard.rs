@@ -136,6 +136,10 @@ proptest! {
         }
     }
 
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
     /// Flipping any single bit of a byte that a checksum covers (header, index,
     /// record data, names, trailer) is caught by open or by verify(); a flip in
     /// the padding that no checksum covers is caught by the split's verify()
