@@ -323,17 +323,19 @@ impl TrainConfig {
     /// The augmentation engine of this run with `workers` threads (0 = one per
     /// core): bad records are replaced when `max_bad_records` allows any.
     pub fn engine_config(&self, workers: usize) -> Result<EngineConfig, TrainError> {
-        self.engine_config_for(workers, self.batch_size)
+        self.engine_config_for(workers, self.batch_size, 1)
     }
 
     /// [`Self::engine_config`] with `batch` images per batch (a rank's share of
-    /// the global batch in a data-parallel run).
+    /// the global batch in a data-parallel run, where bad records are always
+    /// replaced and counted over the ranks, so that every rank stops alike).
     pub fn engine_config_for(
         &self,
         workers: usize,
         batch: usize,
+        ranks: usize,
     ) -> Result<EngineConfig, TrainError> {
-        let on_error = if self.max_bad_records > 0 {
+        let on_error = if self.max_bad_records > 0 || ranks > 1 {
             OnError::Substitute
         } else {
             OnError::Fail
@@ -369,11 +371,28 @@ impl TrainConfig {
         same.knn_every = self.knn_every;
         same.workers = self.workers;
         same.max_bad_records = self.max_bad_records;
-        if same == *self {
+        let Some((flag, here, there)) = self.difference(&same) else {
             return Ok(());
+        };
+        Err(TrainError::Config {
+            flag,
+            detail: format!(
+                "--resume continues the run with its recorded config, where it is {there} \
+                 (here {here}); only --steps, --epochs, --checkpoint-every, --knn-every, \
+                 --workers, --max-bad-records and --dist-timeout may change on resume: start \
+                 a new run (another --out) to change it"
+            ),
+        })
+    }
+
+    /// The first option where `self` and `other` differ: its flag, and its
+    /// value here and there (`None` when they are the same).
+    pub fn difference(&self, other: &TrainConfig) -> Option<(&'static str, String, String)> {
+        if self == other {
+            return None;
         }
         let table = |c: &TrainConfig| toml::Value::try_from(c).ok();
-        let (mine, theirs) = (table(self), table(&same));
+        let (mine, theirs) = (table(self), table(other));
         let key =
             first_difference(mine.as_ref(), theirs.as_ref(), "").unwrap_or_else(|| "config".into());
         let shown = |v: Option<&toml::Value>| -> String {
@@ -381,17 +400,11 @@ impl TrainConfig {
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "unset".into())
         };
-        Err(TrainError::Config {
-            flag: flag_of_key(&key),
-            detail: format!(
-                "--resume continues the run with its recorded config, where it is {} (here {}); \
-                 only --steps, --epochs, --checkpoint-every, --knn-every, --workers, \
-                 --max-bad-records and --dist-timeout may change on resume: start a new run \
-                 (another --out) to change it",
-                shown(theirs.as_ref()),
-                shown(mine.as_ref())
-            ),
-        })
+        Some((
+            flag_of_key(&key),
+            shown(mine.as_ref()),
+            shown(theirs.as_ref()),
+        ))
     }
 }
 

@@ -852,6 +852,88 @@ mod tests {
         }
     }
 
+    fn world_of_one() -> ProcessGroup {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let launch = Launch {
+            rank: 0,
+            world: 1,
+            local_rank: 0,
+            local_world: 1,
+            master_addr: "127.0.0.1".into(),
+            master_port: port,
+            agent_store: false,
+        };
+        ProcessGroup::new(&launch, Backend::Gloo, Device::Cpu, Duration::from_secs(20)).unwrap()
+    }
+
+    #[test]
+    fn a_graph_keeps_its_group_alive_after_its_handle_is_dropped() {
+        let g = world_of_one();
+        let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).set_requires_grad(true);
+        let y = g.all_reduce_autograd(&x).unwrap();
+        // The handle goes; the graph's node still holds the group.
+        drop(g);
+        let grad = Tensor::run_backward(&[(&y * 2.0).sum(tch::Kind::Float)], &[&x], false, false);
+        assert_eq!(Vec::<f32>::try_from(&grad[0]).unwrap(), vec![2.0, 2.0, 2.0]);
+        // Shutting down is idempotent.
+        let g = world_of_one();
+        g.shutdown().unwrap();
+        g.shutdown().unwrap();
+    }
+
+    #[test]
+    fn bytes_and_uneven_shares_travel_whole() {
+        let g = world_of_one();
+        assert_eq!(
+            g.broadcast_bytes(b"{\"Ok\":null}", 0).unwrap(),
+            b"{\"Ok\":null}"
+        );
+        assert_eq!(g.broadcast_bytes(b"", 0).unwrap(), b"");
+        assert_eq!(g.all_gather_bytes(b"xyz").unwrap(), vec![b"xyz".to_vec()]);
+        let x = Tensor::arange(5, (tch::Kind::Float, Device::Cpu)).view([5, 1]);
+        assert!(g.all_gather_shares(&x, 5).unwrap().equal(&x));
+        for (total, world) in [(10u64, 3usize), (2, 4), (0, 2), (7, 1)] {
+            let parts: Vec<_> = (0..world).map(|r| share(total, r, world)).collect();
+            assert_eq!(parts.first().map(|p| p.start), Some(0));
+            assert_eq!(parts.last().map(|p| p.end), Some(total));
+            for w in parts.windows(2) {
+                assert_eq!(w[0].end, w[1].start);
+                assert!(w[0].end - w[0].start >= w[1].end - w[1].start);
+            }
+        }
+    }
+
+    #[test]
+    fn slurm_tasks_per_node_are_read() {
+        assert_eq!(tasks_on_node("4(x2),1", 0), Some(4));
+        assert_eq!(tasks_on_node("4(x2),1", 1), Some(4));
+        assert_eq!(tasks_on_node("4(x2),1", 2), Some(1));
+        assert_eq!(tasks_on_node("4(x2),1", 3), None);
+        assert_eq!(tasks_on_node("8", 0), Some(8));
+        let s = Launch::from_vars(env(&[
+            ("SLURM_PROCID", "5"),
+            ("SLURM_NTASKS", "8"),
+            ("SLURM_LOCALID", "1"),
+            ("SLURM_NODEID", "1"),
+            ("SLURM_TASKS_PER_NODE", "4(x2)"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!((s.local_rank, s.local_world), (1, 4));
+        let e = Launch::from_vars(env(&[
+            ("RANK", "1"),
+            ("WORLD_SIZE", "2"),
+            ("LOCAL_RANK", "3"),
+            ("LOCAL_WORLD_SIZE", "2"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("local rank 3"), "{e}");
+    }
+
     #[test]
     fn first_hosts_of_node_lists() {
         assert_eq!(first_host("node1"), "node1");

@@ -68,5 +68,5 @@ pub use model::{
 pub use momentum::Momentum;
 pub use optim::{cosine, learning_rate, trainable, Optimizer, OptimizerKind};
 pub use resnet::{resnet18, resnet50, ResNet};
-pub use start::Start;
+pub use start::{agree_config, Start};
 pub use trainer::{train, train_parallel, Observer};

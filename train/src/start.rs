@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use tch::{nn, Tensor};
 
 use crate::checkpoint::{Checkpoint, CheckpointState, RunDir};
+use crate::config::TrainConfig;
 use crate::dist::ProcessGroup;
 use crate::error::TrainError;
 use crate::model::Arch;
@@ -215,4 +216,44 @@ fn broadcast_tensors(
         mo.load_state(&copies).map_err(fail)?;
     }
     Ok(())
+}
+
+/// Rank 0's config is the run's: every rank of a data-parallel run trains it.
+/// A rank's own config (from its flags, `--config` and the run's
+/// config.toml) must agree with it but for the rank's own `--device` and
+/// `--workers`; a rank resuming where the run's config.toml is not to be seen
+/// (no shared file system: `partial`) takes rank 0's as it is.
+pub fn agree_config(
+    g: &ProcessGroup,
+    cfg: &TrainConfig,
+    partial: bool,
+) -> Result<TrainConfig, TrainError> {
+    let text = serde_json::to_vec(cfg).map_err(|e| TrainError::Dist {
+        rank: g.rank,
+        world: g.world,
+        op: "broadcast of the config",
+        detail: e.to_string(),
+    })?;
+    let heard = g.broadcast_bytes(&text, 0)?;
+    let mut theirs: TrainConfig = serde_json::from_slice(&heard).map_err(|e| TrainError::Dist {
+        rank: g.rank,
+        world: g.world,
+        op: "broadcast of the config",
+        detail: format!("rank 0's config does not parse: {e}"),
+    })?;
+    theirs.device = cfg.device.clone();
+    theirs.workers = cfg.workers;
+    if !partial {
+        if let Some((flag, here, there)) = cfg.difference(&theirs) {
+            return Err(TrainError::Config {
+                flag,
+                detail: format!(
+                    "rank {} resolved {here}, rank 0 {there}: every rank must train the same \
+                     config (give all ranks the same flags and --config)",
+                    g.rank
+                ),
+            });
+        }
+    }
+    Ok(theirs)
 }

@@ -152,7 +152,7 @@ pub fn train_parallel(
     let (mut step, sampler, mut bad) = match &started.state {
         Some(state) => (
             state.step,
-            Sampler::restore(epoch_len, rank as u64, world as u64, state.sampler.clone()),
+            Sampler::restore(epoch_len, rank as u64, world as u64, state.sampler),
             BadRecords::new(cfg.max_bad_records, state.bad_records.clone()),
         ),
         None => (
@@ -186,6 +186,7 @@ pub fn train_parallel(
                     std::thread::available_parallelism().map_or(1, |n| n.get()),
                 ),
                 local_batch,
+                world,
             )?,
             sampler,
         )?,

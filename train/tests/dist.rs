@@ -480,3 +480,99 @@ fn torchrun_starts_the_same_two_rank_run() {
         assert_eq!(diff, 0.0, "torchrun: {name}");
     }
 }
+
+/// Starts both ranks by hand (rank r with `args[r]`), waits for both.
+fn both(a0: &[&str], a1: &[&str]) -> (Output, Output) {
+    let port = free_port();
+    let r0 = rank(a0, 0, 2, "127.0.0.1", port);
+    let r1 = rank(a1, 1, 2, "127.0.0.1", port);
+    (
+        r0.wait_with_output().unwrap(),
+        r1.wait_with_output().unwrap(),
+    )
+}
+
+#[test]
+fn ranks_that_see_other_files_resume_rank_0s_checkpoint() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    // The reference: 3 steps, then resumed to 6, both ranks seeing the run.
+    let full = t.path().join("full");
+    train(&args(&data, &full, "3", &["--nproc-per-node", "2"]));
+    train(&args(
+        &data,
+        &full,
+        "6",
+        &["--nproc-per-node", "2", "--resume"],
+    ));
+    let part = t.path().join("part");
+    train(&args(&data, &part, "3", &["--nproc-per-node", "2"]));
+    // Rank 1 has no shared file system: its --out is empty.
+    let elsewhere = t.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let a0 = args(&data, &part, "6", &["--resume"]);
+    let a1 = args(&data, &elsewhere, "6", &["--resume"]);
+    let (o0, o1) = both(&a0, &a1);
+    assert!(o0.status.success(), "{}", stderr(&o0));
+    assert!(o1.status.success(), "{}", stderr(&o1));
+    assert_eq!(
+        metrics(&full),
+        metrics(&part),
+        "rank 1 trained rank 0's model"
+    );
+    assert!(
+        std::fs::read_dir(&elsewhere).unwrap().next().is_none(),
+        "rank 1 wrote nothing"
+    );
+    // A rank that resolved another config is refused, naming the flag, and
+    // rank 0 names it.
+    let fresh = t.path().join("fresh");
+    let a0 = args(&data, &fresh, "3", &[]);
+    let a1 = args(&data, &fresh, "3", &["--temperature", "0.2"]);
+    let t0 = Instant::now();
+    let (o0, o1) = both(&a0, &a1);
+    assert!(!o0.status.success() && !o1.status.success());
+    assert!(
+        stderr(&o1).contains("invalid option --temperature") && stderr(&o1).contains("rank 0"),
+        "{}",
+        stderr(&o1)
+    );
+    assert!(stderr(&o0).contains("rank 1 stopped"), "{}", stderr(&o0));
+    assert!(t0.elapsed() < Duration::from_secs(40), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn bad_records_are_counted_over_the_ranks_and_every_rank_stops_alike() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    let shard = data.join("train-00000.fncs");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&shard, bytes).unwrap();
+    let out = t.path().join("run");
+    let a = args(&data, &out, "40", &[]);
+    let t0 = Instant::now();
+    let (o0, o1) = both(&a, &a);
+    // Neither waits out the other: both stop at the same step, at once.
+    assert!(t0.elapsed() < Duration::from_secs(50), "{:?}", t0.elapsed());
+    let (e0, e1) = (stderr(&o0), stderr(&o1));
+    assert!(!o0.status.success() && !o1.status.success(), "{e0}\n{e1}");
+    let said = |e: &str| -> String {
+        e.lines()
+            .find(|l| l.contains("more than --max-bad-records 0"))
+            .map(|l| l.split("more than").nth(1).unwrap_or_default().to_string())
+            .unwrap_or_else(|| panic!("no bad-record error: {e}"))
+    };
+    assert_eq!(said(&e0), said(&e1), "the same message on every rank");
+    assert!(said(&e0).contains("train-00000.fncs"), "{e0}");
+    // With a budget of one, the run goes on over both ranks and counts it once.
+    let out = t.path().join("budget");
+    let a = args(&data, &out, "12", &["--max-bad-records", "1"]);
+    let (o0, o1) = both(&a, &a);
+    assert!(o0.status.success(), "{}", stderr(&o0));
+    assert!(o1.status.success(), "{}", stderr(&o1));
+    let last = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let last: fnc_train::StepMetrics = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert_eq!(last.bad_records, 1);
+}

@@ -327,6 +327,9 @@ pub struct Resolved {
     pub master_port: Option<u16>,
     pub backend: fnc_train::dist::Backend,
     pub dist_timeout: std::time::Duration,
+    /// A launched rank other than 0 resuming where the run's config.toml is
+    /// not to be seen: it takes rank 0's config.
+    pub partial: bool,
 }
 
 fn invalid(flag: &str, detail: impl std::fmt::Display) -> anyhow::Error {
@@ -335,7 +338,9 @@ fn invalid(flag: &str, detail: impl std::fmt::Display) -> anyhow::Error {
 
 /// Merges defaults, `--config` (or the run's own config on resume) and the
 /// flags, and judges them: the one place fnc-train's options are checked.
-pub fn resolve(a: &TrainArgs) -> Result<Resolved> {
+/// `follower`: this process is a launched rank other than 0, which may resume
+/// without seeing the run directory (rank 0 then gives it the config).
+pub fn resolve(a: &TrainArgs, follower: bool) -> Result<Resolved> {
     let resuming = a.resume || a.resume_from.is_some();
     // --resume-from names a checkpoint of the run: its run is the default --out.
     let out = match (&a.out, &a.resume_from) {
@@ -355,7 +360,12 @@ pub fn resolve(a: &TrainArgs) -> Result<Resolved> {
             "needs --out RUN_DIR (the run to continue)",
         ));
     }
+    let mut partial = false;
     let recorded = match (&out, resuming) {
+        (Some(o), true) if follower && !fnc_train::RunDir::new(o).config_path().is_file() => {
+            partial = true;
+            None
+        }
         (Some(o), true) => {
             let run = fnc_train::RunDir::new(o);
             if !run.config_path().is_file() {
@@ -496,6 +506,7 @@ pub fn resolve(a: &TrainArgs) -> Result<Resolved> {
         master_port: a.master_port,
         backend: a.dist_backend.unwrap_or(fnc_train::dist::Backend::Auto),
         dist_timeout: std::time::Duration::from_secs_f64(secs),
+        partial,
     })
 }
 

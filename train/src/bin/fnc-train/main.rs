@@ -68,7 +68,7 @@ fn run() -> Result<()> {
             if timed == 0 {
                 anyhow::bail!("invalid option --timed: 0; time 1 step or more");
             }
-            let cfg = resolve(&train)?.cfg;
+            let cfg = resolve(&train, false)?.cfg;
             let (t, device) = fnc_train::bench_steps(&cfg, warmup, timed)?;
             let r = serde_json::json!({
                 "step_s": t.step_s,
@@ -97,13 +97,13 @@ fn run() -> Result<()> {
             println!("wrote {} tensors to {}", n, out.display());
         }
         None if cli.train.print_config => {
-            let cfg = resolve(&cli.train)?.cfg;
+            let cfg = resolve(&cli.train, false)?.cfg;
             print!("{}", toml::to_string_pretty(&cfg)?);
         }
         None => {
-            let r = resolve(&cli.train)?;
-            let (cfg, out) = (&r.cfg, &r.out);
             let launch = fnc_train::dist::Launch::from_env()?;
+            let r = resolve(&cli.train, launch.as_ref().is_some_and(|l| l.rank > 0))?;
+            let (cfg, out) = (&r.cfg, &r.out);
             if r.nproc > 1 {
                 if launch.is_some() {
                     anyhow::bail!(
@@ -169,6 +169,10 @@ fn run() -> Result<()> {
             let observer = Progress {
                 bar: &bar,
                 resuming: r.start != fnc_train::Start::New,
+            };
+            let cfg = match group {
+                Some(g) => &fnc_train::agree_config(g, cfg, r.partial)?,
+                None => cfg,
             };
             let trained = fnc_train::train_parallel(cfg, out, &r.start, &observer, group)
                 .with_context(|| format!("training into {}", out.display()));
