@@ -576,3 +576,75 @@ fn bad_records_are_counted_over_the_ranks_and_every_rank_stops_alike() {
     let last: fnc_train::StepMetrics = serde_json::from_str(last.lines().last().unwrap()).unwrap();
     assert_eq!(last.bad_records, 1);
 }
+
+/// The k-NN monitor's value at each step it ran.
+fn knn(out: &Path) -> Vec<f64> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let m: fnc_train::StepMetrics = serde_json::from_str(l).unwrap();
+            m.knn_top1
+        })
+        .collect()
+}
+
+#[test]
+fn the_knn_monitor_is_split_over_the_ranks_and_holds_none_in_a_collective() {
+    let t = tempfile::tempdir().unwrap();
+    // 2,400 images: on one thread a ResNet-18 takes well over 5 s to embed
+    // them all, which a rank waiting in the next step's collective would not
+    // survive at --dist-timeout 5.
+    let data = fnc_tests::synth_shards(t.path(), 4, 500, 100, 64, 3);
+    let run = |out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "--arch",
+            "resnet18",
+            "--image-size",
+            "64",
+            "--support",
+            "0",
+            "--shards",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+            "--workers",
+            "1",
+            "--warmup-epochs",
+            "0",
+            "--seed",
+            "3",
+            "--lr",
+            "0.05",
+            "--steps",
+            "2",
+            "--knn-every",
+            "1",
+            "--dist-timeout",
+            "5",
+        ];
+        a.extend(extra);
+        let o = Command::new(bin())
+            .args(&a)
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let one = t.path().join("one");
+    let two = t.path().join("two");
+    run(&one, &[]);
+    run(&two, &["--nproc-per-node", "2"]);
+    let (a, b) = (knn(&one), knn(&two));
+    assert_eq!((a.len(), b.len()), (2, 2));
+    // Step 1's encoder is the same to float precision: the split monitor gives
+    // one process's value (within one of the 400 val images, for ties).
+    assert!(
+        (a[0] - b[0]).abs() <= 100.0 / 400.0 + 1e-9,
+        "{a:?} vs {b:?}"
+    );
+}
