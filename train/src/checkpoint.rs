@@ -222,15 +222,26 @@ impl RunDir {
     }
 
     /// Writes a checkpoint of the model, the optimiser (and the momentum
-    /// encoder) after `state.step` atomically: into a temporary directory
-    /// (tensor files, then `state.json` with their sizes and checksums),
-    /// renamed into place, then `latest` points at it; then the older ones
-    /// beyond the newest two (by step) are removed.
+    /// encoder) after `state.step`: [`Snapshot::take`], then [`Self::write`].
     pub fn save(
         &self,
         vs: &nn::VarStore,
         opt: &Optimizer,
         momentum: Option<&Momentum>,
+        state: CheckpointState,
+    ) -> Result<Checkpoint, TrainError> {
+        self.write(Snapshot::take(vs, opt, momentum), state)
+    }
+
+    /// Writes `snapshot` as the checkpoint after `state.step` atomically: into
+    /// a temporary directory (tensor files, then `state.json` with their sizes
+    /// and checksums), renamed into place, then `latest` points at it; then
+    /// the older ones beyond the newest two (by step) are removed. Needs no
+    /// libtorch state of the run, so it may run on a thread of its own while
+    /// training goes on.
+    pub fn write(
+        &self,
+        snapshot: Snapshot,
         mut state: CheckpointState,
     ) -> Result<Checkpoint, TrainError> {
         let dir = self.checkpoints_dir();
@@ -238,15 +249,8 @@ impl RunDir {
         let tmp = dir.join(format!(".{name}.tmp"));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let mut parts = vec![
-            (MODEL, vs.variables().into_iter().collect::<Vec<_>>()),
-            (OPTIMIZER, opt.state()),
-        ];
-        if let Some(mo) = momentum {
-            parts.push((MOMENTUM, mo.state()));
-        }
         state.files.clear();
-        for (file, named) in parts {
+        for (file, named) in snapshot.parts {
             let p = tmp.join(file);
             write_tensors(&p, named)?;
             state.files.insert(file.to_string(), FileDigest::of(&p)?);
@@ -284,6 +288,42 @@ impl RunDir {
             }
         }
         Ok(())
+    }
+}
+
+/// The tensors of a checkpoint, copied off the live model, optimiser and
+/// momentum encoder onto the CPU, so that training can go on while they are
+/// written.
+#[derive(Debug)]
+pub struct Snapshot {
+    parts: Vec<(&'static str, Vec<(String, Tensor)>)>,
+}
+
+impl Snapshot {
+    pub fn take(vs: &nn::VarStore, opt: &Optimizer, momentum: Option<&Momentum>) -> Snapshot {
+        let copy = |named: Vec<(String, Tensor)>| -> Vec<(String, Tensor)> {
+            tch::no_grad(|| {
+                named
+                    .into_iter()
+                    .map(|(n, t)| {
+                        let t = if t.device() == tch::Device::Cpu {
+                            t.copy()
+                        } else {
+                            t.to_device(tch::Device::Cpu)
+                        };
+                        (n, t)
+                    })
+                    .collect()
+            })
+        };
+        let mut parts = vec![
+            (MODEL, copy(vs.variables().into_iter().collect())),
+            (OPTIMIZER, copy(opt.state())),
+        ];
+        if let Some(mo) = momentum {
+            parts.push((MOMENTUM, copy(mo.state())));
+        }
+        Snapshot { parts }
     }
 }
 

@@ -42,12 +42,13 @@ mod momentum;
 mod monitor;
 mod optim;
 mod resnet;
+mod saver;
 mod start;
 mod step;
 mod trainer;
 
 pub use bench::{bench_steps, BenchTimes};
-pub use checkpoint::{Checkpoint, CheckpointState, FileDigest, RunDir};
+pub use checkpoint::{Checkpoint, CheckpointState, FileDigest, RunDir, Snapshot};
 pub use config::{flag_of_key, LrScaling, MemoryFormat, Precision, TrainConfig};
 pub use device::{parse_device, rank_device, sync};
 pub use error::TrainError;

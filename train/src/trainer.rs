@@ -10,7 +10,7 @@ use fnc_augment::{AugmentError, Loader, Sampler};
 use tch::{nn, Tensor};
 
 use crate::bad_records::BadRecords;
-use crate::checkpoint::{Checkpoint, CheckpointState, RunDir};
+use crate::checkpoint::{CheckpointState, RunDir, Snapshot};
 use crate::config::TrainConfig;
 use crate::device::parse_device;
 use crate::dist::ProcessGroup;
@@ -22,6 +22,7 @@ use crate::model::build_model;
 use crate::momentum::Momentum;
 use crate::monitor::Monitor;
 use crate::optim::{learning_rate, trainable, Optimizer};
+use crate::saver::Saver;
 use crate::start::{restore, Start};
 use crate::step::forward_loss;
 
@@ -161,7 +162,7 @@ pub fn train_parallel(
             BadRecords::new(cfg.max_bad_records, Vec::new()),
         ),
     };
-    let mut last_ckpt: Option<Checkpoint> = started.checkpoint;
+    let mut saver = Saver::new(run.clone(), started.checkpoint);
     if writer {
         observer.started(step, started.state.is_some());
     }
@@ -212,7 +213,9 @@ pub fn train_parallel(
         let outp = fwd.out;
         let loss = fwd.value;
         if !loss.is_finite() {
-            let checkpoint = match &last_ckpt {
+            // The one in flight, if any, is complete once waited for.
+            saver.wait()?;
+            let checkpoint = match &saver.last {
                 Some(c) => format!("The last good checkpoint is {}.", c.dir().display()),
                 None => "No checkpoint was written yet.".into(),
             };
@@ -287,9 +290,10 @@ pub fn train_parallel(
                 world: world as u64,
                 files: Default::default(),
             };
-            last_ckpt = Some(run.save(&vs, &opt, momentum.as_ref(), state)?);
+            saver.submit(Snapshot::take(&vs, &opt, momentum.as_ref()), state)?;
         }
     }
+    saver.wait()?;
     Ok(TrainSummary {
         out: out.display().to_string(),
         steps: step,
@@ -300,7 +304,9 @@ pub fn train_parallel(
         } else {
             0.0
         },
-        checkpoint: last_ckpt
+        checkpoint: saver
+            .last
+            .as_ref()
             .map(|c| c.dir().display().to_string())
             .unwrap_or_default(),
         bad_records: bad.named,
