@@ -24,6 +24,8 @@ build: setup
 ## test: the whole test suite (uses ../shared/datasets when present, skips otherwise)
 test: setup
 	$(CARGO) test --workspace
+	# The single-process trainer for machines without libgloo-dev.
+	$(CARGO) check -p fnc-train --no-default-features --all-targets
 
 ## demo: the main job on the embedded default dataset (scripts/demo.sh)
 demo: build

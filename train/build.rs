@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     link_libtorch();
-    build_shim();
+    // The default `dist` feature: data parallelism through the c10d shim.
+    if std::env::var_os("CARGO_FEATURE_DIST").is_some() {
+        build_shim();
+    }
 }
 
 /// The shim needs libtorch's headers (next to the library tch links), gloo's

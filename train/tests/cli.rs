@@ -463,7 +463,10 @@ fn memory_formats_and_precisions_train_alike() {
     let bf16 = with("bf16", "2", &["--precision", "bf16"]);
     // Step 1 (same weights, same batch) to float precision; the steps after
     // updates within 10x the gap another summation order makes.
-    assert!((cl[0] - nchw[0]).abs() <= 1e-5 * cl[0].abs(), "{cl:?} vs {nchw:?}");
+    assert!(
+        (cl[0] - nchw[0]).abs() <= 1e-5 * cl[0].abs(),
+        "{cl:?} vs {nchw:?}"
+    );
     for k in 1..cl.len() {
         let floor = (cl[k] - noise[k]).abs().max(1e-6 * cl[k].abs());
         assert!(
@@ -474,7 +477,10 @@ fn memory_formats_and_precisions_train_alike() {
     }
     // The weights after every update, channels-last against NCHW.
     let weights = |name: &str| -> Vec<(String, tch::Tensor)> {
-        let ck = fnc_train::RunDir::new(t.path().join(name)).latest().unwrap().unwrap();
+        let ck = fnc_train::RunDir::new(t.path().join(name))
+            .latest()
+            .unwrap()
+            .unwrap();
         let mut v = tch::Tensor::read_safetensors(ck.dir().join("model.safetensors")).unwrap();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -489,7 +495,11 @@ fn memory_formats_and_precisions_train_alike() {
     // updates, not to float precision (a broken bf16 update drifts away).
     assert!(bf16.iter().all(|l| l.is_finite()));
     for (k, (b, c)) in bf16.iter().zip(&cl).enumerate() {
-        assert!((b - c).abs() <= 0.02 * c.abs(), "step {}: {bf16:?} vs {cl:?}", k + 1);
+        assert!(
+            (b - c).abs() <= 0.02 * c.abs(),
+            "step {}: {bf16:?} vs {cl:?}",
+            k + 1
+        );
     }
     let config = std::fs::read_to_string(t.path().join("bf16").join("config.toml")).unwrap();
     assert!(

@@ -1,6 +1,7 @@
 //! Data-parallel training on the CPU over Gloo and loopback: 2 ranks train as
 //! one process holding the global batch, resume exactly, fail clearly and in
 //! bounded time, and start the same under torchrun.
+#![cfg(feature = "dist")]
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::process::CommandExt;

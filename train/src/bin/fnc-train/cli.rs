@@ -447,6 +447,13 @@ pub fn resolve(a: &TrainArgs, follower: bool) -> Result<Resolved> {
             ),
         ));
     }
+    if nproc > 1 && !fnc_train::dist::AVAILABLE {
+        return Err(invalid(
+            "--nproc-per-node",
+            "this fnc-train was built without data-parallel support (--no-default-features); \
+             rebuild it with the default features (they need libgloo-dev)",
+        ));
+    }
     if nproc > 1 && !cfg.batch_size.is_multiple_of(nproc) {
         return Err(invalid(
             "--batch-size",
