@@ -93,7 +93,9 @@ pub fn features(
     if let Some(seed) = random {
         cfg.seed = seed;
     }
-    let model = fnc_train::build_model(&vs, &cfg);
+    // A random-init baseline is drawn from its seed.
+    tch::manual_seed(cfg.seed as i64);
+    let model = fnc_train::build_model(&vs, &cfg.model_spec(device));
     if random.is_none() {
         src.checkpoint.restore_model(&mut vs, cfg.arch)?;
     }

@@ -281,7 +281,9 @@ fn supervised(
     let mut tcfg = src.config.clone();
     tcfg.seed = cfg.seed;
     let mut vs = nn::VarStore::new(device);
-    let model = fnc_train::build_model(&vs, &tcfg);
+    // Weights the checkpoint does not hold (the classifier) from the seed.
+    tch::manual_seed(tcfg.seed as i64);
+    let model = fnc_train::build_model(&vs, &tcfg.model_spec(device));
     let init = if cfg.zero_classifier {
         nn::LinearConfig {
             ws_init: nn::Init::Const(0.0),

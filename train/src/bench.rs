@@ -36,7 +36,9 @@ pub fn bench_steps(
     cfg.validate()?;
     let device = parse_device(&cfg.device)?;
     let vs = nn::VarStore::new(device);
-    let model = build_model(&vs, cfg);
+    // The run's weights are drawn from --seed.
+    tch::manual_seed(cfg.seed as i64);
+    let model = build_model(&vs, &cfg.model_spec(vs.device()));
     let mut opt = Optimizer::new(cfg.optimizer, trainable(&vs), cfg.weight_decay);
     let mut momentum = (cfg.memory > 0)
         .then(|| Momentum::new(&vs, cfg))

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 use crate::loss::LossConfig;
-use crate::model::{Arch, InitScheme};
+use crate::model::{Arch, InitScheme, ModelSpec};
 use crate::optim::OptimizerKind;
 
 /// The longest run, and warm-up, in epochs.
@@ -170,6 +170,16 @@ impl TrainConfig {
             LrScaling::Sqrt => self.lr * b.sqrt(),
             LrScaling::Linear => self.lr * b / 256.0,
             LrScaling::None => self.lr,
+        }
+    }
+
+    /// The model of this run on `device`.
+    pub fn model_spec(&self, device: tch::Device) -> ModelSpec {
+        ModelSpec {
+            arch: self.arch,
+            proj_dim: self.proj_dim,
+            init: self.init,
+            channels_last: self.memory_format.channels_last(device),
         }
     }
 

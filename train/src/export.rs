@@ -18,7 +18,7 @@ pub fn export_encoder(run: &Path, out_file: &Path) -> Result<usize, TrainError> 
         .latest()?
         .ok_or_else(|| checkpoint(run.path(), "the run has no complete checkpoint"))?;
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let _model = build_model(&vs, &cfg);
+    let _model = build_model(&vs, &cfg.model_spec(vs.device()));
     ck.restore_model(&mut vs, cfg.arch)?;
     let mut named: Vec<(String, Tensor)> = vs
         .variables()

@@ -58,15 +58,16 @@ pub use features::{
     EVAL_CROP, KNN_K, KNN_T,
 };
 pub use loss::{
-    fnc_loss, fnc_loss_memory, fnc_loss_memory_shard, fnc_loss_shard, Aggregate, Anchors, Detect,
-    FnCounts, LossConfig, LossError, LossOutput, MemoryBank, Shard, Strategy, SupportSet,
+    fnc_loss, fnc_loss_memory, fnc_loss_memory_shard, fnc_loss_shard, Aggregate, Anchors, BankView,
+    Detect, FnCounts, LossConfig, LossError, LossOutput, Shard, Strategy, SupportSet,
 };
 pub use metrics::{read_metrics, MetricsLog, StepMetrics, TrainSummary};
 pub use model::{
-    build_model, encoder, is_channels_last, normalise, normalise_as, projection_head,
-    reference_init, small_cnn, to_channels_last, Arch, InitScheme, Model, ProjectionHead, SmallCnn,
+    build_model, encoder, is_channels_last, normalise, normalise_as, project_groups,
+    projection_head, reference_init, small_cnn, to_channels_last, Arch, InitScheme, Model,
+    ModelSpec, ProjectionHead, SmallCnn,
 };
-pub use momentum::Momentum;
+pub use momentum::{MemoryBank, Momentum};
 pub use optim::{cosine, learning_rate, trainable, Optimizer, OptimizerKind};
 pub use resnet::{resnet18, resnet50, ResNet};
 pub use start::{agree_config, Start};

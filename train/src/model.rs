@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::config::TrainConfig;
 use crate::layers::{batch_norm, BatchNorm, Conv2d, Linear};
 use crate::resnet;
 
@@ -195,17 +194,28 @@ pub enum InitScheme {
     Reference,
 }
 
-/// The model of `cfg` in `vs` (seeded with `cfg.seed`, initialised per
-/// `cfg.init`), its convolution weights channels-last when
-/// `cfg.memory_format` says so on `vs`'s device: the one constructor of
-/// online, momentum and evaluation models.
-pub fn build_model(vs: &nn::VarStore, cfg: &TrainConfig) -> Model {
-    tch::manual_seed(cfg.seed as i64);
-    let model = Model::new(&vs.root(), cfg.arch, cfg.proj_dim);
-    if cfg.init == InitScheme::Reference {
-        reference_init(vs, cfg.arch);
+/// What a model is made of: the one input of [`build_model`]
+/// (`TrainConfig::model_spec` gives a run's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSpec {
+    pub arch: Arch,
+    pub proj_dim: i64,
+    pub init: InitScheme,
+    /// Convolution weights (and so activations) channels-last.
+    pub channels_last: bool,
+}
+
+/// The model of `spec` in `vs`, initialised per `spec.init`, its convolution
+/// weights channels-last when `spec` says so: the one constructor of online,
+/// momentum and evaluation models. Its weights are drawn from libtorch's
+/// generator as it stands: a caller that wants a reproducible draw seeds it
+/// first (`tch::manual_seed`), as training does with `--seed`.
+pub fn build_model(vs: &nn::VarStore, spec: &ModelSpec) -> Model {
+    let model = Model::new(&vs.root(), spec.arch, spec.proj_dim);
+    if spec.init == InitScheme::Reference {
+        reference_init(vs, spec.arch);
     }
-    if cfg.memory_format.channels_last(vs.device()) {
+    if spec.channels_last {
         to_channels_last(vs);
     }
     model
@@ -303,4 +313,97 @@ pub fn normalise(x: &Tensor) -> Tensor {
     // Single precision throughout (f64 constants would promote the whole batch).
     let x = x.permute([0, 3, 1, 2]).to_kind(tch::Kind::Float) / 255.0f64;
     (x - mean) / std
+}
+
+/// Train-mode projections of prepared view groups, concatenated, as float32:
+/// the loss and its detection run in float32 whatever the model computes in.
+///
+/// Consecutive groups of one image size go through the model in one pass, so
+/// that BatchNorm's batch statistics (and the running statistics used at
+/// evaluation) cover all their views, as in the reference's single forward
+/// pass of all 2 + S views. Groups of different sizes cannot share a pass:
+/// each then has BatchNorm statistics of its own.
+pub fn project_groups(model: &Model, inputs: &[Tensor]) -> Tensor {
+    let mut parts = Vec::new();
+    let mut k = 0;
+    while k < inputs.len() {
+        let side = inputs[k].size()[1..].to_vec();
+        let mut j = k + 1;
+        while j < inputs.len() && inputs[j].size()[1..] == side[..] {
+            j += 1;
+        }
+        let x = if j - k == 1 {
+            inputs[k].shallow_clone()
+        } else {
+            Tensor::cat(&inputs[k..j], 0)
+        };
+        parts.push(model.project(&x, true));
+        k = j;
+    }
+    Tensor::cat(&parts, 0).to_kind(tch::Kind::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn, Device, Kind};
+
+    /// The BatchNorm running means of a fresh small model (seeded) after
+    /// `pass` runs on it.
+    fn running_means(pass: impl Fn(&Model)) -> Vec<Tensor> {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = Model::new(&vs.root(), crate::model::Arch::Small, 16);
+        pass(&model);
+        let mut v: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(n, _)| n.ends_with("running_mean"))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter().map(|(_, t)| t).collect()
+    }
+
+    #[test]
+    fn groups_of_one_size_share_one_batchnorm_pass() {
+        tch::manual_seed(1);
+        let a = Tensor::randn([4, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let b = Tensor::randn([6, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 + 1.0;
+        let c = Tensor::randn([6, 3, 8, 8], (Kind::Float, Device::Cpu));
+        let joint = running_means(|m| {
+            let _ = project_groups(m, &[a.shallow_clone(), b.shallow_clone()]);
+        });
+        let concat = running_means(|m| {
+            let _ = m.project(&Tensor::cat(&[&a, &b], 0), true);
+        });
+        let separate = running_means(|m| {
+            let _ = m.project(&a, true);
+            let _ = m.project(&b, true);
+        });
+        assert_eq!(joint.len(), 7, "4 encoder and 3 head BatchNorms");
+        for (j, c) in joint.iter().zip(&concat) {
+            assert!(
+                j.allclose(c, 1e-6, 1e-7, false),
+                "one pass = the concatenated batch"
+            );
+        }
+        assert!(
+            joint
+                .iter()
+                .zip(&separate)
+                .any(|(j, s)| !j.allclose(s, 1e-4, 1e-5, false)),
+            "two passes would give other statistics"
+        );
+        // A group of another size passes on its own: same as separate passes.
+        let mixed = running_means(|m| {
+            let _ = project_groups(m, &[a.shallow_clone(), c.shallow_clone()]);
+        });
+        let apart = running_means(|m| {
+            let _ = m.project(&a, true);
+            let _ = m.project(&c, true);
+        });
+        for (x, y) in mixed.iter().zip(&apart) {
+            assert!(x.allclose(y, 1e-6, 1e-7, false));
+        }
+    }
 }

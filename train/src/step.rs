@@ -2,7 +2,7 @@
 //! benchmark: uint8 view groups -> normalised inputs -> projections -> FNC loss
 //! (in-batch, or against the memory bank).
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::config::TrainConfig;
 use crate::dist::ProcessGroup;
@@ -10,7 +10,7 @@ use crate::error::TrainError;
 use crate::loss::{
     fnc_loss, fnc_loss_memory, fnc_loss_memory_shard, fnc_loss_shard, FnCounts, LossOutput,
 };
-use crate::model::{normalise_as, Model};
+use crate::model::{normalise_as, project_groups, Model};
 use crate::momentum::Momentum;
 
 /// The uint8 NHWC view groups (main views, then support views; each group
@@ -27,34 +27,6 @@ pub(crate) fn prepare_groups(groups: &[&Tensor], cfg: &TrainConfig) -> Vec<Tenso
             )
         })
         .collect()
-}
-
-/// Train-mode projections of prepared view groups, concatenated, as float32:
-/// the loss and its detection run in float32 whatever the model computes in.
-///
-/// Consecutive groups of one image size go through the model in one pass, so
-/// that BatchNorm's batch statistics (and the running statistics used at
-/// evaluation) cover all their views, as in the reference's single forward
-/// pass of all 2 + S views. Groups of different sizes cannot share a pass:
-/// each then has BatchNorm statistics of its own.
-pub(crate) fn project_groups(model: &Model, inputs: &[Tensor]) -> Tensor {
-    let mut parts = Vec::new();
-    let mut k = 0;
-    while k < inputs.len() {
-        let side = inputs[k].size()[1..].to_vec();
-        let mut j = k + 1;
-        while j < inputs.len() && inputs[j].size()[1..] == side[..] {
-            j += 1;
-        }
-        let x = if j - k == 1 {
-            inputs[k].shallow_clone()
-        } else {
-            Tensor::cat(&inputs[k..j], 0)
-        };
-        parts.push(model.project(&x, true));
-        k = j;
-    }
-    Tensor::cat(&parts, 0).to_kind(Kind::Float)
 }
 
 /// What a step's forward half hands back: the loss output (in a
@@ -108,7 +80,8 @@ pub(crate) fn forward_loss(
             None => (fnc_loss(&z, views, &cfg.loss, Some(labels))?, None),
             Some(mo) => {
                 let zm = mo.embed(&inputs);
-                let out = fnc_loss_memory(&z, &zm, &mo.bank, views, &cfg.loss, Some(labels))?;
+                let out =
+                    fnc_loss_memory(&z, &zm, &mo.bank.view(), views, &cfg.loss, Some(labels))?;
                 (out, Some((zm, labels.shallow_clone())))
             }
         };
@@ -138,7 +111,7 @@ pub(crate) fn forward_loss(
             let out = fnc_loss_memory_shard(
                 &zg,
                 &zm,
-                &mo.bank,
+                &mo.bank.view(),
                 views,
                 &cfg.loss,
                 Some(&lg),
@@ -179,69 +152,4 @@ pub(crate) fn forward_loss(
         keys,
         comm_s,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tch::{nn, Device};
-
-    /// The BatchNorm running means of a fresh small model (seeded) after
-    /// `pass` runs on it.
-    fn running_means(pass: impl Fn(&Model)) -> Vec<Tensor> {
-        tch::manual_seed(3);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let model = Model::new(&vs.root(), crate::model::Arch::Small, 16);
-        pass(&model);
-        let mut v: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(n, _)| n.ends_with("running_mean"))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v.into_iter().map(|(_, t)| t).collect()
-    }
-
-    #[test]
-    fn groups_of_one_size_share_one_batchnorm_pass() {
-        tch::manual_seed(1);
-        let a = Tensor::randn([4, 3, 16, 16], (Kind::Float, Device::Cpu));
-        let b = Tensor::randn([6, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 + 1.0;
-        let c = Tensor::randn([6, 3, 8, 8], (Kind::Float, Device::Cpu));
-        let joint = running_means(|m| {
-            let _ = project_groups(m, &[a.shallow_clone(), b.shallow_clone()]);
-        });
-        let concat = running_means(|m| {
-            let _ = m.project(&Tensor::cat(&[&a, &b], 0), true);
-        });
-        let separate = running_means(|m| {
-            let _ = m.project(&a, true);
-            let _ = m.project(&b, true);
-        });
-        assert_eq!(joint.len(), 7, "4 encoder and 3 head BatchNorms");
-        for (j, c) in joint.iter().zip(&concat) {
-            assert!(
-                j.allclose(c, 1e-6, 1e-7, false),
-                "one pass = the concatenated batch"
-            );
-        }
-        assert!(
-            joint
-                .iter()
-                .zip(&separate)
-                .any(|(j, s)| !j.allclose(s, 1e-4, 1e-5, false)),
-            "two passes would give other statistics"
-        );
-        // A group of another size passes on its own: same as separate passes.
-        let mixed = running_means(|m| {
-            let _ = project_groups(m, &[a.shallow_clone(), c.shallow_clone()]);
-        });
-        let apart = running_means(|m| {
-            let _ = m.project(&a, true);
-            let _ = m.project(&c, true);
-        });
-        for (x, y) in mixed.iter().zip(&apart) {
-            assert!(x.allclose(y, 1e-6, 1e-7, false));
-        }
-    }
 }

@@ -58,7 +58,7 @@ fn every_option_combination_matches_the_reference() {
         let got = fnc_loss_memory(
             &tensor(&z),
             &tensor(&zm),
-            &bank,
+            &bank.view(),
             v as i64,
             &cfg,
             Some(&labels_t),
@@ -91,7 +91,7 @@ fn with_an_empty_bank_and_no_momentum_it_is_the_in_batch_loss() {
         };
         let bank = MemoryBank::new((16 * b) as i64, 8, OPTS);
         let a = fnc_loss(&z, v as i64, &cfg, None).unwrap();
-        let m = fnc_loss_memory(&z, &z, &bank, v as i64, &cfg, None).unwrap();
+        let m = fnc_loss_memory(&z, &z, &bank.view(), v as i64, &cfg, None).unwrap();
         let (a, m) = (a.loss.double_value(&[]), m.loss.double_value(&[]));
         assert!((a - m).abs() < 1e-12, "{strategy:?}: {a} vs {m}");
     }
@@ -104,7 +104,15 @@ fn gradients_reach_the_online_embeddings_only() {
     let z = tensor(&z).set_requires_grad(true);
     let zm = (&z.detach() + 0.01).set_requires_grad(true);
     let bank = MemoryBank::new((8 * b) as i64, 8, OPTS);
-    let out = fnc_loss_memory(&z, &zm, &bank, v as i64, &LossConfig::default(), None).unwrap();
+    let out = fnc_loss_memory(
+        &z,
+        &zm,
+        &bank.view(),
+        v as i64,
+        &LossConfig::default(),
+        None,
+    )
+    .unwrap();
     out.loss.backward();
     assert!(z.grad().defined() && z.grad().abs().sum(Kind::Double).double_value(&[]) > 0.0);
     assert!(
@@ -154,7 +162,7 @@ fn a_bank_smaller_than_a_batch_is_refused_naming_the_flag() {
     let (z, _) = clustered(v, b, 8, 2, 0.5, 5);
     let z = tensor(&z);
     let bank = MemoryBank::new((3 * b) as i64, 8, OPTS);
-    let err = fnc_loss_memory(&z, &z, &bank, v as i64, &LossConfig::default(), None)
+    let err = fnc_loss_memory(&z, &z, &bank.view(), v as i64, &LossConfig::default(), None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("--memory"), "{err}");

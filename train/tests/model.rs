@@ -164,7 +164,7 @@ fn the_reference_initialisation_is_the_official_codes() {
             ..fnc_train::TrainConfig::default()
         };
         let vs = nn::VarStore::new(Device::Cpu);
-        let _model = fnc_train::build_model(&vs, &cfg);
+        let _model = fnc_train::build_model(&vs, &cfg.model_spec(Device::Cpu));
         let vars = vs.variables();
         let std = |t: &Tensor| t.to_kind(Kind::Double).std(true).double_value(&[]);
         let mut zeroed = 0;
@@ -205,7 +205,10 @@ fn the_reference_initialisation_is_the_official_codes() {
     }
     // The default is torchvision's.
     let vs = nn::VarStore::new(Device::Cpu);
-    let _ = fnc_train::build_model(&vs, &fnc_train::TrainConfig::default());
+    let _ = fnc_train::build_model(
+        &vs,
+        &fnc_train::TrainConfig::default().model_spec(Device::Cpu),
+    );
     assert!(
         vs.variables()["layer1.0.bn3.weight"]
             .eq(1.0)

@@ -141,7 +141,7 @@ fn the_oracle_finds_same_label_rows_of_the_memory_bank() {
     let cfg = oracle(1.0, false);
     bank.push(&earlier, &earlier_labels, v, &cfg).unwrap();
     let zm = &z + 0.01;
-    let out = fnc_loss_memory(&z, &zm, &bank, v, &cfg, Some(&labels)).unwrap();
+    let out = fnc_loss_memory(&z, &zm, &bank.view(), v, &cfg, Some(&labels)).unwrap();
     assert_eq!(out.fn_precision, Some(1.0));
     assert_eq!(out.fn_recall, Some(1.0));
     // In-batch: 3 other same-label images x 4 views; bank: 4 x 4 rows.

@@ -2,16 +2,18 @@
 //! average of the online model whose embeddings of each batch serve as keys,
 //! held over the following steps in a FIFO [`MemoryBank`].
 
+mod bank;
+
 use std::collections::HashMap;
 
 use tch::{nn, Tensor};
 
+pub use bank::MemoryBank;
+
 use crate::config::TrainConfig;
 use crate::error::TrainError;
-use crate::loss::MemoryBank;
-use crate::model::{build_model, Model};
+use crate::model::{build_model, project_groups, Model};
 use crate::optim::trainable;
-use crate::step::project_groups;
 
 /// The momentum model, its pairing with the online parameters, and the bank.
 #[derive(Debug)]
@@ -32,7 +34,7 @@ impl Momentum {
     pub fn new(online: &nn::VarStore, cfg: &TrainConfig) -> Result<Momentum, TrainError> {
         let device = online.device();
         let mut vs = nn::VarStore::new(device);
-        let model = build_model(&vs, cfg);
+        let model = build_model(&vs, &cfg.model_spec(vs.device()));
         vs.copy(online)?;
         vs.freeze();
         let mine = vs.variables();

@@ -1,0 +1,68 @@
+//! What a loss hands back: the value, the detected false negatives and their
+//! statistics (from counts that sum over a data-parallel step's shards), and
+//! the shard of anchors one rank computes.
+
+use tch::Tensor;
+
+/// The loss and what detection found.
+#[derive(Debug)]
+pub struct LossOutput {
+    /// Scalar loss (differentiable).
+    pub loss: Tensor,
+    /// `[B, N]` boolean: candidate rows detected as false negatives of image i.
+    pub false_negatives: Tensor,
+    /// Mean |F_i| over images.
+    pub mean_fn: f64,
+    /// Share of detected false negatives with the anchor's label (labels given).
+    pub fn_precision: Option<f64>,
+    /// Share of all candidates with the anchor's label: precision by chance.
+    pub fn_chance: Option<f64>,
+    /// Share of the candidates with the anchor's label that were detected.
+    pub fn_recall: Option<f64>,
+    /// The counts the statistics come from (summed over the shards of a
+    /// data-parallel step, they give the global batch's statistics).
+    pub counts: FnCounts,
+}
+
+/// Raw counts behind the FN statistics of a loss (or of one shard of it).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FnCounts {
+    /// Images whose anchors were computed.
+    pub images: f64,
+    /// Detected false negatives.
+    pub detected: f64,
+    /// Detected ones with the anchor's label (labels given).
+    pub detected_same: f64,
+    /// Candidates with the anchor's label.
+    pub candidates_same: f64,
+    /// All candidates.
+    pub candidates: f64,
+    /// Whether labels were given (precision, chance and recall exist).
+    pub labelled: bool,
+}
+
+impl FnCounts {
+    /// Mean |F_i|, precision, chance rate and recall from the counts.
+    pub fn stats(&self) -> (f64, Option<f64>, Option<f64>, Option<f64>) {
+        let mean_fn = self.detected / self.images.max(1.0);
+        if !self.labelled {
+            return (mean_fn, None, None, None);
+        }
+        (
+            mean_fn,
+            (self.detected > 0.0).then(|| self.detected_same / self.detected),
+            (self.candidates > 0.0).then(|| self.candidates_same / self.candidates),
+            (self.candidates_same > 0.0).then(|| self.detected_same / self.candidates_same),
+        )
+    }
+}
+
+/// The images of the global batch whose anchors one rank of a data-parallel
+/// step computes: `count` images from `first`. The loss it returns is that
+/// shard's part (the sum over the shards is the loss), its statistics are the
+/// shard's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub first: i64,
+    pub count: i64,
+}
