@@ -1,3 +1,6 @@
+//! The process group over a world of one: a graph outlives its handle, bytes and uneven shares travel whole.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use tch::{Device, Tensor};

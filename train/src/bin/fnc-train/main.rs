@@ -3,6 +3,7 @@
 
 mod cli;
 mod launcher;
+mod resolve;
 
 use std::io::IsTerminal;
 
@@ -10,7 +11,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use fnc_train::LossConfig;
 
-use cli::{resolve, unused_by_bench, Cli, Command};
+use cli::{Cli, Command};
+use resolve::{resolve, unused_by_bench};
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
