@@ -12,6 +12,11 @@ D=${DEMO:-demo}
 STEPS=${DEMO_STEPS:-450}
 DEV=${DEMO_DEVICE:-auto}
 PY=.venv/bin/python
+# Each demo starts afresh: fnc-train refuses to start a run over another's
+# files, so the previous demo's runs and shards go first.
+if [ -e "$D" ]; then
+  echo "demo: removing the previous demo in $D/ (its shards, runs and reports) to start afresh"
+fi
 rm -rf "$D" && mkdir -p "$D"
 $BIN/fnc-ingest synth "$D/synth"
 $BIN/fnc-ingest "$D/synth" --out "$D/out"

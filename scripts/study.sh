@@ -71,8 +71,10 @@ for arm in $ARMS; do
       echo "done    $out"
       continue
     fi
+    # A run started before (even one killed before its first checkpoint)
+    # is resumed: fnc-train refuses to start a new run over its files.
     resume=()
-    [ "$have" -gt 0 ] && resume=(--resume)
+    [ -e "$out/config.toml" ] && resume=(--resume)
     echo "running $out ($(date +%H:%M:%S))"
     # shellcheck disable=SC2046
     "$BIN/fnc-train" --shards "$SHARDS" --arch "$ARCH" --image-size "$SIZE" \
