@@ -2,24 +2,7 @@
 //! with an error naming the flag as typed, before anything is written.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-
-/// Every path under `dir`, sorted.
-fn tree(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
+use fnc_tests::tree;
 
 #[test]
 fn bad_numeric_flags_are_named_and_nothing_is_written() {

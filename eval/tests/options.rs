@@ -3,24 +3,9 @@
 //! as typed, before any run is read or anything is written.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Every path under `dir`, sorted.
-fn tree(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
+use fnc_tests::tree;
 
 /// Runs fnc-eval with `args` in `dir` (holding an empty run directory `run`)
 /// and checks that it is refused naming `flag` and `also`, with nothing written.

@@ -49,3 +49,21 @@ pub fn synth_shards(
     .expect("ingest");
     out
 }
+
+/// Every path under `dir`, sorted (to check that a refused command wrote
+/// nothing).
+pub fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("reading a test directory") {
+            let p = e.expect("reading a test directory").path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}

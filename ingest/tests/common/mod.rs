@@ -100,3 +100,20 @@ pub fn png(px: &[u8], w: u32, h: u32) -> Vec<u8> {
         .expect("encode PNG");
     out.into_inner()
 }
+
+/// Every path under `dir`, sorted.
+pub fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
