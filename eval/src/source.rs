@@ -17,9 +17,14 @@ pub struct Source {
 }
 
 impl Source {
-    /// A short tag naming the checkpoint, used for feature caches.
+    /// A short tag naming the checkpoint, used for feature caches: its name
+    /// and its weights' CRC-32 (a step redone after `--resume-from` has other
+    /// weights under the same name).
     pub fn tag(&self) -> String {
-        self.checkpoint.name()
+        match self.checkpoint.state().files.get("model.safetensors") {
+            Some(d) => format!("{}-{:08x}", self.checkpoint.name(), d.crc32),
+            None => self.checkpoint.name(),
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <atomic>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -37,11 +38,24 @@ struct Group : torch::CustomClassHolder {
   c10::intrusive_ptr<c10d::Store> beat;
   c10::intrusive_ptr<c10d::Store> probe;
   std::mutex probe_lock;
+  // Held around every call into the backend: c10d backends are not made for
+  // collectives issued from two threads at once (Gloo's tag counter is a
+  // plain integer), and every rank must issue them in one order anyway.
+  std::mutex ops;
   std::chrono::milliseconds timeout{0};
   int rank = 0;
   int world = 1;
-  bool down = false;
+  std::atomic<bool> down{false};
+
+  Group();
+  ~Group() override;
 };
+
+// Groups alive in this process (a handle or an autograd node holds each).
+std::atomic<int> live_groups{0};
+
+Group::Group() { live_groups.fetch_add(1); }
+Group::~Group() { live_groups.fetch_sub(1); }
 
 constexpr std::chrono::milliseconds kMonitorTimeout(2000);
 
@@ -58,6 +72,7 @@ void wait(Group* g, const c10::intrusive_ptr<c10d::Work>& w) {
 }
 
 void all_reduce_sum(Group* g, at::Tensor& t) {
+  std::lock_guard<std::mutex> hold(g->ops);
   std::vector<at::Tensor> v{t};
   wait(g, g->backend->allreduce(v));
 }
@@ -110,6 +125,9 @@ Group* group_of(void* group) {
 }  // namespace
 
 extern "C" {
+
+// Groups alive in this process (tests: a graph keeps its group alive).
+int fnc_dist_live_groups() { return live_groups.load(); }
 
 // Whether this build can make NCCL groups.
 int fnc_dist_has_nccl() {
@@ -180,8 +198,8 @@ void fnc_dist_free(void* group) {
 int fnc_dist_shutdown(void* group, char* err, size_t errlen) {
   return guarded(err, errlen, 1, [&] {
     auto* g = group_of(group);
-    if (!g->down) {
-      g->down = true;
+    std::lock_guard<std::mutex> hold(g->ops);
+    if (!g->down.exchange(true)) {
       g->backend->shutdown();
     }
     return 0;
@@ -212,6 +230,7 @@ at::Tensor* fnc_dist_all_reduce_autograd(void* group, at::Tensor* x, char* err, 
 int fnc_dist_all_gather(void* group, at::Tensor* x, at::Tensor* out, char* err, size_t errlen) {
   return guarded(err, errlen, 1, [&] {
     auto* g = group_of(group);
+    std::lock_guard<std::mutex> hold(g->ops);
     std::vector<std::vector<at::Tensor>> outs(1);
     outs[0] = out->chunk(g->world, 0);
     std::vector<at::Tensor> ins{x->contiguous()};
@@ -223,6 +242,7 @@ int fnc_dist_all_gather(void* group, at::Tensor* x, at::Tensor* out, char* err, 
 int fnc_dist_broadcast(void* group, at::Tensor* t, int root, char* err, size_t errlen) {
   return guarded(err, errlen, 1, [&] {
     auto* g = group_of(group);
+    std::lock_guard<std::mutex> hold(g->ops);
     std::vector<at::Tensor> v{*t};
     c10d::BroadcastOptions o;
     o.rootRank = root;
@@ -234,6 +254,7 @@ int fnc_dist_broadcast(void* group, at::Tensor* t, int root, char* err, size_t e
 int fnc_dist_barrier(void* group, char* err, size_t errlen) {
   return guarded(err, errlen, 1, [&] {
     auto* g = group_of(group);
+    std::lock_guard<std::mutex> hold(g->ops);
     wait(g, g->backend->barrier());
     return 0;
   });

@@ -28,11 +28,17 @@ impl BadRecords {
     /// rank order); a record seen before is not counted again. `report` sees
     /// each of this rank's new ones once. Over the limit, every rank returns
     /// the same error.
+    ///
+    /// In a data-parallel run the same collective says whether rank 0 failed
+    /// to write the run directory after the last step (`writer_failed`):
+    /// then every rank stops with [`TrainError::RankZero`] (rank 0 returns its
+    /// own error instead).
     pub fn add(
         &mut self,
         bad: Vec<AugmentError>,
         report: &dyn Fn(&AugmentError),
         group: Option<&ProcessGroup>,
+        writer_failed: bool,
     ) -> Result<(), TrainError> {
         let mut mine = Vec::new();
         for e in bad {
@@ -45,9 +51,16 @@ impl BadRecords {
         let all = match group {
             None => mine,
             Some(g) => {
-                let n = Tensor::from_slice(&[mine.len() as i64]).to_device(g.device);
+                let n = Tensor::from_slice(&[mine.len() as i64, i64::from(writer_failed)])
+                    .to_device(g.device);
                 g.all_reduce(&n)?;
-                if n.to_device(tch::Device::Cpu).int64_value(&[0]) == 0 {
+                let n = Vec::<i64>::try_from(&n.to_device(tch::Device::Cpu))?;
+                if n[1] > 0 {
+                    return Err(TrainError::RankZero {
+                        detail: "it could not write the run directory (its error says why)".into(),
+                    });
+                }
+                if n[0] == 0 {
                     return Ok(());
                 }
                 g.all_gather_bytes(mine.join("\n").as_bytes())?

@@ -208,7 +208,9 @@ impl TrainConfig {
                 ),
             );
         }
-        if self.steps == 0 && !(self.epochs > 0.0 && self.epochs <= MAX_EPOCHS) {
+        // Checked even when --steps sets the length: the config is written
+        // (and sent to the other ranks) with it.
+        if !(self.epochs > 0.0 && self.epochs <= MAX_EPOCHS) {
             return bad(
                 "--epochs",
                 format!(

@@ -141,6 +141,14 @@ pub fn knn_vote(sims: &Tensor, labels: &Tensor, val_l: &Tensor, t: f64, classes:
             return 0.0;
         }
         let w = (sims / t).exp();
+        // Room for every label present, whatever the manifest's class list
+        // says (a label past it must not index out of the votes). Labels are
+        // never negative (u32 in the shards; padding rows carry 0).
+        let most = labels
+            .max()
+            .int64_value(&[])
+            .max(val_l.max().int64_value(&[]));
+        let classes = classes.max(most + 1).max(1);
         let votes =
             Tensor::zeros([n, classes], (Kind::Float, Device::Cpu)).scatter_add(1, labels, &w);
         let correct = votes

@@ -99,7 +99,10 @@ impl MetricsLog {
             path: self.path.clone(),
             err,
         })?;
-        writeln!(self.file, "{line}").map_err(io(&self.path))?;
+        // One write of the whole line, so a reader never sees half of one.
+        self.file
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(io(&self.path))?;
         self.file.flush().map_err(io(&self.path))
     }
 }

@@ -37,22 +37,28 @@ impl Monitor {
     ) -> Result<f64, TrainError> {
         let (rank, world) = group.map(|g| (g.rank, g.world)).unwrap_or((0, 1));
         let (nt, nv) = (self.train.len(), self.val.len());
-        let (tf, tl) = extract_range(
-            model,
-            &self.train,
-            share(nt, rank, world),
-            size,
-            BATCH,
-            device,
-        )?;
-        let (vf, vl) = extract_range(
-            model,
-            &self.val,
-            share(nv, rank, world),
-            size,
-            BATCH,
-            device,
-        )?;
+        let embed = |split: &SplitReader, n: u64| {
+            extract_range(model, split, share(n, rank, world), size, BATCH, device)
+        };
+        let extracted = embed(&self.train, nt).and_then(|t| Ok((t, embed(&self.val, nv)?)));
+        if let Some(g) = group {
+            // A record that fails to decode fails one rank's share: every rank
+            // learns it before the gathers, and all stop together.
+            let failed = Tensor::from_slice(&[i64::from(extracted.is_err())]).to_device(g.device);
+            g.all_reduce(&failed)?;
+            let n = failed.to_device(Device::Cpu).int64_value(&[0]);
+            if n > 0 && extracted.is_ok() {
+                return Err(TrainError::Dist {
+                    rank: g.rank,
+                    world: g.world,
+                    op: "the k-NN monitor",
+                    detail: format!(
+                        "{n} rank(s) could not embed their share (their errors say why)"
+                    ),
+                });
+            }
+        }
+        let ((tf, tl), (vf, vl)) = extracted?;
         let k = KNN_K.min(nt as i64);
         let Some(g) = group else {
             let (sims, labels) = knn_neighbours(&tf, &tl, &vf, k);

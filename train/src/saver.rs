@@ -41,6 +41,15 @@ impl Saver {
         Ok(())
     }
 
+    /// The checkpoint in flight, if it is done: its error, if any, now
+    /// rather than at the next checkpoint.
+    pub fn poll(&mut self) -> Result<(), TrainError> {
+        if self.pending.as_ref().is_some_and(|h| h.is_finished()) {
+            self.wait()?;
+        }
+        Ok(())
+    }
+
     /// Waits for the checkpoint in flight.
     pub fn wait(&mut self) -> Result<(), TrainError> {
         if let Some(h) = self.pending.take() {

@@ -14,6 +14,7 @@ use crate::checkpoint::{Checkpoint, CheckpointState, RunDir};
 use crate::config::TrainConfig;
 use crate::dist::ProcessGroup;
 use crate::error::TrainError;
+use crate::metrics::MetricsLog;
 use crate::model::Arch;
 use crate::momentum::Momentum;
 use crate::optim::Optimizer;
@@ -31,11 +32,13 @@ pub enum Start {
 }
 
 /// What rank 0 found: the checkpoint restored (`None`: step 0).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Started {
     pub state: Option<CheckpointState>,
     /// The checkpoint directory (rank 0 only).
     pub checkpoint: Option<Checkpoint>,
+    /// The run's metrics log, cut back to the checkpoint's step (rank 0).
+    pub metrics: Option<MetricsLog>,
 }
 
 /// The checkpoint `start` asks for in `run` (rank 0's view of the files).
@@ -63,6 +66,16 @@ fn find(run: &RunDir, start: &Start) -> Result<Option<Checkpoint>, TrainError> {
         Start::Resume => run.latest(),
         Start::From(dir) => {
             let ck = Checkpoint::open(dir)?;
+            if !ck.name().starts_with("step-") {
+                return Err(TrainError::Config {
+                    flag: "--resume-from",
+                    detail: format!(
+                        "{} is not a checkpoint of the run's line (checkpoints/step-N); \
+                         rename it step-N to continue from it",
+                        ck.dir().display()
+                    ),
+                });
+            }
             let same = |a: &std::path::Path, b: &std::path::Path| match (
                 a.canonicalize(),
                 b.canonicalize(),
@@ -86,9 +99,33 @@ fn find(run: &RunDir, start: &Start) -> Result<Option<Checkpoint>, TrainError> {
     }
 }
 
-/// Rank 0: finds the checkpoint and restores it into the model, optimiser and
-/// momentum encoder.
+/// Rank 0: finds the checkpoint, restores it into the model, optimiser and
+/// momentum encoder, and prepares the run directory: its config written, its
+/// metrics log cut back to the checkpoint's step (a resumed run that had none
+/// yet starts it over), so that every step appears once.
 fn restore_here(
+    run: &RunDir,
+    start: &Start,
+    cfg: &TrainConfig,
+    world: usize,
+    vs: &mut nn::VarStore,
+    opt: &mut Optimizer,
+    momentum: Option<&mut Momentum>,
+) -> Result<(Option<Checkpoint>, MetricsLog), TrainError> {
+    let ck = restore_checkpoint(run, start, cfg.arch, world, vs, opt, momentum)?;
+    std::fs::create_dir_all(run.path()).map_err(crate::error::io(run.path()))?;
+    if *start != Start::New {
+        run.remove_partial_checkpoints();
+    }
+    run.write_config(cfg)?;
+    let step = ck.as_ref().map_or(0, |c| c.state().step);
+    let keep = (*start != Start::New).then_some(step);
+    let metrics = MetricsLog::open(&run.metrics_path(), keep)?;
+    Ok((ck, metrics))
+}
+
+/// Rank 0: the checkpoint `start` asks for, restored.
+fn restore_checkpoint(
     run: &RunDir,
     start: &Start,
     arch: Arch,
@@ -103,7 +140,10 @@ fn restore_here(
     let written = ck.state().world;
     if written != world as u64 {
         return Err(TrainError::Config {
-            flag: "--resume",
+            flag: match start {
+                Start::From(_) => "--resume-from",
+                _ => "--resume",
+            },
             detail: format!(
                 "{} was written by a run of {written} process(es); resume it with as many \
                  (--nproc-per-node or the launcher's world size), not {world}",
@@ -126,7 +166,7 @@ fn restore_here(
 pub(crate) fn restore(
     run: &RunDir,
     start: &Start,
-    arch: Arch,
+    cfg: &TrainConfig,
     vs: &mut nn::VarStore,
     opt: &mut Optimizer,
     mut momentum: Option<&mut Momentum>,
@@ -135,20 +175,25 @@ pub(crate) fn restore(
     let world = group.map(|g| g.world).unwrap_or(1);
     let writer = group.is_none_or(|g| g.rank == 0);
     let found = if writer {
-        restore_here(run, start, arch, world, vs, opt, momentum.as_deref_mut())
+        restore_here(run, start, cfg, world, vs, opt, momentum.as_deref_mut()).map(Some)
     } else {
         Ok(None)
     };
     let Some(g) = group else {
-        let checkpoint = found?;
+        let (checkpoint, metrics) = found?.unzip();
+        let checkpoint = checkpoint.flatten();
         return Ok(Started {
             state: checkpoint.as_ref().map(|c| c.state().clone()),
             checkpoint,
+            metrics,
         });
     };
     // Rank 0's word, as JSON: {"Ok": state or null} or {"Err": message}.
     let word: Result<Option<CheckpointState>, String> = match &found {
-        Ok(c) => Ok(c.as_ref().map(|c| c.state().clone())),
+        Ok(c) => Ok(c
+            .as_ref()
+            .and_then(|(c, _)| c.as_ref())
+            .map(|c| c.state().clone())),
         Err(e) => Err(e.to_string()),
     };
     let text = serde_json::to_vec(&word).unwrap_or_default();
@@ -160,22 +205,18 @@ pub(crate) fn restore(
             op: "broadcast of the run's start",
             detail: format!("rank 0's word does not parse: {e}"),
         })?;
-    let state = match (found, word) {
+    let (state, here) = match (found, word) {
         (Err(e), _) => return Err(e),
         (Ok(_), Err(detail)) => return Err(TrainError::RankZero { detail }),
-        (Ok(_), Ok(state)) => state,
+        (Ok(here), Ok(state)) => (state, here),
     };
     broadcast_tensors(g, vs, opt, momentum)?;
-    let checkpoint = if writer {
-        match start {
-            Start::New => None,
-            Start::Resume => run.latest()?,
-            Start::From(d) => Some(Checkpoint::open(d)?),
-        }
-    } else {
-        None
-    };
-    Ok(Started { state, checkpoint })
+    let (checkpoint, metrics) = here.unzip();
+    Ok(Started {
+        state,
+        checkpoint: checkpoint.flatten(),
+        metrics,
+    })
 }
 
 /// Every rank takes rank 0's model (parameters and BatchNorm statistics),
@@ -243,17 +284,34 @@ pub fn agree_config(
     })?;
     theirs.device = cfg.device.clone();
     theirs.workers = cfg.workers;
-    if !partial {
-        if let Some((flag, here, there)) = cfg.difference(&theirs) {
-            return Err(TrainError::Config {
-                flag,
-                detail: format!(
-                    "rank {} resolved {here}, rank 0 {there}: every rank must train the same \
-                     config (give all ranks the same flags and --config)",
-                    g.rank
-                ),
-            });
-        }
+    let mine = if partial {
+        None
+    } else {
+        cfg.difference(&theirs)
+    };
+    // Every rank learns whether any disagrees, so all stop together.
+    let disagree = Tensor::from_slice(&[i64::from(mine.is_some())]).to_device(g.device);
+    g.all_reduce(&disagree)?;
+    if let Some((flag, here, there)) = mine {
+        return Err(TrainError::Config {
+            flag,
+            detail: format!(
+                "rank {} resolved {here}, rank 0 {there}: every rank must train the same \
+                 config (give all ranks the same flags and --config)",
+                g.rank
+            ),
+        });
+    }
+    let n = disagree.to_device(tch::Device::Cpu).int64_value(&[0]);
+    if n > 0 {
+        return Err(TrainError::Dist {
+            rank: g.rank,
+            world: g.world,
+            op: "agreeing on the config",
+            detail: format!(
+                "{n} rank(s) resolved another config than rank 0's (their errors name the flag)"
+            ),
+        });
     }
     Ok(theirs)
 }

@@ -74,6 +74,80 @@ pub fn train(
     train_parallel(cfg, out, start, observer, None)
 }
 
+/// The length of a run and its schedule.
+struct Plan {
+    total: u64,
+    warmup: i64,
+    peak: f64,
+}
+
+impl Plan {
+    fn of(cfg: &TrainConfig, epoch_len: u64) -> Plan {
+        let steps_per_epoch = epoch_len / cfg.batch_size as u64;
+        let total = if cfg.steps > 0 {
+            cfg.steps
+        } else {
+            ((cfg.epochs * steps_per_epoch as f64).ceil() as u64).max(1)
+        };
+        let warmup = ((cfg.warmup_epochs * steps_per_epoch as f64) as u64).min(total / 2) as i64;
+        Plan {
+            total,
+            warmup,
+            peak: cfg.peak_lr(),
+        }
+    }
+}
+
+/// The training split, and the k-NN monitor's splits with `--knn-every`.
+fn open_data(
+    cfg: &TrainConfig,
+) -> Result<(Arc<fnc_formats::SplitReader>, Option<Monitor>), TrainError> {
+    let open_err = |err| TrainError::Dataset {
+        path: cfg.shards.clone(),
+        err,
+    };
+    let ds = fnc_formats::Dataset::open(&cfg.shards).map_err(open_err)?;
+    let split = Arc::new(ds.split(&cfg.split).map_err(open_err)?);
+    cfg.check_split(split.len())?;
+    // The k-NN monitor reads the training split through the same reader.
+    let monitor = if cfg.knn_every > 0 {
+        let val = ds.split("val").map_err(|e| TrainError::Config {
+            flag: "--knn-every",
+            detail: format!("needs a val split: {e}"),
+        })?;
+        Some(Monitor {
+            train: split.clone(),
+            val,
+            classes: ds.manifest().classes.len().max(1) as i64,
+        })
+    } else {
+        None
+    };
+    Ok((split, monitor))
+}
+
+/// Rank 0's writing of the run directory after a step: the metrics line, and
+/// a checkpoint when one is due. An error here is kept, not returned at once:
+/// in a data-parallel run every rank learns of it in the next step's
+/// collective and all stop together.
+struct Writer {
+    metrics: MetricsLog,
+    saver: Saver,
+    failed: Option<TrainError>,
+}
+
+impl Writer {
+    fn record(&mut self, m: &StepMetrics, checkpoint: Option<(Snapshot, CheckpointState)>) {
+        let done = self.metrics.append(m).and_then(|()| match checkpoint {
+            Some((snap, state)) => self.saver.submit(snap, state),
+            None => self.saver.poll(),
+        });
+        if let Err(e) = done {
+            self.failed.get_or_insert(e);
+        }
+    }
+}
+
 /// [`train`] as one rank of a data-parallel run over `group`: `--batch-size`
 /// is the global batch, each rank reads its slice, embeddings are gathered so
 /// the loss is the single-process loss of the global batch, gradients are
@@ -96,42 +170,13 @@ pub fn train_parallel(
             ),
         });
     }
-    let local_batch = cfg.batch_size / world;
-    let writer = rank == 0;
     let device = match group {
         Some(g) => g.device,
         None => parse_device(&cfg.device)?,
     };
-    let open_err = |err| TrainError::Dataset {
-        path: cfg.shards.clone(),
-        err,
-    };
-    let ds = fnc_formats::Dataset::open(&cfg.shards).map_err(open_err)?;
-    let split = Arc::new(ds.split(&cfg.split).map_err(open_err)?);
+    let (split, monitor) = open_data(cfg)?;
     let epoch_len = split.len();
-    cfg.check_split(epoch_len)?;
-    // The k-NN monitor reads the training split through the same reader.
-    let monitor = if cfg.knn_every > 0 {
-        let val = ds.split("val").map_err(|e| TrainError::Config {
-            flag: "--knn-every",
-            detail: format!("needs a val split: {e}"),
-        })?;
-        Some(Monitor {
-            train: split.clone(),
-            val,
-            classes: ds.manifest().classes.len().max(1) as i64,
-        })
-    } else {
-        None
-    };
-    let steps_per_epoch = epoch_len / cfg.batch_size as u64;
-    let total = if cfg.steps > 0 {
-        cfg.steps
-    } else {
-        ((cfg.epochs * steps_per_epoch as f64).ceil() as u64).max(1)
-    };
-    let warmup = ((cfg.warmup_epochs * steps_per_epoch as f64) as u64).min(total / 2) as i64;
-    let peak = cfg.peak_lr();
+    let plan = Plan::of(cfg, epoch_len);
 
     let run = RunDir::new(out);
     let mut vs = nn::VarStore::new(device);
@@ -142,11 +187,12 @@ pub fn train_parallel(
     let mut momentum = (cfg.memory > 0)
         .then(|| Momentum::new(&vs, cfg))
         .transpose()?;
-    // Rank 0 finds and restores the checkpoint; every rank takes its word.
+    // Rank 0 finds and restores the checkpoint and prepares the run
+    // directory; every rank takes its word.
     let started = restore(
         &run,
         start,
-        cfg.arch,
+        cfg,
         &mut vs,
         &mut opt,
         momentum.as_mut(),
@@ -164,85 +210,64 @@ pub fn train_parallel(
             BadRecords::new(cfg.max_bad_records, Vec::new()),
         ),
     };
-    let mut saver = Saver::new(run.clone(), started.checkpoint);
-    if writer {
+    if rank == 0 {
         observer.started(step, started.state.is_some());
     }
-    let mut metrics = if writer {
-        std::fs::create_dir_all(out).map_err(crate::error::io(out))?;
-        run.write_config(cfg)?;
-        // A resumed run cuts its log back to the checkpoint's step (a run
-        // that had none yet starts it over), so every step appears once.
-        let keep = (*start != Start::New).then_some(step);
-        Some(MetricsLog::open(&run.metrics_path(), keep)?)
-    } else {
-        None
-    };
+    let mut writer = started.metrics.map(|metrics| Writer {
+        metrics,
+        saver: Saver::new(run.clone(), started.checkpoint),
+        failed: None,
+    });
 
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = workers_of(cfg.workers, group.map_or(1, |g| g.local_world), cores);
     let feed = Feed::start(
         Loader::start(
             split,
-            cfg.engine_config_for(
-                workers_of(
-                    cfg.workers,
-                    group.map_or(1, |g| g.local_world),
-                    std::thread::available_parallelism().map_or(1, |n| n.get()),
-                ),
-                local_batch,
-                world,
-            )?,
+            cfg.engine_config_for(workers, cfg.batch_size / world, world)?,
             sampler,
         )?,
         device,
     )?;
     let views = cfg.views() as i64;
     let (mut wait_sum, mut time_sum, mut final_loss) = (0.0, 0.0, f64::NAN);
-    while step < total {
+    while step < plan.total {
         let t0 = Instant::now();
         let batch = feed.next().ok_or(TrainError::EngineStopped)??;
         let waited = t0.elapsed().as_secs_f64();
-        bad.add(batch.bad, &|e| observer.bad_record(e), group)?;
-        let lr = learning_rate(step as i64, peak, warmup, total as i64);
-        let labels = &batch.labels;
+        let failed = writer.as_ref().is_some_and(|w| w.failed.is_some());
+        if failed && group.is_none() {
+            break;
+        }
+        if let Err(e) = bad.add(batch.bad, &|e| observer.bad_record(e), group, failed) {
+            // Rank 0 stops with the error it met.
+            return Err(writer.and_then(|w| w.failed).unwrap_or(e));
+        }
+        let lr = learning_rate(step as i64, plan.peak, plan.warmup, plan.total as i64);
         if cfg.loss.detect == Detect::Oracle && cfg.loss.oracle_precision < 1.0 {
             // The noisy oracle's draws depend on (seed, step) only, so a
             // resumed run repeats them.
             tch::manual_seed(step_seed(cfg.seed, step));
         }
         let groups: Vec<&Tensor> = batch.groups.iter().collect();
-        let fwd = forward_loss(&model, momentum.as_ref(), &groups, labels, cfg, group)?;
+        let fwd = forward_loss(
+            &model,
+            momentum.as_ref(),
+            &groups,
+            &batch.labels,
+            cfg,
+            group,
+        )?;
         let mut comm_s = fwd.comm_s;
         let outp = fwd.out;
         let loss = fwd.value;
         if !loss.is_finite() {
-            // The one in flight, if any, is complete once waited for.
-            saver.wait()?;
-            let checkpoint = match &saver.last {
-                Some(c) => format!("The last good checkpoint is {}.", c.dir().display()),
-                None => "No checkpoint was written yet.".into(),
-            };
             return Err(TrainError::NonFinite {
                 step: step + 1,
-                checkpoint,
+                checkpoint: last_good(writer.as_mut()),
             });
         }
-        let grads = match (opt.gradients(&outp.loss), group) {
-            (Ok(g), _) => g,
-            // The backward of synchronised BatchNorm runs collectives too.
-            (Err(e), Some(g)) => {
-                return Err(TrainError::Dist {
-                    rank: g.rank,
-                    world: g.world,
-                    op: "backward",
-                    // libtorch appends its C++ backtrace: the first line says it.
-                    detail: crate::dist::take_failure().unwrap_or_else(|| {
-                        let first = e.to_string().lines().next().unwrap_or_default().to_string();
-                        format!("{first}{}", g.diagnosis())
-                    }),
-                });
-            }
-            (Err(e), None) => return Err(e.into()),
-        };
+        let grads = backward(&opt, &outp.loss, group)?;
         if let Some(g) = group {
             let t = Instant::now();
             g.all_reduce_grads(&grads)?;
@@ -259,7 +284,7 @@ pub fn train_parallel(
         time_sum += dt;
         final_loss = loss;
         let knn_top1 = match &monitor {
-            Some(mon) if step.is_multiple_of(cfg.knn_every) || step == total => {
+            Some(mon) if step.is_multiple_of(cfg.knn_every) || step == plan.total => {
                 Some(mon.knn_top1(&model, cfg.image_size, device, group)?)
             }
             _ => None,
@@ -279,23 +304,33 @@ pub fn train_parallel(
             bad_records: bad.named.len() as u64,
             comm: group.map(|_| comm_s / dt),
         };
-        if let Some(log) = metrics.as_mut() {
-            log.append(&m)?;
-        }
-        observer.step(&m, total);
-        if writer && (step.is_multiple_of(cfg.checkpoint_every) || step == total) {
-            let state = CheckpointState {
-                step,
-                sampler: batch.sampler_after,
-                arch: cfg.arch.name().into(),
-                bad_records: bad.named.clone(),
-                world: world as u64,
-                files: Default::default(),
-            };
-            saver.submit(Snapshot::take(&vs, &opt, momentum.as_ref()), state)?;
+        observer.step(&m, plan.total);
+        if let Some(w) = writer.as_mut() {
+            let due = step.is_multiple_of(cfg.checkpoint_every) || step == plan.total;
+            let checkpoint = due.then(|| {
+                let state = CheckpointState {
+                    step,
+                    sampler: batch.sampler_after,
+                    arch: cfg.arch.name().into(),
+                    bad_records: bad.named.clone(),
+                    world: world as u64,
+                    files: Default::default(),
+                };
+                (Snapshot::take(&vs, &opt, momentum.as_ref()), state)
+            });
+            w.record(&m, checkpoint);
         }
     }
-    saver.wait()?;
+    let checkpoint = match writer {
+        Some(mut w) => {
+            if let Some(e) = w.failed.take() {
+                return Err(e);
+            }
+            w.saver.wait()?;
+            w.saver.last.as_ref().map(|c| c.dir().display().to_string())
+        }
+        None => None,
+    };
     Ok(TrainSummary {
         out: out.display().to_string(),
         steps: step,
@@ -306,13 +341,44 @@ pub fn train_parallel(
         } else {
             0.0
         },
-        checkpoint: saver
-            .last
-            .as_ref()
-            .map(|c| c.dir().display().to_string())
-            .unwrap_or_default(),
+        checkpoint: checkpoint.unwrap_or_default(),
         bad_records: bad.named,
     })
+}
+
+/// The gradients of `loss`; in a data-parallel run a failed backward (whose
+/// synchronised BatchNorm runs collectives) names the rank that stopped.
+fn backward(
+    opt: &Optimizer,
+    loss: &Tensor,
+    group: Option<&ProcessGroup>,
+) -> Result<Vec<Tensor>, TrainError> {
+    match (opt.gradients(loss), group) {
+        (Ok(g), _) => Ok(g),
+        (Err(e), Some(g)) => Err(TrainError::Dist {
+            rank: g.rank,
+            world: g.world,
+            op: "backward",
+            // libtorch appends its C++ backtrace: the first line says it.
+            detail: crate::dist::take_failure().unwrap_or_else(|| {
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                format!("{first}{}", g.diagnosis())
+            }),
+        }),
+        (Err(e), None) => Err(e.into()),
+    }
+}
+
+/// "The last good checkpoint is ..." once the one in flight is written.
+fn last_good(writer: Option<&mut Writer>) -> String {
+    let last = writer.and_then(|w| {
+        let _ = w.saver.wait();
+        w.saver.last.as_ref().map(|c| c.dir().display().to_string())
+    });
+    match last {
+        Some(dir) => format!("The last good checkpoint is {dir}."),
+        None => "No checkpoint was written yet.".into(),
+    }
 }
 
 #[cfg(test)]

@@ -46,10 +46,9 @@ fn steps(out: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap_or_default()
         .lines()
-        .map(|l| {
-            let m: fnc_train::StepMetrics = serde_json::from_str(l).unwrap();
-            (m.step, m.loss)
-        })
+        // A line being written by a live run is skipped.
+        .filter_map(|l| serde_json::from_str::<fnc_train::StepMetrics>(l).ok())
+        .map(|m| (m.step, m.loss))
         .collect()
 }
 

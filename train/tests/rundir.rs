@@ -149,3 +149,28 @@ fn resuming_from_an_older_checkpoint_sets_the_newer_ones_aside() {
         .is_file());
     assert_eq!(run.latest().unwrap().unwrap().state().step, 3);
 }
+
+#[test]
+fn pruning_never_removes_the_checkpoint_just_written() {
+    let t = tempfile::tempdir().unwrap();
+    // Stale higher steps (another history of the run), then a lower one.
+    let run = save_steps(t.path(), &[7, 8, 9, 4]);
+    assert_eq!(
+        names(&run),
+        ["step-00000004", "step-00000008", "step-00000009"]
+    );
+    assert_eq!(run.latest().unwrap().unwrap().state().step, 4);
+}
+
+#[test]
+fn a_missing_latest_over_a_damaged_newest_checkpoint_is_an_error_not_a_fallback() {
+    let t = tempfile::tempdir().unwrap();
+    let run = save_steps(t.path(), &[3, 6]);
+    let ck = t.path().join("checkpoints");
+    std::fs::remove_file(ck.join("latest")).unwrap();
+    // A power cut after the rename: the newest's tensors never reached disk.
+    let model = ck.join("step-00000006/model.safetensors");
+    let len = std::fs::metadata(&model).unwrap().len() as usize;
+    std::fs::write(&model, vec![0u8; len]).unwrap();
+    expect_named(run.latest(), "model.safetensors", "step-00000003");
+}

@@ -143,12 +143,15 @@ impl RunDir {
         let name = match fs::read(&pointer) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Only before the first `latest` was written.
-                return Ok(self
-                    .checkpoint_dirs()?
-                    .into_iter()
-                    .rev()
-                    .find_map(|(_, p)| Checkpoint::open(&p).ok()));
+                // Only before the first `latest` was written: the newest
+                // checkpoint, which must be complete (never a silent fall
+                // back to an older one).
+                let Some((step, newest)) = self.checkpoint_dirs()?.pop() else {
+                    return Ok(None);
+                };
+                return Checkpoint::open(&newest)
+                    .map(Some)
+                    .map_err(|e| self.with_older_hint(e, step));
             }
             Err(e) => return Err(io(&pointer)(e)),
         };
@@ -172,16 +175,27 @@ impl RunDir {
         Checkpoint::open(&dir.join(&name))
             .map(Some)
             .map_err(|e| match e {
-                TrainError::Checkpoint { path, detail } => TrainError::Checkpoint {
-                    path,
-                    detail: format!(
-                        "{detail} (named by {}){}",
-                        pointer.display(),
-                        self.older_hint(step)
-                    ),
-                },
+                TrainError::Checkpoint { path, detail } => self.with_older_hint(
+                    TrainError::Checkpoint {
+                        path,
+                        detail: format!("{detail} (named by {})", pointer.display()),
+                    },
+                    step,
+                ),
                 other => other,
             })
+    }
+
+    /// `e` (about the checkpoint of `step`) with the way on: the older
+    /// complete checkpoint `--resume-from` can take.
+    fn with_older_hint(&self, e: TrainError, step: u64) -> TrainError {
+        match e {
+            TrainError::Checkpoint { path, detail } => TrainError::Checkpoint {
+                path,
+                detail: format!("{detail}{}", self.older_hint(step)),
+            },
+            other => other,
+        }
     }
 
     /// "; --resume-from DIR continues from the older complete checkpoint
@@ -203,12 +217,28 @@ impl RunDir {
         }
     }
 
+    /// Removes what a checkpoint write killed midway left (`.step-N.tmp`),
+    /// before a resumed run writes its own.
+    pub fn remove_partial_checkpoints(&self) {
+        let Ok(entries) = fs::read_dir(self.checkpoints_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".step-") && name.ends_with(".tmp") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
     /// Before a run continues from the older checkpoint `ck`
     /// (`--resume-from`): the newer checkpoints, whose steps will be redone,
     /// are renamed `superseded-step-N` (kept, not removed), and `latest`
     /// names `ck`.
     pub fn set_aside_after(&self, ck: &Checkpoint) -> Result<(), TrainError> {
         let dir = self.checkpoints_dir();
+        // `latest` first: killed midway, the run resumes from `ck` all the same.
+        fnc_formats::write_atomic(&dir.join(LATEST), ck.name().as_bytes())?;
         for (step, path) in self.checkpoint_dirs()? {
             if step <= ck.state().step {
                 continue;
@@ -221,7 +251,6 @@ impl RunDir {
             }
             fs::rename(&path, &to).map_err(io(&path))?;
         }
-        fnc_formats::write_atomic(&dir.join(LATEST), ck.name().as_bytes())?;
         Ok(())
     }
 

@@ -45,6 +45,10 @@ impl RunDir {
         for (file, named) in snapshot.parts {
             let p = tmp.join(file);
             write_tensors(&p, named)?;
+            // On disk before state.json vouches for it.
+            fs::File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(crate::error::io(&p))?;
             state.files.insert(file.to_string(), FileDigest::of(&p)?);
         }
         let json = serde_json::to_vec_pretty(&state).map_err(|err| TrainError::Json {

@@ -12,6 +12,7 @@ use torch_sys::C_tensor;
 #[cfg(feature = "dist")]
 extern "C" {
     pub(crate) fn fnc_dist_has_nccl() -> c_int;
+    pub(crate) fn fnc_dist_live_groups() -> c_int;
     pub(crate) fn fnc_dist_new(
         backend: c_int,
         host: *const c_char,
@@ -85,13 +86,15 @@ mod off {
         --no-default-features); rebuild it with the default features (they need \
         libgloo-dev) to train on several processes";
 
-    fn say(err: *mut c_char, errlen: usize) {
+    /// # Safety
+    /// `err` is null or points to `errlen` writable bytes.
+    unsafe fn say(err: *mut c_char, errlen: usize) {
         let n = WHY.len().min(errlen.saturating_sub(1));
         if err.is_null() || errlen == 0 {
             return;
         }
-        // SAFETY: the callers pass a buffer of `errlen` bytes; at most
-        // errlen - 1 bytes and a NUL are written.
+        // SAFETY: per this function's contract `err` holds `errlen` bytes; at
+        // most errlen - 1 bytes and a NUL are written.
         unsafe {
             std::ptr::copy_nonoverlapping(WHY.as_ptr(), err.cast::<u8>(), n);
             *err.add(n) = 0;
@@ -99,6 +102,9 @@ mod off {
     }
 
     pub(crate) unsafe fn fnc_dist_has_nccl() -> c_int {
+        0
+    }
+    pub(crate) unsafe fn fnc_dist_live_groups() -> c_int {
         0
     }
     pub(crate) unsafe fn fnc_dist_new(
@@ -112,7 +118,8 @@ mod off {
         err: *mut c_char,
         errlen: usize,
     ) -> *mut c_void {
-        say(err, errlen);
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
         std::ptr::null_mut()
     }
     pub(crate) unsafe fn fnc_dist_free(_group: *mut c_void) {}
@@ -122,7 +129,8 @@ mod off {
         err: *mut c_char,
         errlen: usize,
     ) -> c_int {
-        say(err, errlen);
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
         1
     }
     pub(crate) unsafe fn fnc_dist_all_reduce_autograd(
@@ -131,7 +139,8 @@ mod off {
         err: *mut c_char,
         errlen: usize,
     ) -> *mut C_tensor {
-        say(err, errlen);
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
         std::ptr::null_mut()
     }
     pub(crate) unsafe fn fnc_dist_all_gather(
@@ -141,7 +150,8 @@ mod off {
         err: *mut c_char,
         errlen: usize,
     ) -> c_int {
-        say(err, errlen);
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
         1
     }
     pub(crate) unsafe fn fnc_dist_broadcast(
@@ -151,7 +161,8 @@ mod off {
         err: *mut c_char,
         errlen: usize,
     ) -> c_int {
-        say(err, errlen);
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
         1
     }
     pub(crate) unsafe fn fnc_dist_barrier(
@@ -159,7 +170,8 @@ mod off {
         err: *mut c_char,
         errlen: usize,
     ) -> c_int {
-        say(err, errlen);
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
         1
     }
     pub(crate) unsafe fn fnc_dist_store_set(
@@ -169,7 +181,8 @@ mod off {
         err: *mut c_char,
         errlen: usize,
     ) -> c_int {
-        say(err, errlen);
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
         -1
     }
     pub(crate) unsafe fn fnc_dist_shutdown(
@@ -177,7 +190,8 @@ mod off {
         err: *mut c_char,
         errlen: usize,
     ) -> c_int {
-        say(err, errlen);
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
         1
     }
     pub(crate) unsafe fn fnc_dist_store_get(
@@ -188,7 +202,8 @@ mod off {
         err: *mut c_char,
         errlen: usize,
     ) -> c_int {
-        say(err, errlen);
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
         -1
     }
 }

@@ -2,9 +2,10 @@
 //! collectives (each waited with the group's timeout, failing with an error
 //! that names this rank), and its end.
 //!
-//! The FFI calls are the only `unsafe` of this crate: each passes tch's own
-//! `at::Tensor` handles (which outlive the call) and a group pointer this
-//! module owns, and the shim catches every C++ exception into an error string.
+//! The FFI calls of `dist` (here, in `heartbeat` and `ffi`) are the only
+//! `unsafe` of this crate: each passes tch's own `at::Tensor` handles (which
+//! outlive the call) and a group pointer this module owns, and the shim
+//! catches every C++ exception into an error string.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_void, CString};
@@ -36,16 +37,17 @@ pub struct ProcessGroup {
     pub backend: &'static str,
 }
 
-// SAFETY: the group is a c10d backend, which is made for use from several
-// threads (the training thread issues collectives; the autograd engine's
-// thread runs the backward of the differentiable all-reduce); the store
-// connections the heartbeat and the diagnosis use are each their own (and the
-// probe's is locked in the shim). The pointer holds one reference of the
-// shim's reference-counted group, given back once, in Drop; autograd nodes of
+// SAFETY: the shim's group may be used from any thread: every call into its
+// backend holds the group's own lock (c10d backends are not made for two
+// threads issuing collectives at once), the heartbeat and the diagnosis use
+// store connections of their own (the probe's behind a lock), and its
+// shutdown flag is atomic. The pointer holds one reference of the shim's
+// reference-counted group, given back once, in Drop; autograd nodes of
 // `all_reduce_autograd` hold references of their own, so a graph that outlives
-// this handle still has its group.
+// this handle still has its group. (That every rank issues the same
+// collectives in the same order is the callers' protocol, not memory safety.)
 unsafe impl Send for ProcessGroup {}
-// SAFETY: as for Send: c10d backends serialise their own work queues.
+// SAFETY: as for Send: shared use goes through the shim's locks.
 unsafe impl Sync for ProcessGroup {}
 
 pub(super) fn err_text(buf: &[u8]) -> String {
@@ -54,6 +56,12 @@ pub(super) fn err_text(buf: &[u8]) -> String {
 }
 
 impl ProcessGroup {
+    /// Groups alive in this process (handles and autograd nodes hold them).
+    pub fn live() -> usize {
+        // SAFETY: a pure query without arguments.
+        unsafe { fnc_dist_live_groups() }.max(0) as usize
+    }
+
     /// Whether this build can make NCCL groups (CUDA headers were found).
     pub fn has_nccl() -> bool {
         // SAFETY: a pure query without arguments.
@@ -68,6 +76,17 @@ impl ProcessGroup {
         device: Device,
         timeout: Duration,
     ) -> Result<ProcessGroup, TrainError> {
+        if !super::AVAILABLE {
+            return Err(TrainError::Dist {
+                rank: launch.rank,
+                world: launch.world,
+                op: "rendezvous",
+                detail: "this fnc-train was built without data-parallel support \
+                         (--no-default-features); rebuild it with the default features \
+                         (they need libgloo-dev) to train on several processes"
+                    .into(),
+            });
+        }
         let nccl = match backend {
             Backend::Auto => device.is_cuda() && Self::has_nccl(),
             Backend::Gloo => false,

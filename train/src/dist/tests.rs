@@ -7,6 +7,9 @@ use tch::{Device, Tensor};
 
 use super::{share, Backend, Launch, ProcessGroup};
 
+/// Tests that make groups take turns, so that the live-group count is theirs.
+static GROUPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn world_of_one() -> ProcessGroup {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -26,13 +29,19 @@ fn world_of_one() -> ProcessGroup {
 
 #[test]
 fn a_graph_keeps_its_group_alive_after_its_handle_is_dropped() {
+    let _turn = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
     let g = world_of_one();
     let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).set_requires_grad(true);
     let y = g.all_reduce_autograd(&x).unwrap();
+    let before = ProcessGroup::live();
     // The handle goes; the graph's node still holds the group.
     drop(g);
+    assert_eq!(ProcessGroup::live(), before, "the graph keeps its group");
     let grad = Tensor::run_backward(&[(&y * 2.0).sum(tch::Kind::Float)], &[&x], false, false);
     assert_eq!(Vec::<f32>::try_from(&grad[0]).unwrap(), vec![2.0, 2.0, 2.0]);
+    // The graph goes: so does the group.
+    drop(y);
+    assert_eq!(ProcessGroup::live(), before - 1, "freed with its graph");
     // Shutting down is idempotent.
     let g = world_of_one();
     g.shutdown().unwrap();
@@ -41,6 +50,7 @@ fn a_graph_keeps_its_group_alive_after_its_handle_is_dropped() {
 
 #[test]
 fn bytes_and_uneven_shares_travel_whole() {
+    let _turn = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
     let g = world_of_one();
     assert_eq!(
         g.broadcast_bytes(b"{\"Ok\":null}", 0).unwrap(),

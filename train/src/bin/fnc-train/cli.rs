@@ -177,7 +177,7 @@ pub struct TrainArgs {
     /// Continue the run from this checkpoint directory of it (e.g. an older
     /// complete one, when the latest is damaged); its metrics are cut back
     /// to that step.
-    #[arg(long, value_name = "CHECKPOINT")]
+    #[arg(long, value_name = "CHECKPOINT", conflicts_with = "resume")]
     pub resume_from: Option<PathBuf>,
     /// Encoder: small, resnet18, resnet50 [default: resnet50].
     #[arg(long, value_enum)]

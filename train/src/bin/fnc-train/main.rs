@@ -12,7 +12,7 @@ use clap::Parser;
 use fnc_train::LossConfig;
 
 use cli::{Cli, Command};
-use resolve::{resolve, unused_by_bench};
+use resolve::{resolve, unused_by_bench, Resolved};
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
@@ -102,112 +102,129 @@ fn run() -> Result<()> {
             let cfg = resolve(&cli.train, false)?.cfg;
             print!("{}", toml::to_string_pretty(&cfg)?);
         }
-        None => {
-            let launch = fnc_train::dist::Launch::from_env()?;
-            let r = resolve(&cli.train, launch.as_ref().is_some_and(|l| l.rank > 0))?;
-            let (cfg, out) = (&r.cfg, &r.out);
-            if r.nproc > 1 {
-                if launch.is_some() {
-                    anyhow::bail!(
-                        "invalid option --nproc-per-node {}: this process is already one rank \
-                         of a launched run (RANK/WORLD_SIZE or Slurm's variables are set)",
-                        r.nproc
-                    );
-                }
-                return launcher::spawn_ranks(r.nproc, out, r.master_port);
-            }
-            let group = match &launch {
-                Some(l) => {
-                    let visible = if tch::Cuda::is_available() {
-                        tch::Cuda::device_count() as usize
-                    } else {
-                        0
-                    };
-                    let nccl = match r.backend {
-                        fnc_train::dist::Backend::Auto => {
-                            cfg.device != "cpu"
-                                && visible > 0
-                                && fnc_train::dist::ProcessGroup::has_nccl()
-                        }
-                        fnc_train::dist::Backend::Gloo => false,
-                        fnc_train::dist::Backend::Nccl => true,
-                    };
-                    let device = fnc_train::rank_device(
-                        &cfg.device,
-                        l.world,
-                        l.local_rank,
-                        l.local_world,
-                        visible,
-                        nccl,
-                    )?;
-                    if device == tch::Device::Cpu
-                        && l.local_world > 1
-                        && std::env::var_os("OMP_NUM_THREADS").is_none()
-                    {
-                        // The node's cores are shared among its ranks (as
-                        // torchrun's OMP_NUM_THREADS does, which holds if set).
-                        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                        tch::set_num_threads((cores / l.local_world).max(1) as i32);
-                    }
-                    let g =
-                        fnc_train::dist::ProcessGroup::new(l, r.backend, device, r.dist_timeout)?;
-                    let g = fnc_train::dist::install(g, cfg.sync_bn);
-                    g.start_heartbeat();
-                    launcher::follow_launcher(g.rank);
-                    Some(g)
-                }
-                None => None,
-            };
-            let rank = group.map(|g| g.rank).unwrap_or(0);
-            let bar = if rank == 0 && std::io::stderr().is_terminal() {
-                indicatif::ProgressBar::new(0)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        None => train_command(&cli.train)?,
+    }
+    Ok(())
+}
+
+/// Trains as the command line says: one process, the launcher of
+/// `--nproc-per-node` ranks, or one rank of a launched run.
+fn train_command(args: &cli::TrainArgs) -> Result<()> {
+    let launch = fnc_train::dist::Launch::from_env()?;
+    let r = resolve(args, launch.as_ref().is_some_and(|l| l.rank > 0))?;
+    if r.nproc > 1 {
+        if launch.is_some() {
+            anyhow::bail!(
+                "invalid option --nproc-per-node {}: this process is already one rank of a \
+                 launched run (RANK/WORLD_SIZE or Slurm's variables are set)",
+                r.nproc
             );
-            let observer = Progress {
-                bar: &bar,
-                resuming: r.start != fnc_train::Start::New,
-            };
-            let cfg = match group {
-                Some(g) => &fnc_train::agree_config(g, cfg, r.partial)?,
-                None => cfg,
-            };
-            let trained = fnc_train::train_parallel(cfg, out, &r.start, &observer, group)
-                .with_context(|| format!("training into {}", out.display()));
-            if let Some(g) = group {
-                // Every rank is past its last collective (or has failed).
-                let _ = g.shutdown();
-            }
-            let s = trained?;
-            bar.finish_and_clear();
-            if rank != 0 {
-                // Rank 0 reports for the run.
-            } else if cli.train.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                println!(
-                    "{} steps on {}: final loss {:.4}, data wait {:.1}%; checkpoint {}",
-                    s.steps,
-                    s.device,
-                    s.final_loss,
-                    s.mean_data_wait * 100.0,
-                    s.checkpoint
-                );
-                if !s.bad_records.is_empty() {
-                    println!(
-                        "{} bad records were replaced (--max-bad-records {})",
-                        s.bad_records.len(),
-                        cfg.max_bad_records
-                    );
-                }
-            }
+        }
+        return launcher::spawn_ranks(r.nproc, &r.out, r.master_port);
+    }
+    let (group, cfg) = match &launch {
+        Some(l) => {
+            let (g, cfg) = join_run(l, &r)?;
+            (Some(g), cfg)
+        }
+        None => (None, r.cfg.clone()),
+    };
+    let rank = group.map(|g| g.rank).unwrap_or(0);
+    let bar = if rank == 0 && std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let observer = Progress {
+        bar: &bar,
+        resuming: r.start != fnc_train::Start::New,
+    };
+    let trained = fnc_train::train_parallel(&cfg, &r.out, &r.start, &observer, group)
+        .with_context(|| format!("training into {}", r.out.display()));
+    if let Some(g) = group {
+        // Every rank is past its last collective (or has failed).
+        let _ = g.shutdown();
+    }
+    let s = trained?;
+    bar.finish_and_clear();
+    if rank != 0 {
+        // Rank 0 reports for the run.
+    } else if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!(
+            "{} steps on {}: final loss {:.4}, data wait {:.1}%; checkpoint {}",
+            s.steps,
+            s.device,
+            s.final_loss,
+            s.mean_data_wait * 100.0,
+            s.checkpoint
+        );
+        if !s.bad_records.is_empty() {
+            println!(
+                "{} bad records were replaced (--max-bad-records {})",
+                s.bad_records.len(),
+                cfg.max_bad_records
+            );
         }
     }
     Ok(())
+}
+
+/// Joins the process group of a launched run on this rank's device, agrees
+/// on the config with rank 0 (whose config is the run's), and installs the
+/// group for synchronised BatchNorm as the agreed config says.
+fn join_run(
+    l: &fnc_train::dist::Launch,
+    r: &Resolved,
+) -> Result<(
+    &'static fnc_train::dist::ProcessGroup,
+    fnc_train::TrainConfig,
+)> {
+    use fnc_train::dist::{Backend, ProcessGroup};
+    let visible = if tch::Cuda::is_available() {
+        tch::Cuda::device_count() as usize
+    } else {
+        0
+    };
+    let nccl = match r.backend {
+        Backend::Auto => r.cfg.device != "cpu" && visible > 0 && ProcessGroup::has_nccl(),
+        Backend::Gloo => false,
+        Backend::Nccl => true,
+    };
+    let device = fnc_train::rank_device(
+        &r.cfg.device,
+        l.world,
+        l.local_rank,
+        l.local_world,
+        visible,
+        nccl,
+    )?;
+    if device == tch::Device::Cpu
+        && l.local_world > 1
+        && std::env::var_os("OMP_NUM_THREADS").is_none()
+    {
+        // The node's cores are shared among its ranks (as torchrun's
+        // OMP_NUM_THREADS does, which holds if set).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tch::set_num_threads((cores / l.local_world).max(1) as i32);
+    }
+    let g = ProcessGroup::new(l, r.backend, device, r.dist_timeout)?;
+    let cfg = match fnc_train::agree_config(&g, &r.cfg, r.partial) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = g.shutdown();
+            return Err(e.into());
+        }
+    };
+    let g = fnc_train::dist::install(g, cfg.sync_bn);
+    g.start_heartbeat();
+    launcher::follow_launcher(g.rank);
+    Ok((g, cfg))
 }
 
 /// Draws the progress bar and reports bad records on stderr.

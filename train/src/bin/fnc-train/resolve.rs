@@ -46,12 +46,18 @@ pub fn resolve(a: &TrainArgs, follower: bool) -> Result<Resolved> {
     // --resume-from names a checkpoint of the run: its run is the default --out.
     let out = match (&a.out, &a.resume_from) {
         (Some(o), _) => Some(o.clone()),
+        // RUN/checkpoints/step-N: the run is two levels up (opened and checked
+        // by rank 0 when the run starts).
         (None, Some(ck)) => Some(
-            fnc_train::Checkpoint::open(ck)
-                .with_context(|| format!("--resume-from {}", ck.display()))?
-                .run()
-                .path()
-                .to_path_buf(),
+            ck.parent()
+                .and_then(std::path::Path::parent)
+                .map(std::path::Path::to_path_buf)
+                .ok_or_else(|| {
+                    invalid(
+                        "--resume-from",
+                        format!("{} is not RUN/checkpoints/step-N", ck.display()),
+                    )
+                })?,
         ),
         (None, None) => None,
     };
@@ -64,6 +70,18 @@ pub fn resolve(a: &TrainArgs, follower: bool) -> Result<Resolved> {
     let mut partial = false;
     let recorded = match (&out, resuming) {
         (Some(o), true) if follower && !fnc_train::RunDir::new(o).config_path().is_file() => {
+            // Its config comes from rank 0, but its device and collective
+            // library must match rank 0's before they can talk.
+            if a.device.is_none() {
+                return Err(invalid(
+                    "--device",
+                    format!(
+                        "this rank resumes without the run's files ({} is not here): give it \
+                         the --device (and --dist-backend) rank 0 uses",
+                        fnc_train::RunDir::new(o).config_path().display()
+                    ),
+                ));
+            }
             partial = true;
             None
         }
@@ -236,6 +254,7 @@ pub fn unused_by_bench(a: &TrainArgs) -> Option<&'static str> {
         (a.master_port.is_some(), "--master-port"),
         (a.dist_backend.is_some(), "--dist-backend"),
         (a.dist_timeout.is_some(), "--dist-timeout"),
+        (a.sync_bn.is_some(), "--sync-bn"),
         (a.print_config, "--print-config"),
         (a.json, "--json"),
     ]
