@@ -40,13 +40,13 @@ pub fn latest_run(runs_dir: &Path) -> Result<RunDir, EvalError> {
     })?;
     for e in entries.flatten() {
         let run = RunDir::new(e.path());
-        if let Ok(Some(ck)) = run.latest() {
-            let t = std::fs::metadata(ck.dir())
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH);
-            if best.as_ref().is_none_or(|(bt, _)| t > *bt) {
-                best = Some((t, run));
-            }
+        // When its newest checkpoint was completed (without reading it: the
+        // chosen run's is opened and checked by `resolve`).
+        let Ok(t) = std::fs::metadata(run.latest_pointer()).and_then(|m| m.modified()) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(bt, _)| t > *bt) {
+            best = Some((t, run));
         }
     }
     best.map(|(_, r)| r).ok_or_else(|| EvalError::Input {

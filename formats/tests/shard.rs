@@ -151,6 +151,7 @@ proptest! {
         let mut bytes = std::fs::read(&path).unwrap();
         let cov = covered(&bytes);
         let candidates: Vec<usize> = (0..bytes.len()).filter(|&i| cov[i] == in_covered).collect();
+        prop_assume!(!candidates.is_empty());
         let pos = candidates[(frac * candidates.len() as f64) as usize % candidates.len()];
         bytes[pos] ^= 1 << bit;
         std::fs::write(&path, &bytes).unwrap();

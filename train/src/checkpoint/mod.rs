@@ -69,6 +69,12 @@ impl RunDir {
         self.0.join(FEATURES)
     }
 
+    /// `checkpoints/latest`, the name of the newest complete checkpoint (its
+    /// modification time is when that checkpoint was completed).
+    pub fn latest_pointer(&self) -> PathBuf {
+        self.checkpoints_dir().join(LATEST)
+    }
+
     fn checkpoints_dir(&self) -> PathBuf {
         self.0.join(CHECKPOINTS)
     }

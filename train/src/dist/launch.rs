@@ -59,14 +59,26 @@ impl Launch {
                 flag: "environment",
                 detail: "WORLD_SIZE is set but RANK is not".into(),
             })?;
-            let local_world = num("LOCAL_WORLD_SIZE")?.unwrap_or(world);
-            (rank, world, num("LOCAL_RANK")?.unwrap_or(rank), local_world)
+            // Without LOCAL_RANK and LOCAL_WORLD_SIZE (a launcher that starts
+            // one rank per machine or pod), each rank is alone on its machine.
+            match (num("LOCAL_RANK")?, num("LOCAL_WORLD_SIZE")?) {
+                (None, None) => (rank, world, 0, 1),
+                (local, local_world) => (
+                    rank,
+                    world,
+                    local.unwrap_or(rank),
+                    local_world.unwrap_or(world),
+                ),
+            }
         } else if let Some(world) = num("SLURM_NTASKS")?.filter(|&w| w > 1) {
-            let rank = num("SLURM_PROCID")?.unwrap_or(0);
+            let rank = num("SLURM_PROCID")?.ok_or_else(|| TrainError::Config {
+                flag: "environment",
+                detail: "SLURM_NTASKS is set but SLURM_PROCID is not".into(),
+            })?;
             let node = num("SLURM_NODEID")?.unwrap_or(0);
-            let local_world = match num("SLURM_NTASKS_PER_NODE") {
-                Ok(Some(n)) => n,
-                _ => var("SLURM_TASKS_PER_NODE")
+            let local_world = match num("SLURM_NTASKS_PER_NODE")? {
+                Some(n) => n,
+                None => var("SLURM_TASKS_PER_NODE")
                     .and_then(|t| tasks_on_node(&t, node))
                     .unwrap_or(world),
             };
@@ -265,6 +277,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("local rank 3"), "{e}");
+        // One rank per pod: alone on its machine.
+        let p = Launch::from_vars(env(&[("RANK", "5"), ("WORLD_SIZE", "8")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.local_rank, p.local_world), (0, 1));
+        assert!(Launch::from_vars(env(&[("SLURM_NTASKS", "4")])).is_err());
+        assert!(Launch::from_vars(env(&[
+            ("SLURM_NTASKS", "4"),
+            ("SLURM_PROCID", "1"),
+            ("SLURM_NTASKS_PER_NODE", "x"),
+        ]))
+        .is_err());
     }
 
     #[test]
