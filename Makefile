@@ -25,7 +25,7 @@ build: setup
 test: setup
 	$(CARGO) test --workspace
 	# The single-process trainer for machines without libgloo-dev.
-	$(CARGO) check -p fnc-train --no-default-features --all-targets
+	CARGO=$(CARGO) bash scripts/check-no-dist.sh
 
 ## demo: the main job on the embedded default dataset (scripts/demo.sh)
 demo: build
