@@ -48,14 +48,10 @@ impl Monitor {
             g.all_reduce(&failed)?;
             let n = failed.to_device(Device::Cpu).int64_value(&[0]);
             if n > 0 && extracted.is_ok() {
-                return Err(TrainError::Dist {
-                    rank: g.rank,
-                    world: g.world,
-                    op: "the k-NN monitor",
-                    detail: format!(
-                        "{n} rank(s) could not embed their share (their errors say why)"
-                    ),
-                });
+                return Err(g.error(
+                    "the k-NN monitor",
+                    format!("{n} rank(s) could not embed their share (their errors say why)"),
+                ));
             }
         }
         let ((tf, tl), (vf, vl)) = extracted?;

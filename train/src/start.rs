@@ -199,11 +199,11 @@ pub(crate) fn restore(
     let text = serde_json::to_vec(&word).unwrap_or_default();
     let heard = g.broadcast_bytes(&text, 0)?;
     let word: Result<Option<CheckpointState>, String> =
-        serde_json::from_slice(&heard).map_err(|e| TrainError::Dist {
-            rank: g.rank,
-            world: g.world,
-            op: "broadcast of the run's start",
-            detail: format!("rank 0's word does not parse: {e}"),
+        serde_json::from_slice(&heard).map_err(|e| {
+            g.error(
+                "broadcast of the run's start",
+                format!("rank 0's word does not parse: {e}"),
+            )
         })?;
     let (state, here) = match (found, word) {
         (Err(e), _) => return Err(e),
@@ -246,12 +246,7 @@ fn broadcast_tensors(
             })
             .collect::<Result<_, TrainError>>()
     })?;
-    let fail = |detail: String| TrainError::Dist {
-        rank: g.rank,
-        world: g.world,
-        op: "broadcast of the training state",
-        detail,
-    };
+    let fail = |detail: String| g.error("broadcast of the training state", detail);
     opt.load_state(&copies).map_err(fail)?;
     if let Some(mo) = momentum {
         mo.load_state(&copies).map_err(fail)?;
@@ -269,18 +264,14 @@ pub fn agree_config(
     cfg: &TrainConfig,
     partial: bool,
 ) -> Result<TrainConfig, TrainError> {
-    let text = serde_json::to_vec(cfg).map_err(|e| TrainError::Dist {
-        rank: g.rank,
-        world: g.world,
-        op: "broadcast of the config",
-        detail: e.to_string(),
-    })?;
+    let text =
+        serde_json::to_vec(cfg).map_err(|e| g.error("broadcast of the config", e.to_string()))?;
     let heard = g.broadcast_bytes(&text, 0)?;
-    let mut theirs: TrainConfig = serde_json::from_slice(&heard).map_err(|e| TrainError::Dist {
-        rank: g.rank,
-        world: g.world,
-        op: "broadcast of the config",
-        detail: format!("rank 0's config does not parse: {e}"),
+    let mut theirs: TrainConfig = serde_json::from_slice(&heard).map_err(|e| {
+        g.error(
+            "broadcast of the config",
+            format!("rank 0's config does not parse: {e}"),
+        )
     })?;
     theirs.device = cfg.device.clone();
     theirs.workers = cfg.workers;
@@ -304,14 +295,12 @@ pub fn agree_config(
     }
     let n = disagree.to_device(tch::Device::Cpu).int64_value(&[0]);
     if n > 0 {
-        return Err(TrainError::Dist {
-            rank: g.rank,
-            world: g.world,
-            op: "agreeing on the config",
-            detail: format!(
+        return Err(g.error(
+            "agreeing on the config",
+            format!(
                 "{n} rank(s) resolved another config than rank 0's (their errors name the flag)"
             ),
-        });
+        ));
     }
     Ok(theirs)
 }

@@ -355,16 +355,14 @@ fn backward(
 ) -> Result<Vec<Tensor>, TrainError> {
     match (opt.gradients(loss), group) {
         (Ok(g), _) => Ok(g),
-        (Err(e), Some(g)) => Err(TrainError::Dist {
-            rank: g.rank,
-            world: g.world,
-            op: "backward",
-            // libtorch appends its C++ backtrace: the first line says it.
-            detail: crate::dist::take_failure().unwrap_or_else(|| {
+        // libtorch appends its C++ backtrace: the first line says it.
+        (Err(e), Some(g)) => Err(g.error(
+            "backward",
+            crate::dist::take_failure().unwrap_or_else(|| {
                 let first = e.to_string().lines().next().unwrap_or_default().to_string();
                 format!("{first}{}", g.diagnosis())
             }),
-        }),
+        )),
         (Err(e), None) => Err(e.into()),
     }
 }

@@ -150,11 +150,16 @@ impl ProcessGroup {
     }
 
     pub(super) fn failed(&self, op: &'static str, err: &[u8]) -> TrainError {
+        self.error(op, format!("{}{}", err_text(err), self.diagnosis()))
+    }
+
+    /// A [`TrainError::Dist`] of this rank about `op`.
+    pub fn error(&self, op: &'static str, detail: impl Into<String>) -> TrainError {
         TrainError::Dist {
             rank: self.rank,
             world: self.world,
             op,
-            detail: format!("{}{}", err_text(err), self.diagnosis()),
+            detail: detail.into(),
         }
     }
 
@@ -193,12 +198,7 @@ impl ProcessGroup {
         };
         if out.is_null() {
             // Inside a module's forward: the step adds the diagnosis once.
-            return Err(TrainError::Dist {
-                rank: self.rank,
-                world: self.world,
-                op: "all-reduce (autograd)",
-                detail: err_text(&err),
-            });
+            return Err(self.error("all-reduce (autograd)", err_text(&err)));
         }
         // SAFETY: non-null and freshly allocated by the shim for us.
         Ok(unsafe { Tensor::from_ptr(out) })
