@@ -67,8 +67,58 @@ pub fn resolve(a: &TrainArgs, follower: bool) -> Result<Resolved> {
             "needs --out RUN_DIR (the run to continue)",
         ));
     }
+    let (recorded, partial) = recorded_config(a, out.as_deref(), resuming, follower)?;
+    let mut cfg = merged_config(a, recorded.as_ref())?;
+    a.loss.apply(&mut cfg.loss)?;
+    cfg.validate()?;
+    if let Some(r) = &recorded {
+        cfg.check_resume(r)?;
+    }
+    let (nproc, secs) = launch_flags(a, &cfg)?;
+    let start = match (&a.resume_from, a.resume) {
+        (Some(ck), _) => fnc_train::Start::From(ck.clone()),
+        (None, true) => fnc_train::Start::Resume,
+        (None, false) => fnc_train::Start::New,
+    };
+    let out = out.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let strategy = serde_json::to_value(cfg.loss.strategy)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        PathBuf::from("runs").join(format!(
+            "{}-{}-{}",
+            utc_stamp(now),
+            cfg.arch.name(),
+            strategy
+        ))
+    });
+    Ok(Resolved {
+        cfg,
+        out,
+        start,
+        nproc,
+        master_port: a.master_port,
+        backend: a.dist_backend.unwrap_or(fnc_train::dist::Backend::Auto),
+        dist_timeout: std::time::Duration::from_secs_f64(secs),
+        partial,
+    })
+}
+
+/// On resume, the run's recorded config (`None` for a new run), and whether
+/// this rank resumes without seeing it (`partial`: a follower on another file
+/// system, which rank 0 gives the config).
+fn recorded_config(
+    a: &TrainArgs,
+    out: Option<&std::path::Path>,
+    resuming: bool,
+    follower: bool,
+) -> Result<(Option<TrainConfig>, bool)> {
     let mut partial = false;
-    let recorded = match (&out, resuming) {
+    let recorded = match (out, resuming) {
         (Some(o), true) if follower && !fnc_train::RunDir::new(o).config_path().is_file() => {
             // Its config comes from rank 0, but its device and collective
             // library must match rank 0's before they can talk.
@@ -105,7 +155,12 @@ pub fn resolve(a: &TrainArgs, follower: bool) -> Result<Resolved> {
         }
         _ => None,
     };
-    let mut cfg = match (&a.config, &recorded) {
+    Ok((recorded, partial))
+}
+
+/// Defaults, then `--config` (or the recorded config), then the flags.
+fn merged_config(a: &TrainArgs, recorded: Option<&TrainConfig>) -> Result<TrainConfig> {
+    let mut cfg = match (&a.config, recorded) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading --config {}", path.display()))?;
@@ -150,11 +205,11 @@ pub fn resolve(a: &TrainArgs, follower: bool) -> Result<Resolved> {
         cfg.randaugment = fnc_augment::parse_randaugment(v)
             .map_err(|e| anyhow::anyhow!("--randaugment {v}: {e}"))?;
     }
-    a.loss.apply(&mut cfg.loss)?;
-    cfg.validate()?;
-    if let Some(r) = &recorded {
-        cfg.check_resume(r)?;
-    }
+    Ok(cfg)
+}
+
+/// `--nproc-per-node`, `--master-port` and `--dist-timeout` (seconds), judged.
+fn launch_flags(a: &TrainArgs, cfg: &TrainConfig) -> Result<(usize, f64)> {
     let nproc = a.nproc_per_node.unwrap_or(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if nproc == 0 || nproc > cores.max(MAX_LOCAL_RANKS) {
@@ -203,37 +258,7 @@ pub fn resolve(a: &TrainArgs, follower: bool) -> Result<Resolved> {
             format!("{secs} is not a number of seconds in (0, 604800]"),
         ));
     }
-    let start = match (&a.resume_from, a.resume) {
-        (Some(ck), _) => fnc_train::Start::From(ck.clone()),
-        (None, true) => fnc_train::Start::Resume,
-        (None, false) => fnc_train::Start::New,
-    };
-    let out = out.unwrap_or_else(|| {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let strategy = serde_json::to_value(cfg.loss.strategy)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        PathBuf::from("runs").join(format!(
-            "{}-{}-{}",
-            utc_stamp(secs),
-            cfg.arch.name(),
-            strategy
-        ))
-    });
-    Ok(Resolved {
-        cfg,
-        out,
-        start,
-        nproc,
-        master_port: a.master_port,
-        backend: a.dist_backend.unwrap_or(fnc_train::dist::Backend::Auto),
-        dist_timeout: std::time::Duration::from_secs_f64(secs),
-        partial,
-    })
+    Ok((nproc, secs))
 }
 
 /// The flags of a training run that `fnc-train bench` (random views, no
