@@ -31,6 +31,18 @@ pub fn parse_device(s: &str) -> Result<Device, TrainError> {
     }
 }
 
+/// This machine's cores divided among the `local_world` ranks it runs (one at
+/// least): each rank's share for its augmentation and libtorch threads.
+pub fn cores_per_rank(local_world: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    share_of_cores(cores, local_world)
+}
+
+/// `cores` divided among `local_world` ranks, one at least.
+pub(crate) fn share_of_cores(cores: usize, local_world: usize) -> usize {
+    (cores / local_world.max(1)).max(1)
+}
+
 /// This machine's memory in bytes (`MemTotal` of /proc/meminfo), when known.
 pub fn host_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;

@@ -50,7 +50,7 @@ mod trainer;
 pub use bench::{bench_steps, BenchTimes};
 pub use checkpoint::{Checkpoint, CheckpointState, FileDigest, RunDir, Snapshot};
 pub use config::{flag_of_key, LrScaling, MemoryFormat, Precision, TrainConfig};
-pub use device::{parse_device, rank_device, sync};
+pub use device::{cores_per_rank, parse_device, rank_device, sync};
 pub use error::TrainError;
 pub use export::export_encoder;
 pub use features::{

@@ -12,7 +12,7 @@ use tch::{nn, Tensor};
 use crate::bad_records::BadRecords;
 use crate::checkpoint::{CheckpointState, RunDir, Snapshot};
 use crate::config::TrainConfig;
-use crate::device::parse_device;
+use crate::device::{parse_device, share_of_cores};
 use crate::dist::ProcessGroup;
 use crate::error::TrainError;
 use crate::feed::Feed;
@@ -50,7 +50,7 @@ impl<F: Fn(&StepMetrics, u64)> Observer for F {
 /// start one per core).
 fn workers_of(workers: usize, local_world: usize, cores: usize) -> usize {
     match workers {
-        0 if local_world > 1 => (cores / local_world).max(1),
+        0 if local_world > 1 => share_of_cores(cores, local_world),
         n => n,
     }
 }

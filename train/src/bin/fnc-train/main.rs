@@ -210,8 +210,7 @@ fn join_run(
     {
         // The node's cores are shared among its ranks (as torchrun's
         // OMP_NUM_THREADS does, which holds if set).
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        tch::set_num_threads((cores / l.local_world).max(1) as i32);
+        tch::set_num_threads(fnc_train::cores_per_rank(l.local_world) as i32);
     }
     let g = ProcessGroup::new(l, r.backend, device, r.dist_timeout)?;
     let cfg = match fnc_train::agree_config(&g, &r.cfg, r.partial) {
