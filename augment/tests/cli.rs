@@ -92,7 +92,7 @@ fn missing_shards_name_the_flag() {
 
 /// A dataset of 4 raw 8x8 records whose record 2 has no pixels (width 0).
 fn dataset_with_an_empty_record(dir: &Path) -> std::path::PathBuf {
-    use fnc_formats::{Encoding, Manifest, RecordMeta, ShardWriter, SplitInfo};
+    use fnc_formats::{Encoding, RecordMeta, ShardWriter};
     let mut w = ShardWriter::new(dir.join("train-00000.fncs"));
     for i in 0..4u32 {
         let (width, bytes) = if i == 2 {
@@ -111,27 +111,7 @@ fn dataset_with_an_empty_record(dir: &Path) -> std::path::PathBuf {
             &bytes,
         );
     }
-    let info = w.finish().unwrap();
-    let mut splits = std::collections::BTreeMap::new();
-    splits.insert(
-        "train".to_string(),
-        SplitInfo {
-            records: 4,
-            shards: vec![info],
-        },
-    );
-    Manifest {
-        format: "fnc-shards".into(),
-        format_version: 1,
-        dataset_id: "t".into(),
-        layout: "imagefolder".into(),
-        source: "t".into(),
-        classes: vec![],
-        splits,
-        params: serde_json::json!({}),
-    }
-    .write(&dir.join("manifest.json"))
-    .unwrap();
+    fnc_tests::write_train_manifest(dir, w.finish().unwrap(), 4);
     dir.to_path_buf()
 }
 

@@ -162,7 +162,7 @@ fn dataset_with_record_5(
     size: (u32, u32),
     bad: &[u8],
 ) -> Arc<SplitReader> {
-    use fnc_formats::{Encoding, Manifest, RecordMeta, ShardWriter, SplitInfo};
+    use fnc_formats::{Encoding, RecordMeta, ShardWriter};
     let img = fnc_ingest::render(
         0,
         32,
@@ -187,27 +187,7 @@ fn dataset_with_record_5(
             bytes,
         );
     }
-    let info = w.finish().unwrap();
-    let mut splits = std::collections::BTreeMap::new();
-    splits.insert(
-        "train".to_string(),
-        SplitInfo {
-            records: 16,
-            shards: vec![info],
-        },
-    );
-    Manifest {
-        format: "fnc-shards".into(),
-        format_version: 1,
-        dataset_id: "t".into(),
-        layout: "imagefolder".into(),
-        source: "t".into(),
-        classes: vec![],
-        splits,
-        params: serde_json::json!({}),
-    }
-    .write(&dir.join("manifest.json"))
-    .unwrap();
+    fnc_tests::write_train_manifest(dir, w.finish().unwrap(), 16);
     Arc::new(Dataset::open(dir).unwrap().split("train").unwrap())
 }
 

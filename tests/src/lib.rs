@@ -67,3 +67,28 @@ pub fn tree(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Writes `dir/manifest.json` for a dataset whose train split is the one
+/// shard `info` of `records` records (hand-made shards in tests).
+pub fn write_train_manifest(dir: &Path, info: fnc_formats::ShardInfo, records: u64) {
+    let mut splits = std::collections::BTreeMap::new();
+    splits.insert(
+        "train".to_string(),
+        fnc_formats::SplitInfo {
+            records,
+            shards: vec![info],
+        },
+    );
+    fnc_formats::Manifest {
+        format: "fnc-shards".into(),
+        format_version: 1,
+        dataset_id: "t".into(),
+        layout: "imagefolder".into(),
+        source: "t".into(),
+        classes: vec![],
+        splits,
+        params: serde_json::json!({}),
+    }
+    .write(&dir.join("manifest.json"))
+    .expect("writing a test manifest");
+}
