@@ -12,14 +12,18 @@ use crate::error::TrainError;
 use crate::model::build_model;
 use crate::momentum::Momentum;
 use crate::optim::{trainable, Optimizer};
-use crate::step::forward_loss;
+use crate::step::train_step;
 
 /// Mean seconds per timed step of [`bench_steps`], whole and by phase.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct BenchTimes {
     pub step_s: f64,
-    /// Normalisation, encoder, head and loss (and the momentum encoder).
+    /// Normalisation, encoder, head and loss with its gradient with respect
+    /// to the embeddings (and the momentum encoder); with `--micro-batch`
+    /// or `--recompute`, the first forward only.
     pub forward_s: f64,
+    /// The backward through the model (with `--recompute` or
+    /// `--micro-batch`, including the forwards it replays).
     pub backward_s: f64,
     /// The optimiser update (and the moving average and bank).
     pub optimizer_s: f64,
@@ -62,20 +66,26 @@ pub fn bench_steps(
         sync(device);
         let t0 = Instant::now();
         let groups: Vec<&Tensor> = inputs.iter().collect();
-        let fwd = forward_loss(&model, momentum.as_ref(), &groups, &labels, cfg, None)?;
-        let (out, zm) = (fwd.out, fwd.keys.map(|(zm, _)| zm));
-        sync(device);
-        let t1 = Instant::now();
-        let grads = opt.gradients(&out.loss)?;
+        let stepped = train_step(
+            &model,
+            momentum.as_ref(),
+            &groups,
+            &labels,
+            cfg,
+            None,
+            &opt.parameters(),
+            true,
+        )?;
+        let t1 = t0 + std::time::Duration::from_secs_f64(stepped.forward_s);
         sync(device);
         let t2 = Instant::now();
-        opt.step(&grads, 0.1);
-        if let (Some(mo), Some(zm)) = (momentum.as_mut(), zm) {
+        opt.step(&stepped.grads, 0.1);
+        if let (Some(mo), Some((zm, _))) = (momentum.as_mut(), stepped.keys) {
             mo.update();
             mo.bank.push(&zm, &labels, cfg.views() as i64, &cfg.loss)?;
         }
-        // Reading the loss waits for the device.
-        let _ = out.loss.double_value(&[]);
+        // Reading a parameter waits for the device.
+        let _ = opt.parameters()[0].sum(Kind::Float).double_value(&[]);
         let t3 = Instant::now();
         if k >= warmup {
             sum.forward_s += (t1 - t0).as_secs_f64();

@@ -122,6 +122,14 @@ pub struct TrainConfig {
     /// Records that fail to decode which are replaced by another record (and
     /// counted, and named once each) before the run stops; 0 = stop at the first.
     pub max_bad_records: u64,
+    /// Keep only segment boundaries in the forward and recompute each segment
+    /// in the backward: the same step in less memory, for about one more
+    /// forward.
+    pub recompute: bool,
+    /// Embed M images at a time (an embedding-gradient cache): the loss sees
+    /// the whole batch, BatchNorm one chunk at a time; 0 = the whole batch
+    /// at once.
+    pub micro_batch: usize,
     pub loss: LossConfig,
 }
 
@@ -157,6 +165,8 @@ impl Default for TrainConfig {
             memory: 0,
             ema_decay: 0.999,
             max_bad_records: 0,
+            recompute: false,
+            micro_batch: 0,
             loss: LossConfig::default(),
         }
     }
@@ -383,6 +393,8 @@ impl TrainConfig {
         same.knn_every = self.knn_every;
         same.workers = self.workers;
         same.max_bad_records = self.max_bad_records;
+        // The same step in another memory.
+        same.recompute = self.recompute;
         let Some((flag, here, there)) = self.difference(&same) else {
             return Ok(());
         };
@@ -391,7 +403,8 @@ impl TrainConfig {
             detail: format!(
                 "--resume continues the run with its recorded config, where it is {there} \
                  (here {here}); only --steps, --epochs, --checkpoint-every, --knn-every, \
-                 --workers, --max-bad-records and --dist-timeout may change on resume: start \
+                 --workers, --max-bad-records, --dist-timeout, --recompute and --loss-block \
+                 may change on resume: start \
                  a new run (another --out) to change it"
             ),
         })

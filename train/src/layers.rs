@@ -3,8 +3,31 @@
 //! casts the weight for that call (differentiably, so gradients land on the
 //! float32 weight), which is what bf16 autocast does for these operations.
 
+use std::cell::Cell;
+
 use tch::nn::{self, Init};
 use tch::Tensor;
+
+thread_local! {
+    /// Set while a forward is replayed for its backward (`--recompute`,
+    /// `--micro-batch`): BatchNorm then normalises with the batch statistics
+    /// as before but leaves the running statistics alone, which the first
+    /// forward of the step already updated.
+    static REPLAYING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` as the replay of a forward already run this step (see
+/// [`REPLAYING`]); nested calls stay replays.
+pub fn replaying<T>(f: impl FnOnce() -> T) -> T {
+    let before = REPLAYING.with(|r| r.replace(true));
+    let out = f();
+    REPLAYING.with(|r| r.set(before));
+    out
+}
+
+fn is_replay() -> bool {
+    REPLAYING.with(Cell::get)
+}
 
 /// `w` in the dtype of `x` (the same tensor when they already agree).
 fn like_input(w: &Tensor, x: &Tensor) -> Tensor {
@@ -108,12 +131,15 @@ impl nn::ModuleT for BatchNorm {
                 return self.forward_global(x, group);
             }
         }
+        // In a replay, no running statistics: libtorch normalises with the
+        // batch's and updates nothing.
+        let running = !(train && is_replay());
         Tensor::batch_norm(
             x,
             Some(&self.weight),
             Some(&self.bias),
-            Some(&self.running_mean),
-            Some(&self.running_var),
+            running.then_some(&self.running_mean),
+            running.then_some(&self.running_var),
             train,
             BN_MOMENTUM,
             BN_EPS,
@@ -156,9 +182,23 @@ impl BatchNorm {
         let n = total.get(2 * c);
         let mean = total.narrow(0, 0, c) / &n;
         let var = (total.narrow(0, c, c) / &n - &mean * &mean).clamp_min(0.0);
+        if !is_replay() {
+            self.update_running(&n, &mean, &var);
+        }
+        let mut shape = vec![1i64; x.dim()];
+        shape[1] = c;
+        let scale = (&var + BN_EPS).rsqrt() * &self.weight;
+        let shift = &self.bias - &mean * &scale;
+        let y = xf * scale.view(shape.as_slice()) + shift.view(shape.as_slice());
+        y.to_kind(x.kind())
+    }
+
+    /// Running statistics after a batch of `n` values per channel whose
+    /// mean and (biased) variance are `mean` and `var`.
+    fn update_running(&self, n: &Tensor, mean: &Tensor, var: &Tensor) {
         tch::no_grad(|| {
             let n = n.double_value(&[]);
-            let unbiased = &var * (n / (n - 1.0).max(1.0));
+            let unbiased = var * (n / (n - 1.0).max(1.0));
             let mut rm = self.running_mean.shallow_clone();
             let mut rv = self.running_var.shallow_clone();
             let _ = rm.g_mul_scalar_(1.0 - BN_MOMENTUM);
@@ -166,11 +206,5 @@ impl BatchNorm {
             let _ = rv.g_mul_scalar_(1.0 - BN_MOMENTUM);
             let _ = rv.g_add_(&(unbiased.detach() * BN_MOMENTUM));
         });
-        let mut shape = vec![1i64; x.dim()];
-        shape[1] = c;
-        let scale = (&var + BN_EPS).rsqrt() * &self.weight;
-        let shift = &self.bias - &mean * &scale;
-        let y = xf * scale.view(shape.as_slice()) + shift.view(shape.as_slice());
-        y.to_kind(x.kind())
     }
 }

@@ -17,7 +17,8 @@
 //! Modules, each one concern: `config` (options and their validation),
 //! `error`, `device`, `model`/`resnet`/`layers` (networks), `loss`,
 //! `momentum` (memory variant), `optim` (optimisers and schedules), `step`
-//! (the forward pass of a step), `feed` (batches to tensors), `features`
+//! (a step's loss and gradients), `embed` and `recompute` (the embeddings of
+//! a step: plain, `--recompute`, `--micro-batch`), `feed` (batches to tensors), `features`
 //! (evaluation features, k-NN), `metrics`, `checkpoint` (run directory),
 //! `bench`, `export`, `dist` (data-parallel runs on c10d: the C++ shim, the
 //! launch environment), and `trainer` (the loop, which nothing else imports).
@@ -30,6 +31,7 @@ mod checkpoint;
 mod config;
 mod device;
 pub mod dist;
+mod embed;
 mod error;
 mod export;
 mod features;
@@ -41,10 +43,13 @@ mod model;
 mod momentum;
 mod monitor;
 mod optim;
+mod recompute;
 mod resnet;
 mod saver;
 mod start;
 mod step;
+#[cfg(test)]
+mod step_tests;
 mod trainer;
 
 pub use bench::{bench_steps, BenchTimes};
@@ -63,12 +68,13 @@ pub use loss::{
 };
 pub use metrics::{read_metrics, MetricsLog, StepMetrics, TrainSummary};
 pub use model::{
-    build_model, encoder, is_channels_last, normalise, normalise_as, project_groups,
-    projection_head, reference_init, small_cnn, to_channels_last, Arch, InitScheme, Model,
+    build_model, encoder, is_channels_last, normalise, normalise_as, passes, project_groups,
+    projection_head, reference_init, small_cnn, to_channels_last, Arch, Encoder, InitScheme, Model,
     ModelSpec, ProjectionHead, SmallCnn,
 };
 pub use momentum::{MemoryBank, Momentum};
 pub use optim::{cosine, learning_rate, trainable, Optimizer, OptimizerKind};
+pub use recompute::Segmented;
 pub use resnet::{resnet18, resnet50, ResNet};
 pub use start::{agree_config, Start};
 pub use trainer::{train, train_parallel, Observer};

@@ -6,6 +6,7 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 use crate::layers::{batch_norm, BatchNorm, Conv2d, Linear};
+use crate::recompute::Segmented;
 use crate::resnet;
 
 /// Encoder architectures.
@@ -73,16 +74,38 @@ pub fn small_cnn(p: &nn::Path) -> SmallCnn {
 impl ModuleT for SmallCnn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.shallow_clone();
-        for (conv, bn) in &self.blocks {
-            y = bn.forward_t(&conv.forward(&y), train);
-            let _ = y.relu_();
+        for k in 0..self.segments() {
+            y = self.forward_segment(k, &y, train);
         }
-        y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        y
     }
 }
 
+/// Segments: each conv-BN-ReLU block, the last one with the pooling.
+impl Segmented for SmallCnn {
+    fn segments(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn forward_segment(&self, k: usize, x: &Tensor, train: bool) -> Tensor {
+        let (conv, bn) = &self.blocks[k];
+        let mut y = bn.forward_t(&conv.forward(x), train);
+        let _ = y.relu_();
+        if k + 1 == self.blocks.len() {
+            y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        } else {
+            y
+        }
+    }
+}
+
+/// An encoder: a module that is also a sequence of segments.
+pub trait Encoder: ModuleT + Segmented + Send {}
+
+impl<T: ModuleT + Segmented + Send> Encoder for T {}
+
 /// The encoder of `arch`, its variables named as torchvision names them.
-pub fn encoder(p: &nn::Path, arch: Arch) -> Box<dyn ModuleT + Send> {
+pub fn encoder(p: &nn::Path, arch: Arch) -> Box<dyn Encoder> {
     match arch {
         Arch::Small => Box::new(small_cnn(p)),
         Arch::Resnet18 => Box::new(resnet::resnet18(p)),
@@ -141,7 +164,7 @@ impl ModuleT for ProjectionHead {
 /// they carry torchvision's names), the head's under `head.`.
 pub struct Model {
     pub arch: Arch,
-    pub encoder: Box<dyn ModuleT + Send>,
+    pub encoder: Box<dyn Encoder>,
     pub head: ProjectionHead,
 }
 
@@ -176,6 +199,22 @@ impl Model {
     /// Projections z (not normalised; the loss normalises).
     pub fn project(&self, x: &Tensor, train: bool) -> Tensor {
         self.head.forward_t(&self.features(x, train), train)
+    }
+}
+
+/// Segments: the encoder's, then the projection head as one (its
+/// activations are a few rows of features).
+impl Segmented for Model {
+    fn segments(&self) -> usize {
+        self.encoder.segments() + 1
+    }
+
+    fn forward_segment(&self, k: usize, x: &Tensor, train: bool) -> Tensor {
+        if k < self.encoder.segments() {
+            self.encoder.forward_segment(k, x, train)
+        } else {
+            self.head.forward_t(x, train)
+        }
     }
 }
 
@@ -315,16 +354,14 @@ pub fn normalise(x: &Tensor) -> Tensor {
     (x - mean) / std
 }
 
-/// Train-mode projections of prepared view groups, concatenated, as float32:
-/// the loss and its detection run in float32 whatever the model computes in.
-///
-/// Consecutive groups of one image size go through the model in one pass, so
-/// that BatchNorm's batch statistics (and the running statistics used at
-/// evaluation) cover all their views, as in the reference's single forward
-/// pass of all 2 + S views. Groups of different sizes cannot share a pass:
-/// each then has BatchNorm statistics of its own.
-pub fn project_groups(model: &Model, inputs: &[Tensor]) -> Tensor {
-    let mut parts = Vec::new();
+/// The passes of prepared view groups through the model: consecutive groups
+/// of one image size concatenated, so that BatchNorm's batch statistics (and
+/// the running statistics used at evaluation) cover all their views, as in
+/// the reference's single forward pass of all 2 + S views. Groups of
+/// different sizes cannot share a pass: each then has BatchNorm statistics of
+/// its own.
+pub fn passes(inputs: &[Tensor]) -> Vec<Tensor> {
+    let mut out = Vec::new();
     let mut k = 0;
     while k < inputs.len() {
         let side = inputs[k].size()[1..].to_vec();
@@ -332,14 +369,24 @@ pub fn project_groups(model: &Model, inputs: &[Tensor]) -> Tensor {
         while j < inputs.len() && inputs[j].size()[1..] == side[..] {
             j += 1;
         }
-        let x = if j - k == 1 {
+        out.push(if j - k == 1 {
             inputs[k].shallow_clone()
         } else {
             Tensor::cat(&inputs[k..j], 0)
-        };
-        parts.push(model.project(&x, true));
+        });
         k = j;
     }
+    out
+}
+
+/// Train-mode projections of prepared view groups ([`passes`] of them),
+/// concatenated, as float32: the loss and its detection run in float32
+/// whatever the model computes in.
+pub fn project_groups(model: &Model, inputs: &[Tensor]) -> Tensor {
+    let parts: Vec<Tensor> = passes(inputs)
+        .iter()
+        .map(|x| model.project(x, true))
+        .collect();
     Tensor::cat(&parts, 0).to_kind(tch::Kind::Float)
 }
 

@@ -80,6 +80,11 @@ impl Optimizer {
         Tensor::f_run_backward(&[loss], &params, false, false)
     }
 
+    /// The parameters, in the order of [`Self::gradients`].
+    pub fn parameters(&self) -> Vec<&Tensor> {
+        self.params.iter().map(|(_, p)| p).collect()
+    }
+
     /// One update with learning rate `lr` from `grads` (as [`Self::gradients`]
     /// returns them).
     pub fn step(&mut self, grads: &[Tensor], lr: f64) {

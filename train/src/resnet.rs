@@ -10,6 +10,7 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 use crate::layers::{batch_norm, BatchNorm, Conv2d, CONV_INIT};
+use crate::recompute::Segmented;
 
 /// A conv followed by its BatchNorm.
 #[derive(Debug)]
@@ -117,13 +118,33 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = self.stem.forward(x, train);
-        let _ = y.relu_();
-        let mut y = y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
-        for b in &self.blocks {
-            y = b.forward(&y, train);
+        let mut y = x.shallow_clone();
+        for k in 0..self.segments() {
+            y = self.forward_segment(k, &y, train);
         }
-        y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        y
+    }
+}
+
+/// Segments: the stem (convolution, BatchNorm, ReLU, max pooling), then each
+/// residual block, the last one with the global average pooling.
+impl Segmented for ResNet {
+    fn segments(&self) -> usize {
+        1 + self.blocks.len()
+    }
+
+    fn forward_segment(&self, k: usize, x: &Tensor, train: bool) -> Tensor {
+        if k == 0 {
+            let mut y = self.stem.forward(x, train);
+            let _ = y.relu_();
+            return y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        }
+        let y = self.blocks[k - 1].forward(x, train);
+        if k == self.blocks.len() {
+            y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        } else {
+            y
+        }
     }
 }
 

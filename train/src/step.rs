@@ -1,17 +1,18 @@
-//! The forward half of a training step, shared by training and the step
-//! benchmark: uint8 view groups -> normalised inputs -> projections -> FNC loss
-//! (in-batch, or against the memory bank).
+//! A training step's loss and gradients, shared by training and the step
+//! benchmark: uint8 view groups -> normalised inputs -> embeddings -> FNC loss
+//! (in-batch, or against the memory bank) and its gradient with respect to
+//! the embeddings -> the parameters' gradients.
 
 use tch::Tensor;
 
 use crate::config::TrainConfig;
 use crate::dist::ProcessGroup;
+use crate::embed::{backward, embed};
 use crate::error::TrainError;
-use crate::loss::{
-    fnc_loss, fnc_loss_memory, fnc_loss_memory_shard, fnc_loss_shard, FnCounts, LossOutput,
-};
-use crate::model::{normalise_as, project_groups, Model};
+use crate::loss::{fnc_loss_memory_shard, fnc_loss_shard, FnCounts, LossOutput, Shard};
+use crate::model::{normalise_as, Model};
 use crate::momentum::Momentum;
+use crate::recompute::backpropagate;
 
 /// The uint8 NHWC view groups (main views, then support views; each group
 /// view-major) normalised in `cfg`'s precision and layout.
@@ -29,21 +30,30 @@ pub(crate) fn prepare_groups(groups: &[&Tensor], cfg: &TrainConfig) -> Vec<Tenso
         .collect()
 }
 
-/// What a step's forward half hands back: the loss output (in a
-/// data-parallel run, this rank's part of the loss, with the global batch's
-/// statistics), the global loss's value, and with the memory variant the
-/// momentum embeddings and labels of the (global) batch to push into the bank
-/// after the step.
-pub(crate) struct Forward {
+/// What a step hands back: the loss output (its `loss` detached; in a
+/// data-parallel run, this rank's part, with the global batch's statistics),
+/// the global loss's value, the parameters' gradients (this rank's, before
+/// they are summed over the ranks), and with the memory variant the momentum
+/// embeddings and labels of the (global) batch to push into the bank after
+/// the step.
+pub(crate) struct StepGrads {
     pub out: LossOutput,
     pub value: f64,
+    pub grads: Vec<Tensor>,
     pub keys: Option<(Tensor, Tensor)>,
     /// Seconds in the collectives of a data-parallel run.
     pub comm_s: f64,
+    /// Seconds up to the loss's gradient with respect to the embeddings
+    /// (the rest of the step is the backward through the model); the device
+    /// is synchronised there only when the caller asked (`timed`).
+    pub forward_s: f64,
 }
 
-/// Embeddings of the view groups and their FNC loss; with the memory variant,
-/// also the momentum encoder's embeddings of the same normalised inputs.
+/// The loss of a step and the gradients of its parameters (`params`, in
+/// their order). The embeddings are made as `cfg` says ([`embed`]: plain,
+/// `--recompute` or `--micro-batch`); the loss and its gradient with respect
+/// to every embedding are computed once over the whole batch; that gradient
+/// is then backpropagated through the model.
 ///
 /// In a data-parallel run (`group`), this rank's embeddings and labels join
 /// every rank's into the global batch, and each rank computes the anchors of
@@ -52,76 +62,123 @@ pub(crate) struct Forward {
 /// whole batch, split over the ranks (the parts' sum is the loss; the
 /// gathered rows carry every part's gradient back to their rank), and the FN
 /// statistics and loss value are summed over the ranks.
-pub(crate) fn forward_loss(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_step(
     model: &Model,
     momentum: Option<&Momentum>,
     groups: &[&Tensor],
     labels: &Tensor,
     cfg: &TrainConfig,
     group: Option<&ProcessGroup>,
-) -> Result<Forward, TrainError> {
-    let views = cfg.views() as i64;
-    let inputs = prepare_groups(groups, cfg);
-    let z = project_groups(model, &inputs);
-    if let Some(f) = crate::dist::take_failure() {
-        let (rank, world, why) =
-            group
-                .map(|g| (g.rank, g.world, g.diagnosis()))
-                .unwrap_or((0, 1, String::new()));
-        return Err(TrainError::Dist {
-            rank,
-            world,
-            op: "synchronised BatchNorm",
-            detail: format!("{f}{why}"),
-        });
+    params: &[&Tensor],
+    timed: bool,
+) -> Result<StepGrads, TrainError> {
+    let t0 = std::time::Instant::now();
+    let b = labels.size()[0];
+    let (z, zm, kept) = embed(model, momentum, groups, b, cfg);
+    dist_failure(group, "synchronised BatchNorm")?;
+    let lossed = loss_and_grad(&z, zm, momentum, labels, cfg, group)?;
+    if timed {
+        crate::device::sync(z.device());
     }
+    let forward_s = t0.elapsed().as_secs_f64();
+    let grads = match backward(model, kept, &lossed.grad_z, groups, cfg, params) {
+        Ok(g) => g,
+        Err(e) => return Err(backward_error(e, group)),
+    };
+    dist_failure(group, "synchronised BatchNorm (backward)")?;
+    Ok(StepGrads {
+        out: lossed.out,
+        value: lossed.value,
+        grads,
+        keys: lossed.keys,
+        comm_s: lossed.comm_s,
+        forward_s,
+    })
+}
+
+/// A collective of synchronised BatchNorm that failed inside a module (which
+/// cannot return an error) as this rank's error.
+fn dist_failure(group: Option<&ProcessGroup>, op: &'static str) -> Result<(), TrainError> {
+    let Some(f) = crate::dist::take_failure() else {
+        return Ok(());
+    };
+    let (rank, world, why) =
+        group
+            .map(|g| (g.rank, g.world, g.diagnosis()))
+            .unwrap_or((0, 1, String::new()));
+    Err(TrainError::Dist {
+        rank,
+        world,
+        op,
+        detail: format!("{f}{why}"),
+    })
+}
+
+/// A failed backward; in a data-parallel run (whose synchronised BatchNorm
+/// runs collectives) it names the rank that stopped.
+fn backward_error(e: tch::TchError, group: Option<&ProcessGroup>) -> TrainError {
+    match group {
+        // libtorch appends its C++ backtrace: the first line says it.
+        Some(g) => g.error(
+            "backward",
+            crate::dist::take_failure().unwrap_or_else(|| {
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                format!("{first}{}", g.diagnosis())
+            }),
+        ),
+        None => e.into(),
+    }
+}
+
+/// The loss half of a step: its output, value, the gradient with respect
+/// to this rank's embeddings, the bank's new keys, and the collectives' time.
+struct Lossed {
+    out: LossOutput,
+    value: f64,
+    grad_z: Tensor,
+    keys: Option<(Tensor, Tensor)>,
+    comm_s: f64,
+}
+
+/// The FNC loss of embeddings `z` (this rank's, `[V * b, d]`) and its
+/// gradient with respect to them; see [`train_step`].
+fn loss_and_grad(
+    z: &Tensor,
+    zm: Option<Tensor>,
+    momentum: Option<&Momentum>,
+    labels: &Tensor,
+    cfg: &TrainConfig,
+    group: Option<&ProcessGroup>,
+) -> Result<Lossed, TrainError> {
+    let views = cfg.views() as i64;
     let Some(g) = group else {
-        let (out, keys) = match momentum {
-            None => (fnc_loss(&z, views, &cfg.loss, Some(labels))?, None),
-            Some(mo) => {
-                let zm = mo.embed(&inputs);
-                let out =
-                    fnc_loss_memory(&z, &zm, &mo.bank.view(), views, &cfg.loss, Some(labels))?;
-                (out, Some((zm, labels.shallow_clone())))
-            }
-        };
+        let (out, grad_z) = loss_grad(z, zm.as_ref(), momentum, labels, cfg, None)?;
         let value = out.loss.double_value(&[]);
-        return Ok(Forward {
+        return Ok(Lossed {
             out,
             value,
-            keys,
+            grad_z,
+            keys: zm.map(|zm| (zm, labels.shallow_clone())),
             comm_s: 0.0,
         });
     };
     let t = std::time::Instant::now();
     let shard = g.shard(labels.size()[0]);
-    let zg = g.gather_views_live(&z, views)?;
+    let leaf = z.detach().set_requires_grad(true);
+    let zg = g.gather_views_live(&leaf, views)?;
     let lg = g.all_gather(labels)?;
+    let zm = zm.map(|zm| g.gather_views(&zm, views)).transpose()?;
     let mut comm_s = t.elapsed().as_secs_f64();
-    let (mut out, keys) = match momentum {
-        None => (
-            fnc_loss_shard(&zg, views, &cfg.loss, Some(&lg), Some(shard))?,
-            None,
-        ),
-        Some(mo) => {
-            let zm = mo.embed(&inputs);
-            let t = std::time::Instant::now();
-            let zm = g.gather_views(&zm, views)?;
-            comm_s += t.elapsed().as_secs_f64();
-            let out = fnc_loss_memory_shard(
-                &zg,
-                &zm,
-                &mo.bank.view(),
-                views,
-                &cfg.loss,
-                Some(&lg),
-                Some(shard),
-            )?;
-            (out, Some((zm, lg)))
-        }
+    let (mut out, grad_zg) = loss_grad(&zg.detach(), zm.as_ref(), momentum, &lg, cfg, Some(shard))?;
+    // Every rank's part of the gradient reaches its rows: the gather's
+    // backward sums the ranks' gradients.
+    let t = std::time::Instant::now();
+    let grad_z = match backpropagate(&zg, &grad_zg, &[&leaf]) {
+        Ok(mut v) => v.pop().unwrap_or_else(Tensor::new),
+        Err(e) => return Err(backward_error(e, Some(g))),
     };
     // The loss value and the statistics of the global batch: sums of the parts.
-    let t = std::time::Instant::now();
     let c = out.counts;
     // On the embeddings' device: NCCL reduces CUDA tensors only.
     let parts = Tensor::from_slice(&[
@@ -146,10 +203,43 @@ pub(crate) fn forward_loss(
         labelled: c.labelled,
     };
     (out.mean_fn, out.fn_precision, out.fn_chance, out.fn_recall) = out.counts.stats();
-    Ok(Forward {
+    Ok(Lossed {
         out,
         value: v[0],
-        keys,
+        grad_z,
+        keys: zm.map(|zm| (zm, lg)),
         comm_s,
     })
+}
+
+/// The loss of `shard`'s anchors (all when `None`) over embeddings `z`
+/// (detached; with the memory variant, against the momentum keys `zm` and
+/// the bank) and its gradient with respect to `z`.
+fn loss_grad(
+    z: &Tensor,
+    zm: Option<&Tensor>,
+    momentum: Option<&Momentum>,
+    labels: &Tensor,
+    cfg: &TrainConfig,
+    shard: Option<Shard>,
+) -> Result<(LossOutput, Tensor), TrainError> {
+    let views = cfg.views() as i64;
+    let leaf = z.detach().set_requires_grad(true);
+    let mut out = match (momentum, zm) {
+        (Some(mo), Some(zm)) => fnc_loss_memory_shard(
+            &leaf,
+            zm,
+            &mo.bank.view(),
+            views,
+            &cfg.loss,
+            Some(labels),
+            shard,
+        )?,
+        _ => fnc_loss_shard(&leaf, views, &cfg.loss, Some(labels), shard)?,
+    };
+    let grad = Tensor::f_run_backward(&[&out.loss], &[&leaf], false, false)?
+        .pop()
+        .unwrap_or_else(Tensor::new);
+    out.loss = out.loss.detach();
+    Ok((out, grad))
 }

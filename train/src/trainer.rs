@@ -24,7 +24,7 @@ use crate::monitor::Monitor;
 use crate::optim::{learning_rate, trainable, Optimizer};
 use crate::saver::Saver;
 use crate::start::{restore, Start};
-use crate::step::forward_loss;
+use crate::step::train_step;
 
 /// Sees a run as it goes: every step's metrics, and each bad record (once)
 /// when `--max-bad-records` lets the run replace it.
@@ -250,31 +250,33 @@ pub fn train_parallel(
             tch::manual_seed(step_seed(cfg.seed, step));
         }
         let groups: Vec<&Tensor> = batch.groups.iter().collect();
-        let fwd = forward_loss(
+        let stepped = train_step(
             &model,
             momentum.as_ref(),
             &groups,
             &batch.labels,
             cfg,
             group,
+            &opt.parameters(),
+            false,
         )?;
-        let mut comm_s = fwd.comm_s;
-        let outp = fwd.out;
-        let loss = fwd.value;
+        let mut comm_s = stepped.comm_s;
+        let outp = stepped.out;
+        let loss = stepped.value;
         if !loss.is_finite() {
             return Err(TrainError::NonFinite {
                 step: step + 1,
                 checkpoint: last_good(writer.as_mut()),
             });
         }
-        let grads = backward(&opt, &outp.loss, group)?;
+        let grads = stepped.grads;
         if let Some(g) = group {
             let t = Instant::now();
             g.all_reduce_grads(&grads)?;
             comm_s += t.elapsed().as_secs_f64();
         }
         opt.step(&grads, lr);
-        if let (Some(mo), Some((zm, keys_labels))) = (momentum.as_mut(), fwd.keys) {
+        if let (Some(mo), Some((zm, keys_labels))) = (momentum.as_mut(), stepped.keys) {
             mo.update();
             mo.bank.push(&zm, &keys_labels, views, &cfg.loss)?;
         }
@@ -344,27 +346,6 @@ pub fn train_parallel(
         checkpoint: checkpoint.unwrap_or_default(),
         bad_records: bad.named,
     })
-}
-
-/// The gradients of `loss`; in a data-parallel run a failed backward (whose
-/// synchronised BatchNorm runs collectives) names the rank that stopped.
-fn backward(
-    opt: &Optimizer,
-    loss: &Tensor,
-    group: Option<&ProcessGroup>,
-) -> Result<Vec<Tensor>, TrainError> {
-    match (opt.gradients(loss), group) {
-        (Ok(g), _) => Ok(g),
-        // libtorch appends its C++ backtrace: the first line says it.
-        (Err(e), Some(g)) => Err(g.error(
-            "backward",
-            crate::dist::take_failure().unwrap_or_else(|| {
-                let first = e.to_string().lines().next().unwrap_or_default().to_string();
-                format!("{first}{}", g.diagnosis())
-            }),
-        )),
-        (Err(e), None) => Err(e.into()),
-    }
 }
 
 /// "The last good checkpoint is ..." once the one in flight is written.

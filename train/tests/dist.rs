@@ -5,164 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fnc_tests::{stderr, SMALL_MODEL};
-use tch::Tensor;
+use fnc_tests::stderr;
 
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("fnc-train")
-}
-
-fn shards(dir: &Path) -> PathBuf {
-    fnc_tests::synth_shards(dir, 4, 16, 2, 40, 3)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The small model at global batch 16 with detection on (top-k 2).
-fn args<'a>(data: &'a Path, out: &'a Path, steps: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = SMALL_MODEL.to_vec();
-    a.extend([
-        "--shards",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--workers",
-        "1",
-        "--warmup-epochs",
-        "0",
-        "--fn-topk",
-        "2",
-        "--seed",
-        "3",
-        "--lr",
-        "0.05",
-        "--steps",
-        steps,
-        "--checkpoint-every",
-        "3",
-        "--dist-timeout",
-        "60",
-    ]);
-    a.extend(extra);
-    a
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().unwrap()
-}
-
-fn train(args: &[&str]) {
-    let o = run(args);
-    assert!(o.status.success(), "{}", stderr(&o));
-}
-
-/// (loss, mean |F_i|, FN precision) per step of a run.
-fn metrics(out: &Path) -> Vec<(f64, f64, Option<f64>)> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let m: fnc_train::StepMetrics = serde_json::from_str(l).unwrap();
-            (m.loss, m.mean_fn, m.fn_precision)
-        })
-        .collect()
-}
-
-/// The model tensors of a run's latest checkpoint, by name.
-fn params(out: &Path) -> Vec<(String, Tensor)> {
-    let ck = fnc_train::RunDir::new(out).latest().unwrap().unwrap();
-    let mut v = Tensor::read_safetensors(ck.dir().join("model.safetensors")).unwrap();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
-/// Per model tensor of two runs' latest checkpoints: (name, max |a - b|,
-/// max |a|).
-fn gaps(one: &Path, two: &Path) -> Vec<(String, f64, f64)> {
-    let (pa, pb) = (params(one), params(two));
-    assert_eq!(pa.len(), pb.len());
-    pa.iter()
-        .zip(&pb)
-        .map(|((na, ta), (nb, tb))| {
-            assert_eq!(na, nb);
-            let diff = (ta - tb).abs().max().double_value(&[]);
-            let scale = ta.abs().max().double_value(&[]).max(1e-3);
-            (na.clone(), diff, scale)
-        })
-        .collect()
-}
-
-/// The first step of two runs (same weights, same batch, other summation
-/// orders): losses and FN statistics agree, and so do the parameters after
-/// the one update, to float precision.
-fn assert_same_first_step(one: &Path, two: &Path, what: &str) {
-    let (a, b) = (metrics(one), metrics(two));
-    assert_eq!((a.len(), b.len()), (1, 1), "{what}");
-    assert!(
-        (a[0].0 - b[0].0).abs() <= 1e-6 * a[0].0.abs(),
-        "{what}: first loss {} vs {}",
-        a[0].0,
-        b[0].0
-    );
-    assert_eq!((a[0].1, a[0].2), (b[0].1, b[0].2), "{what}: FN statistics");
-    for (name, diff, scale) in gaps(one, two) {
-        assert!(
-            diff <= 1e-5 * scale,
-            "{what}: {name} differs by {diff} (scale {scale}) after one step"
-        );
-    }
-}
-
-/// Later steps: ReLU masks flip on 1e-7 differences and runs that sum in
-/// another order part ~10x per step, so `two` is compared with `one` against
-/// the gap between `one` and `noise` (the same run with another thread
-/// count): per step loss and per tensor, at most 10x that measured floor.
-fn assert_within_noise(one: &Path, two: &Path, noise: &Path, what: &str) {
-    let (a, b, n) = (metrics(one), metrics(two), metrics(noise));
-    assert_eq!((a.len(), b.len()), (n.len(), n.len()), "{what}");
-    for (k, ((x, y), z)) in a.iter().zip(&b).zip(&n).enumerate() {
-        let floor = (x.0 - z.0).abs().max(1e-6 * x.0.abs());
-        assert!(
-            (x.0 - y.0).abs() <= 10.0 * floor,
-            "{what}: step {} loss {} vs {} (noise floor {floor})",
-            k + 1,
-            x.0,
-            y.0
-        );
-    }
-    let floors = gaps(one, noise);
-    for ((name, diff, scale), (_, noise_diff, _)) in gaps(one, two).into_iter().zip(floors) {
-        let floor = noise_diff.max(1e-6 * scale);
-        assert!(
-            diff <= 10.0 * floor,
-            "{what}: {name} differs by {diff} (scale {scale}; noise floor {floor})"
-        );
-    }
-}
-
-/// Runs the 1-process arm with libtorch's thread count set to `threads`.
-fn train_threads(args: &[&str], threads: &str) {
-    let o = Command::new(bin())
-        .args(args)
-        .env("OMP_NUM_THREADS", threads)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-}
+mod runs;
+use runs::*;
 
 #[test]
 fn two_ranks_train_as_one_process_on_the_global_batch() {
@@ -667,4 +517,69 @@ fn the_knn_monitor_is_split_over_the_ranks_and_holds_none_in_a_collective() {
         (a[0] - b[0]).abs() <= 100.0 / 400.0 + 1e-9,
         "{a:?} vs {b:?}"
     );
+}
+
+#[test]
+fn recompute_on_two_ranks_with_sync_bn_is_the_plain_step() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    for (name, extra) in [("in-batch", vec![]), ("memory", vec!["--memory", "4"])] {
+        let dir = |s: &str| t.path().join(format!("{name}-{s}"));
+        let mut plain = extra.clone();
+        plain.extend(["--nproc-per-node", "2", "--checkpoint-every", "1"]);
+        let mut again = plain.clone();
+        again.push("--recompute");
+        train(&args(&data, &dir("plain"), "1", &plain));
+        train(&args(&data, &dir("recompute"), "1", &again));
+        // Loss, FN statistics, parameters and running statistics.
+        assert_same_first_step(&dir("plain"), &dir("recompute"), name);
+    }
+}
+
+#[test]
+fn micro_batches_of_one_process_are_two_ranks_without_sync_bn() {
+    let t = tempfile::tempdir().unwrap();
+    let data = shards(t.path());
+    for (name, extra) in [("in-batch", vec![]), ("memory", vec!["--memory", "4"])] {
+        let dir = |s: &str| t.path().join(format!("{name}-{s}"));
+        let mut ranks = extra.clone();
+        ranks.extend(["--nproc-per-node", "2", "--sync-bn", "false"]);
+        let mut chunks = extra.clone();
+        chunks.extend(["--micro-batch", "8"]);
+        train(&args(&data, &dir("ranks"), "1", &ranks));
+        train(&args(&data, &dir("chunks"), "1", &chunks));
+        let (a, b) = (metrics(&dir("ranks")), metrics(&dir("chunks")));
+        assert!(
+            (a[0].0 - b[0].0).abs() <= 1e-6 * a[0].0.abs(),
+            "{name}: first loss {} vs {}",
+            a[0].0,
+            b[0].0
+        );
+        assert_eq!((a[0].1, a[0].2), (b[0].1, b[0].2), "{name}: FN statistics");
+        // The parameters after the step; the running statistics differ (rank
+        // 0 saves its chunk's, one process has moved through both chunks).
+        let gaps = gaps(&dir("ranks"), &dir("chunks"));
+        let (running, weights): (Vec<_>, Vec<_>) = gaps
+            .into_iter()
+            .partition(|(n, _, _)| n.contains("running_"));
+        for (n, diff, scale) in weights {
+            assert!(
+                diff <= 1e-5 * scale,
+                "{name}: {n} differs by {diff} (scale {scale})"
+            );
+        }
+        assert!(
+            running.iter().any(|(_, diff, scale)| *diff > 1e-4 * scale),
+            "{name}: running statistics of two chunks equal one rank's"
+        );
+        // With the whole batch in one chunk, BatchNorm is the global one.
+        let whole = dir("whole");
+        let mut one = extra.clone();
+        one.extend(["--micro-batch", "16"]);
+        train(&args(&data, &whole, "1", &one));
+        assert!(
+            (metrics(&whole)[0].0 - a[0].0).abs() > 1e-4,
+            "{name}: per-chunk BatchNorm gave the whole batch's loss"
+        );
+    }
 }

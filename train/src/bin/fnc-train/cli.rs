@@ -272,6 +272,22 @@ pub struct TrainArgs {
     /// before the run stops; 0 = stop at the first [default: 0].
     #[arg(long, value_name = "N")]
     pub max_bad_records: Option<u64>,
+    /// Keep only segment boundaries (the stem, each residual block, the
+    /// head) in the forward and recompute each segment in the backward: the
+    /// same step (loss, gradients, BatchNorm statistics) in a fraction of the
+    /// activation memory, for about one more forward [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub recompute: Option<bool>,
+    /// Embed M images (per rank) at a time without gradient, compute the loss
+    /// and its gradient over the whole batch once, then run each chunk again
+    /// with gradient (an embedding-gradient cache): the loss, negatives and
+    /// detection are the whole batch's, but BatchNorm normalises each chunk
+    /// with its own statistics (with --sync-bn, chunk c of every rank
+    /// together): the "ghost BatchNorm" of data parallelism without
+    /// synchronised BatchNorm; running statistics are updated once per chunk.
+    /// 0 = the whole batch at once [default: 0].
+    #[arg(long, value_name = "M")]
+    pub micro_batch: Option<usize>,
     #[command(flatten)]
     pub loss: LossArgs,
     /// Data-parallel training on this machine: spawn N ranks of this command

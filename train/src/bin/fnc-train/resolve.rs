@@ -196,7 +196,9 @@ fn merged_config(a: &TrainArgs, recorded: Option<&TrainConfig>) -> Result<TrainC
         knn_every,
         memory,
         ema_decay,
-        max_bad_records
+        max_bad_records,
+        recompute,
+        micro_batch
     );
     if let Some(v) = a.support_size {
         cfg.support_size = Some(v);
