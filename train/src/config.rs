@@ -373,8 +373,9 @@ impl TrainConfig {
 
     /// Checks that a resumed run keeps its recorded config (`recorded`, the
     /// run's config.toml): only the run length (`--steps`, `--epochs`),
-    /// `--checkpoint-every`, `--knn-every`, `--workers` and `--max-bad-records`
-    /// may change; any other difference is refused, naming its flag.
+    /// `--checkpoint-every`, `--knn-every`, `--workers`, `--max-bad-records`
+    /// and `--loss-block` (memory, not results) may change; any other
+    /// difference is refused, naming its flag.
     pub fn check_resume(&self, recorded: &TrainConfig) -> Result<(), TrainError> {
         let mut same = recorded.clone();
         same.steps = self.steps;
@@ -383,6 +384,8 @@ impl TrainConfig {
         same.knn_every = self.knn_every;
         same.workers = self.workers;
         same.max_bad_records = self.max_bad_records;
+        // The loss's block size changes memory, not results.
+        same.loss.block = self.loss.block;
         let Some((flag, here, there)) = self.difference(&same) else {
             return Ok(());
         };
@@ -391,8 +394,8 @@ impl TrainConfig {
             detail: format!(
                 "--resume continues the run with its recorded config, where it is {there} \
                  (here {here}); only --steps, --epochs, --checkpoint-every, --knn-every, \
-                 --workers, --max-bad-records and --dist-timeout may change on resume: start \
-                 a new run (another --out) to change it"
+                 --workers, --max-bad-records, --loss-block and --dist-timeout may change on \
+                 resume: start a new run (another --out) to change it"
             ),
         })
     }
@@ -486,6 +489,7 @@ pub fn flag_of_key(key: &str) -> &'static str {
         "loss.detect" => "--fn-detect",
         "loss.oracle_filter" => "--fn-oracle-filter",
         "loss.oracle_precision" => "--fn-oracle-precision",
+        "loss.block" => "--loss-block",
         _ => "--config",
     }
 }
