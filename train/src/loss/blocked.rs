@@ -161,3 +161,32 @@ fn in_blocks(
         Ok((out, grad))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_block_is_all_rows_when_they_fit_else_the_most_that_fit() {
+        // 10240 rows against 10240 keys, |U| = 10: 92 bytes a score.
+        let per_row = 10240 * (BYTES_PER_SCORE + 20);
+        assert_eq!(per_row, 10240 * 92);
+        assert_eq!(loss_block_rows(10240, 10240, 10, 10240 * per_row), 0);
+        assert_eq!(
+            loss_block_rows(10240, 10240, 10, 10240 * per_row - 1),
+            10239
+        );
+        assert_eq!(
+            loss_block_rows(10240, 10240, 10, 1 << 30),
+            (1 << 30) / per_row
+        );
+        assert_eq!((1i64 << 30) / per_row, 1139);
+        // Never less than a row, however small the budget.
+        assert_eq!(loss_block_rows(10240, 10240, 10, 1), 1);
+        // More support views, fewer rows.
+        assert!(loss_block_rows(4096, 4096, 32, 1 << 26) < loss_block_rows(4096, 4096, 2, 1 << 26));
+        // Degenerate inputs do not divide by zero or overflow.
+        assert_eq!(loss_block_rows(0, 0, 0, 0), 0);
+        assert_eq!(loss_block_rows(i64::MAX, i64::MAX, 10, 1 << 30), 1);
+    }
+}

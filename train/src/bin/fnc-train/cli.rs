@@ -115,7 +115,7 @@ pub struct LossArgs {
     /// (their loss and gradient, then the next rows'): bounds the loss's
     /// memory without changing its value; 0 = all at once [default: as many
     /// as fit in about 1 GiB].
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub loss_block: Option<i64>,
 }
 
