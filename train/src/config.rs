@@ -383,8 +383,9 @@ impl TrainConfig {
 
     /// Checks that a resumed run keeps its recorded config (`recorded`, the
     /// run's config.toml): only the run length (`--steps`, `--epochs`),
-    /// `--checkpoint-every`, `--knn-every`, `--workers` and `--max-bad-records`
-    /// may change; any other difference is refused, naming its flag.
+    /// `--checkpoint-every`, `--knn-every`, `--workers`, `--max-bad-records`,
+    /// `--recompute` and `--loss-block` (memory, not results) may change; any other
+    /// difference is refused, naming its flag.
     pub fn check_resume(&self, recorded: &TrainConfig) -> Result<(), TrainError> {
         let mut same = recorded.clone();
         same.steps = self.steps;
@@ -395,6 +396,7 @@ impl TrainConfig {
         same.max_bad_records = self.max_bad_records;
         // The same step in another memory.
         same.recompute = self.recompute;
+        same.loss.block = self.loss.block;
         let Some((flag, here, there)) = self.difference(&same) else {
             return Ok(());
         };
@@ -404,8 +406,7 @@ impl TrainConfig {
                 "--resume continues the run with its recorded config, where it is {there} \
                  (here {here}); only --steps, --epochs, --checkpoint-every, --knn-every, \
                  --workers, --max-bad-records, --dist-timeout, --recompute and --loss-block \
-                 may change on resume: start \
-                 a new run (another --out) to change it"
+                 may change on resume: start a new run (another --out) to change it"
             ),
         })
     }
@@ -499,6 +500,7 @@ pub fn flag_of_key(key: &str) -> &'static str {
         "loss.detect" => "--fn-detect",
         "loss.oracle_filter" => "--fn-oracle-filter",
         "loss.oracle_precision" => "--fn-oracle-precision",
+        "loss.block" => "--loss-block",
         _ => "--config",
     }
 }

@@ -63,8 +63,9 @@ pub use features::{
     EVAL_CROP, KNN_K, KNN_T,
 };
 pub use loss::{
-    fnc_loss, fnc_loss_memory, fnc_loss_memory_shard, fnc_loss_shard, Aggregate, Anchors, BankView,
-    Detect, FnCounts, LossConfig, LossError, LossOutput, Shard, Strategy, SupportSet,
+    fnc_loss, fnc_loss_grad, fnc_loss_memory, fnc_loss_memory_grad, fnc_loss_memory_shard,
+    fnc_loss_shard, loss_block_bytes, loss_block_rows, Aggregate, Anchors, BankView, Detect,
+    FnCounts, LossConfig, LossError, LossOutput, Shard, Strategy, SupportSet, LOSS_BUDGET,
 };
 pub use metrics::{read_metrics, MetricsLog, StepMetrics, TrainSummary};
 pub use model::{

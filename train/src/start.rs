@@ -275,6 +275,8 @@ pub fn agree_config(
     })?;
     theirs.device = cfg.device.clone();
     theirs.workers = cfg.workers;
+    // A rank's loss block is its own memory's business (results are alike).
+    theirs.loss.block = cfg.loss.block;
     let mine = if partial {
         None
     } else {

@@ -9,7 +9,9 @@ use crate::config::TrainConfig;
 use crate::dist::ProcessGroup;
 use crate::embed::{backward, embed};
 use crate::error::TrainError;
-use crate::loss::{fnc_loss_memory_shard, fnc_loss_shard, FnCounts, LossOutput, Shard};
+use crate::loss::{
+    fnc_loss_grad, fnc_loss_memory_grad, loss_block_rows, FnCounts, LossOutput, Shard, LOSS_BUDGET,
+};
 use crate::model::{normalise_as, Model};
 use crate::momentum::Momentum;
 use crate::recompute::backpropagate;
@@ -213,8 +215,9 @@ fn loss_and_grad(
 }
 
 /// The loss of `shard`'s anchors (all when `None`) over embeddings `z`
-/// (detached; with the memory variant, against the momentum keys `zm` and
-/// the bank) and its gradient with respect to `z`.
+/// (with the memory variant, against the momentum keys `zm` and the bank)
+/// and its gradient with respect to `z`, in blocks of `--loss-block` anchor
+/// rows (chosen from [`LOSS_BUDGET`] when not given).
 fn loss_grad(
     z: &Tensor,
     zm: Option<&Tensor>,
@@ -224,22 +227,28 @@ fn loss_grad(
     shard: Option<Shard>,
 ) -> Result<(LossOutput, Tensor), TrainError> {
     let views = cfg.views() as i64;
-    let leaf = z.detach().set_requires_grad(true);
-    let mut out = match (momentum, zm) {
-        (Some(mo), Some(zm)) => fnc_loss_memory_shard(
-            &leaf,
+    let images = shard.map_or(labels.size()[0], |s| s.count);
+    let rows = cfg.loss.anchor_views(views) * images;
+    let keys = match momentum {
+        Some(mo) => mo.bank.view().keys.size()[0],
+        None => z.size()[0],
+    };
+    let block = cfg
+        .loss
+        .block
+        .unwrap_or_else(|| loss_block_rows(rows, keys, cfg.loss.support_views(views), LOSS_BUDGET));
+    let lossed = match (momentum, zm) {
+        (Some(mo), Some(zm)) => fnc_loss_memory_grad(
+            z,
             zm,
             &mo.bank.view(),
             views,
             &cfg.loss,
             Some(labels),
             shard,
-        )?,
-        _ => fnc_loss_shard(&leaf, views, &cfg.loss, Some(labels), shard)?,
+            block,
+        ),
+        _ => fnc_loss_grad(z, views, &cfg.loss, Some(labels), shard, block),
     };
-    let grad = Tensor::f_run_backward(&[&out.loss], &[&leaf], false, false)?
-        .pop()
-        .unwrap_or_else(Tensor::new);
-    out.loss = out.loss.detach();
-    Ok((out, grad))
+    Ok(lossed?)
 }

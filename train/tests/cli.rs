@@ -128,6 +128,48 @@ fn loss_command_matches_the_reference() {
 }
 
 #[test]
+fn loss_block_changes_the_memory_not_the_loss_or_its_gradient() {
+    let t = tempfile::tempdir().unwrap();
+    let (rows, labels) = clustered(4, 6, 8, 2, 0.5, 3);
+    let z = tensor(&rows).to_kind(tch::Kind::Float);
+    let zp = t.path().join("z.npy");
+    z.write_npy(&zp).unwrap();
+    let lp = t.path().join("l.npy");
+    tch::Tensor::from_slice(&labels).write_npy(&lp).unwrap();
+    // The gradient's norm as autograd gives it, on what the command reads.
+    let leaf = z.to_kind(tch::Kind::Double).set_requires_grad(true);
+    let out = fnc_train::fnc_loss(&leaf, 4, &LossConfig::default(), None).unwrap();
+    let g = tch::Tensor::run_backward(&[&out.loss], &[&leaf], false, false);
+    let want = g[0].norm().double_value(&[]);
+    let loss = out.loss.double_value(&[]);
+    for (block, used) in [(None, 0), (Some("0"), 0), (Some("1"), 1), (Some("7"), 7)] {
+        let mut args = loss_args(&zp, &lp);
+        if let Some(r) = block {
+            args.extend(["--loss-block", r]);
+        }
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["loss_block"].as_i64(), Some(used), "{block:?}");
+        let got = r["grad_norm"].as_f64().unwrap();
+        assert!(
+            want > 0.0 && (got - want).abs() < 1e-10,
+            "{block:?}: {got} vs {want}"
+        );
+        let got = r["loss"].as_f64().unwrap();
+        assert!((got - loss).abs() < 1e-10, "{block:?}: {got} vs {loss}");
+    }
+    let mut args = loss_args(&zp, &lp);
+    args.extend(["--loss-block", "-4"]);
+    let o = run(&args);
+    assert!(
+        !o.status.success() && stderr(&o).contains("invalid option --loss-block"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn a_small_model_learns_and_resumes_exactly_after_kill_9() {
     let t = tempfile::tempdir().unwrap();
     let data = shards(t.path());

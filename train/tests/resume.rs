@@ -158,7 +158,8 @@ fn resume_refuses_changed_flags_but_the_run_length_and_monitoring() {
         assert!(e.contains(&format!("invalid option {flag}")), "{flag}: {e}");
     }
     assert_eq!(steps(&out).len(), 4, "refused resumes wrote nothing");
-    // The length, checkpointing, monitoring, threads and timeout may change.
+    // The length, checkpointing, monitoring, threads, timeout and the loss's
+    // block (memory, not results) may change.
     ok(&run(&args(
         &data,
         &out,
@@ -176,6 +177,8 @@ fn resume_refuses_changed_flags_but_the_run_length_and_monitoring() {
             "1",
             "--dist-timeout",
             "30",
+            "--loss-block",
+            "16",
         ],
     )));
     let s: Vec<u64> = steps(&out).iter().map(|x| x.0).collect();

@@ -3,7 +3,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::detect::{filter, noisy};
+use super::detect::{filter, noisy, OracleDraws};
 use super::{Aggregate, Detect, FnCounts, LossConfig, LossError, LossOutput, Shard, Strategy};
 
 /// One contrast: anchors (`[m, d]`, normalised, view-major over the anchor
@@ -24,6 +24,26 @@ pub(super) struct Contrast<'a> {
     pub key_labels: Option<&'a Tensor>,
     /// The images whose anchors to compute (all when `None`).
     pub shard: Option<Shard>,
+    /// The noisy oracle's draws for the whole batch, made once per loss when
+    /// the loss is computed in blocks; `None` draws them here.
+    pub draws: Option<&'a OracleDraws>,
+}
+
+/// `shard` (the whole batch when `None`), checked to lie within a batch of
+/// `b` images.
+pub(super) fn shard_within(shard: Option<Shard>, b: i64) -> Result<Shard, LossError> {
+    let s = shard.unwrap_or(Shard { first: 0, count: b });
+    if s.first < 0 || s.count < 1 || s.first + s.count > b {
+        return Err(LossError::Option {
+            flag: "shard",
+            detail: format!(
+                "images {}..{} are not within the batch of {b}",
+                s.first,
+                s.first + s.count
+            ),
+        });
+    }
+    Ok(s)
 }
 
 pub(super) fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
@@ -31,16 +51,7 @@ pub(super) fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
     let m = c.anchors.size()[0];
     let nk = c.keys.size()[0];
     let dev = c.anchors.device();
-    let Shard { first, count: nb } = c.shard.unwrap_or(Shard { first: 0, count: b });
-    if first < 0 || nb < 1 || first + nb > b {
-        return Err(LossError::Option {
-            flag: "shard",
-            detail: format!(
-                "images {first}..{} are not within the batch of {b}",
-                first + nb
-            ),
-        });
-    }
+    let Shard { first, count: nb } = shard_within(c.shard, b)?;
     let idx = Tensor::f_arange(nk, (Kind::Int64, dev))?;
     // The image of each key row; rows past the batch belong to no image of it.
     let key_img = idx
@@ -82,7 +93,15 @@ pub(super) fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
                 };
                 if cfg.oracle_precision < 1.0 {
                     let wrong = candidate.f_logical_and(&sl.logical_not())?;
-                    noisy(&f, &wrong, cfg.oracle_precision, first, b)?
+                    let own;
+                    let draws = match c.draws {
+                        Some(d) => d,
+                        None => {
+                            own = OracleDraws::new(b, nk, dev)?;
+                            &own
+                        }
+                    };
+                    noisy(&f, &wrong, cfg.oracle_precision, draws, first)?
                 } else {
                     f
                 }

@@ -32,28 +32,42 @@ pub(super) fn filter(
     Ok(f)
 }
 
+/// The noisy oracle's two draws for a batch of `batch` images against `nk`
+/// keys, `[batch, nk]` each from libtorch's global generator: which
+/// detections to keep, then the random order of their replacements. Drawn for
+/// the whole batch, so that a rank's shard (or a block of it) takes its rows
+/// of what one process would draw; both always, so the generator moves alike
+/// on every rank.
+pub(crate) struct OracleDraws {
+    keep: Tensor,
+    order: Tensor,
+}
+
+impl OracleDraws {
+    pub(crate) fn new(batch: i64, nk: i64, dev: tch::Device) -> Result<Self, LossError> {
+        let keep = Tensor::f_rand([batch, nk], (Kind::Float, dev))?;
+        let order = Tensor::f_rand([batch, nk], (Kind::Float, dev))?;
+        Ok(OracleDraws { keep, order })
+    }
+}
+
 /// A noisy oracle: each member of `f` (`[B, Nk]` bool) is kept with
 /// probability `precision`, and every dropped one is replaced by a random
 /// member of `wrong` (distinct, uniformly chosen), so |F_i| is kept while
-/// `wrong` has enough members. Draws from libtorch's global generator: the
-/// trainer seeds it per step, so runs and resumes repeat. `f` holds the rows
-/// of images `first..` of a batch of `batch` images (a rank's shard): the
-/// draws are made for the whole batch and the shard's rows taken, so the ranks
-/// of a data-parallel run draw what one process would.
+/// `wrong` has enough members. `f` holds the rows of images `first..` of the
+/// batch whose `draws` these are (a rank's shard, or a block of it). The
+/// trainer seeds the generator per step, so runs and resumes repeat.
 pub(super) fn noisy(
     f: &Tensor,
     wrong: &Tensor,
     precision: f64,
+    draws: &OracleDraws,
     first: i64,
-    batch: i64,
 ) -> Result<Tensor, LossError> {
     let (b, nk) = (f.size()[0], f.size()[1]);
     let dev = f.device();
-    let draw = || -> Result<Tensor, LossError> {
-        Ok(Tensor::f_rand([batch, nk], (Kind::Float, dev))?.f_narrow(0, first, b)?)
-    };
-    // Both draws always, so the generator moves alike on every rank.
-    let (keep_draw, order_draw) = (draw()?, draw()?);
+    let keep_draw = draws.keep.f_narrow(0, first, b)?;
+    let order_draw = draws.order.f_narrow(0, first, b)?;
     let drop = f.f_logical_and(&keep_draw.f_ge(precision)?)?;
     let kept = f.f_logical_and(&drop.logical_not())?;
     let n_drop = drop.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?; // [B]

@@ -3,8 +3,9 @@
 
 use tch::{Kind, Tensor};
 
-use super::contrast::{contrast, Contrast};
-use super::{images_in, l2_normalise, support_rows, LossConfig, LossError, LossOutput, Shard};
+use super::{
+    images_in, l2_normalise, support_rows, LossConfig, LossError, LossOutput, Parts, Shard,
+};
 
 /// The older keys a memory-variant loss contrasts with: a FIFO bank's
 /// normalised rows, newest first, with their labels (-1 unknown); the first
@@ -58,6 +59,8 @@ pub fn fnc_loss_memory(
 }
 
 /// [`fnc_loss_memory`] of `shard`'s anchors only (see [`fnc_loss_shard`]).
+///
+/// [`fnc_loss_shard`]: super::fnc_loss_shard
 pub fn fnc_loss_memory_shard(
     z: &Tensor,
     z_momentum: &Tensor,
@@ -67,6 +70,21 @@ pub fn fnc_loss_memory_shard(
     labels: Option<&Tensor>,
     shard: Option<Shard>,
 ) -> Result<LossOutput, LossError> {
+    let parts = memory_parts(z, z_momentum, bank, views, cfg, labels)?;
+    let anchors = l2_normalise(z)?.f_narrow(0, 0, parts.m)?;
+    parts.contrast(&anchors, cfg, shard, None)
+}
+
+/// The memory variant's [`Parts`]: the momentum embeddings of this batch on
+/// top of the bank's as keys, the momentum encoder's support sets; checked.
+pub(crate) fn memory_parts(
+    z: &Tensor,
+    z_momentum: &Tensor,
+    bank: &BankView,
+    views: i64,
+    cfg: &LossConfig,
+    labels: Option<&Tensor>,
+) -> Result<Parts, LossError> {
     let b = images_in(z, views, cfg, labels)?;
     if z_momentum.size() != z.size() {
         return Err(LossError::Shape {
@@ -85,9 +103,7 @@ pub fn fnc_loss_memory_shard(
             ),
         });
     }
-    let z = l2_normalise(z)?;
     let zm = l2_normalise(&z_momentum.detach())?;
-    let anchors = z.f_narrow(0, 0, m)?;
     let support = support_rows(&zm, views, b, cfg)?;
     let current = zm.f_narrow(0, 0, m)?;
     let dev = z.device();
@@ -97,15 +113,12 @@ pub fn fnc_loss_memory_shard(
         None => Tensor::f_full([m], -1i64, (Kind::Int64, dev))?,
     };
     let (keys, valid, key_labels) = bank.keys_with(&current, &current_labels)?;
-    contrast(&Contrast {
-        anchors: &anchors,
-        keys: &keys,
-        valid: Some(&valid),
-        support: &support,
+    Ok(Parts {
         b,
-        cfg,
-        labels: labels.as_ref(),
-        key_labels: labels.as_ref().map(|_| &key_labels),
-        shard,
+        m,
+        support,
+        key_labels: labels.as_ref().map(|_| key_labels),
+        labels,
+        bank_keys: Some((keys, valid)),
     })
 }

@@ -8,9 +8,11 @@
 //!
 //! Homes: `options` (LossConfig and its enums), `stats` (what a loss returns),
 //! `contrast` (one contrast of anchors and keys), `detect` (the filter and
-//! the noisy oracle), `memory` (the memory variant's keys); the bank itself
-//! lives beside the momentum encoder (`momentum::MemoryBank`).
+//! the noisy oracle), `memory` (the memory variant's keys), `blocked` (the
+//! loss and its gradient in blocks of anchor rows, to bound its memory); the
+//! bank itself lives beside the momentum encoder (`momentum::MemoryBank`).
 
+mod blocked;
 mod contrast;
 mod detect;
 mod memory;
@@ -19,7 +21,11 @@ mod stats;
 
 use tch::{Kind, Tensor};
 
+pub use blocked::{
+    fnc_loss_grad, fnc_loss_memory_grad, loss_block_bytes, loss_block_rows, LOSS_BUDGET,
+};
 use contrast::{contrast, Contrast};
+use detect::OracleDraws;
 pub use memory::{fnc_loss_memory, fnc_loss_memory_shard, BankView};
 pub use options::{Aggregate, Anchors, Detect, LossConfig, Strategy, SupportSet};
 pub use stats::{FnCounts, LossOutput, Shard};
@@ -103,22 +109,79 @@ pub fn fnc_loss_shard(
     labels: Option<&Tensor>,
     shard: Option<Shard>,
 ) -> Result<LossOutput, LossError> {
+    let parts = in_batch_parts(z, views, cfg, labels)?;
+    let anchors = l2_normalise(z)?.f_narrow(0, 0, parts.m)?;
+    parts.contrast(&anchors, cfg, shard, None)
+}
+
+/// What the contrasts of one loss share besides the anchors (which carry the
+/// gradient, so each caller makes its own): the support sets, the labels and,
+/// in the memory variant, the keys.
+pub(crate) struct Parts {
+    /// Images of the batch.
+    pub b: i64,
+    /// Anchor rows: the anchor views of the batch.
+    pub m: i64,
+    /// `[|U|, B, d]`, normalised, without gradient.
+    pub support: Tensor,
+    pub labels: Option<Tensor>,
+    pub key_labels: Option<Tensor>,
+    /// The memory variant's keys (normalised, without gradient) and the mask
+    /// of their real rows; `None`: in-batch, the keys are the anchors.
+    pub bank_keys: Option<(Tensor, Tensor)>,
+}
+
+impl Parts {
+    /// Rows of keys each anchor is scored against.
+    pub fn keys(&self) -> i64 {
+        self.bank_keys.as_ref().map_or(self.m, |(k, _)| k.size()[0])
+    }
+
+    /// The contrast of `anchors` (`[m, d]`, normalised) for `shard`'s images.
+    pub fn contrast(
+        &self,
+        anchors: &Tensor,
+        cfg: &LossConfig,
+        shard: Option<Shard>,
+        draws: Option<&OracleDraws>,
+    ) -> Result<LossOutput, LossError> {
+        let (keys, valid) = match &self.bank_keys {
+            Some((k, v)) => (k, Some(v)),
+            None => (anchors, None),
+        };
+        contrast(&Contrast {
+            anchors,
+            keys,
+            valid,
+            support: &self.support,
+            b: self.b,
+            cfg,
+            labels: self.labels.as_ref(),
+            key_labels: self.key_labels.as_ref(),
+            shard,
+            draws,
+        })
+    }
+}
+
+/// The in-batch loss's [`Parts`]: keys are the anchor views themselves.
+pub(crate) fn in_batch_parts(
+    z: &Tensor,
+    views: i64,
+    cfg: &LossConfig,
+    labels: Option<&Tensor>,
+) -> Result<Parts, LossError> {
     let b = images_in(z, views, cfg, labels)?;
-    let z = l2_normalise(z)?;
     let m = cfg.anchor_views(views) * b;
-    let anchors = z.f_narrow(0, 0, m)?;
-    let support = support_rows(&z.detach(), views, b, cfg)?;
+    let support = support_rows(&l2_normalise(&z.detach())?, views, b, cfg)?;
     let labels = labels.map(|l| l.to_device(z.device()).to_kind(Kind::Int64));
     let key_labels = labels.as_ref().map(|l| l.repeat([m / b]));
-    contrast(&Contrast {
-        anchors: &anchors,
-        keys: &anchors,
-        valid: None,
-        support: &support,
+    Ok(Parts {
         b,
-        cfg,
-        labels: labels.as_ref(),
-        key_labels: key_labels.as_ref(),
-        shard,
+        m,
+        support,
+        labels,
+        key_labels,
+        bank_keys: None,
     })
 }

@@ -82,6 +82,11 @@ pub struct LossConfig {
     /// Oracle only: the share of each F_i that is right; the rest (1 - P) is
     /// replaced by as many random candidates of other labels (|F_i| kept).
     pub oracle_precision: f64,
+    /// Anchor rows scored at a time (`--loss-block`); 0 = all at once; None =
+    /// chosen from the memory it would take. Changes memory, not results, so
+    /// a resumed run may change it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<i64>,
 }
 
 impl LossConfig {
@@ -124,6 +129,12 @@ impl LossConfig {
                 detail: "applies to oracle detection only: add --fn-detect oracle".into(),
             });
         }
+        if let Some(r) = self.block.filter(|r| *r < 0) {
+            return Err(LossError::Option {
+                flag: "--loss-block",
+                detail: format!("{r} is negative (0 scores all anchor rows at once)"),
+            });
+        }
         if self.support_set == SupportSet::Support && views < 3 {
             return Err(LossError::Option {
                 flag: "--fn-support",
@@ -141,6 +152,14 @@ impl LossConfig {
             Anchors::Main => 2,
         }
     }
+
+    /// Views in each image's support set for detection, out of `views`.
+    pub fn support_views(&self, views: i64) -> i64 {
+        match self.support_set {
+            SupportSet::All => views,
+            SupportSet::Support => views - 2,
+        }
+    }
 }
 
 impl Default for LossConfig {
@@ -156,6 +175,7 @@ impl Default for LossConfig {
             detect: Detect::Support,
             oracle_filter: false,
             oracle_precision: 1.0,
+            block: None,
         }
     }
 }

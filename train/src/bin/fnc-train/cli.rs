@@ -111,6 +111,12 @@ pub struct LossArgs {
     /// replaced by random candidates of other labels, |F_i| kept [default: 1].
     #[arg(long, value_name = "P")]
     pub fn_oracle_precision: Option<f64>,
+    /// Anchor rows whose scores against all keys are computed at a time
+    /// (their loss and gradient, then the next rows'): bounds the loss's
+    /// memory without changing its value; 0 = all at once [default: as many
+    /// as fit in about 1 GiB].
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub loss_block: Option<i64>,
 }
 
 impl LossArgs {
@@ -152,6 +158,9 @@ impl LossArgs {
         if let Some(v) = self.fn_oracle_precision {
             c.oracle_precision = v;
         }
+        if let Some(v) = self.loss_block {
+            c.block = Some(v);
+        }
         Ok(())
     }
 }
@@ -170,7 +179,7 @@ pub struct TrainArgs {
     pub config: Option<PathBuf>,
     /// Continue the run in --out from its latest complete checkpoint (its
     /// config.toml applies; only --steps, --epochs, --checkpoint-every,
-    /// --knn-every, --workers, --max-bad-records and --dist-timeout may
+    /// --knn-every, --workers, --max-bad-records, --loss-block and --dist-timeout may
     /// change); with no checkpoint yet the run starts over.
     #[arg(long)]
     pub resume: bool,

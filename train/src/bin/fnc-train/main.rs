@@ -27,34 +27,7 @@ fn run() -> Result<()> {
         }) => {
             let mut cfg = LossConfig::default();
             loss.apply(&mut cfg)?;
-            if views < 2 {
-                anyhow::bail!("invalid option --views: {views}; contrast needs 2 views or more");
-            }
-            cfg.validate(views)?;
-            let device = fnc_train::parse_device(&device)?;
-            let z = tch::Tensor::read_npy(&embeddings)
-                .with_context(|| format!("--embeddings {}", embeddings.display()))?;
-            let z = z.to_kind(tch::Kind::Double).to_device(device);
-            let labels = match &labels {
-                Some(p) => Some(
-                    tch::Tensor::read_npy(p)
-                        .with_context(|| format!("--labels {}", p.display()))?
-                        .to_kind(tch::Kind::Int64)
-                        .to_device(device),
-                ),
-                None => None,
-            };
-            let out = fnc_train::fnc_loss(&z, views, &cfg, labels.as_ref())?;
-            let r = serde_json::json!({
-                "loss": out.loss.double_value(&[]),
-                "mean_fn": out.mean_fn,
-                "fn_total": out.mean_fn * (z.size()[0] / views) as f64,
-                "fn_precision": out.fn_precision,
-                "fn_chance": out.fn_chance,
-                "fn_recall": out.fn_recall,
-                "config": cfg,
-            });
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            loss_command(&embeddings, views, labels.as_deref(), &device, &cfg)?;
         }
         Some(Command::Bench {
             train,
@@ -104,6 +77,60 @@ fn run() -> Result<()> {
         }
         None => train_command(&cli.train)?,
     }
+    Ok(())
+}
+
+/// `fnc-train loss`: the loss of saved embeddings and the norm of its
+/// gradient, computed in blocks of `cfg.block` anchor rows (or as many as fit
+/// in [`fnc_train::LOSS_BUDGET`]), printed as JSON.
+fn loss_command(
+    embeddings: &std::path::Path,
+    views: i64,
+    labels: Option<&std::path::Path>,
+    device: &str,
+    cfg: &LossConfig,
+) -> Result<()> {
+    if views < 2 {
+        anyhow::bail!("invalid option --views: {views}; contrast needs 2 views or more");
+    }
+    cfg.validate(views)?;
+    let device = fnc_train::parse_device(device)?;
+    let z = tch::Tensor::read_npy(embeddings)
+        .with_context(|| format!("--embeddings {}", embeddings.display()))?;
+    let z = z.to_kind(tch::Kind::Double).to_device(device);
+    let labels = match labels {
+        Some(p) => Some(
+            tch::Tensor::read_npy(p)
+                .with_context(|| format!("--labels {}", p.display()))?
+                .to_kind(tch::Kind::Int64)
+                .to_device(device),
+        ),
+        None => None,
+    };
+    let images = z.size().first().copied().unwrap_or(0) / views;
+    let block = cfg.block.unwrap_or_else(|| {
+        let rows = cfg.anchor_views(views) * images;
+        // The estimate is float32's; these embeddings are float64.
+        fnc_train::loss_block_rows(
+            rows,
+            rows,
+            cfg.support_views(views),
+            fnc_train::LOSS_BUDGET / 2,
+        )
+    });
+    let (out, grad) = fnc_train::fnc_loss_grad(&z, views, cfg, labels.as_ref(), None, block)?;
+    let r = serde_json::json!({
+        "loss": out.loss.double_value(&[]),
+        "grad_norm": grad.f_norm()?.double_value(&[]),
+        "loss_block": block,
+        "mean_fn": out.mean_fn,
+        "fn_total": out.mean_fn * images as f64,
+        "fn_precision": out.fn_precision,
+        "fn_chance": out.fn_chance,
+        "fn_recall": out.fn_recall,
+        "config": cfg,
+    });
+    println!("{}", serde_json::to_string_pretty(&r)?);
     Ok(())
 }
 
