@@ -50,6 +50,14 @@ mod start;
 mod step;
 #[cfg(test)]
 mod step_tests;
+
+/// libtorch's random generator is global: a unit test that seeds it and
+/// draws holds this while it does, so tests in parallel threads draw alike.
+#[cfg(test)]
+pub(crate) fn generator_lock() -> std::sync::MutexGuard<'static, ()> {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GENERATOR.lock().unwrap_or_else(|e| e.into_inner())
+}
 mod trainer;
 
 pub use bench::{bench_steps, BenchTimes};

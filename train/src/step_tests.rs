@@ -53,9 +53,7 @@ fn views(cfg: &TrainConfig) -> Vec<Tensor> {
 /// One step of `cfg` from the weights seeded by `cfg.seed`; with the memory
 /// variant, after a first step that fills part of the bank.
 fn step(cfg: &TrainConfig) -> After {
-    // libtorch's generator is global: one test at a time draws from it.
-    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _held = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let _held = crate::generator_lock();
     let vs = nn::VarStore::new(Device::Cpu);
     tch::manual_seed(cfg.seed as i64);
     let model = build_model(&vs, &cfg.model_spec(Device::Cpu));
@@ -188,4 +186,16 @@ fn a_micro_batch_as_large_as_the_batch_is_the_plain_step() {
         ..cfg.clone()
     });
     assert_same(&plain, &whole, "--micro-batch 6 of 6");
+}
+
+#[test]
+fn a_step_with_the_loss_in_blocks_is_the_plain_step() {
+    for memory in [0, 5] {
+        let mut whole = config(Arch::Small, memory);
+        whole.loss.block = Some(0);
+        let mut blocks = whole.clone();
+        // 4 rows: one image's 5 anchor views at a time, the last block short.
+        blocks.loss.block = Some(4);
+        assert_same(&step(&whole), &step(&blocks), &format!("--loss-block 4, memory {memory}"));
+    }
 }
