@@ -18,13 +18,14 @@ use super::{
 };
 
 /// Bytes one element of a block's `[R, Nk]` float32 score matrix takes with
-/// its same-sized companions while the block's loss and gradient are
-/// computed: the scores, their masked copy, the exponentials of the
-/// log-sum-exp, the log-probabilities and their product with the targets,
-/// the targets as floats, and as many again in the backward pass (16 floats
-/// = 64 bytes), plus about 8 boolean masks (same key, own view, positives,
-/// false negatives, denominator, candidates, labels).
-const BYTES_PER_SCORE: i64 = 72;
+/// its same-sized companions at the peak of the block's loss and gradient:
+/// about four floats alive at once (scores, their masked copy or
+/// exponentials, log-probabilities, their gradient) and eight boolean masks
+/// (same image, own view, positives, false negatives, denominator,
+/// candidates, targets, labels), 24 bytes, with room to spare. Measured:
+/// `fnc-train loss` at B = 1024, V = 10 peaks at about 40 bytes a float64
+/// score above its baseline (docs/benchmarks.md), i.e. ~24 in float32.
+const BYTES_PER_SCORE: i64 = 32;
 
 /// The bytes the loss may take before `--loss-block`, when not given,
 /// splits its anchor rows into blocks (training and `fnc-train loss`).
@@ -80,7 +81,7 @@ pub fn fnc_loss_memory_grad(
 /// all `anchor_rows` of the shard do, else the most rows that fit (at least
 /// 1). A block of R rows against `keys` keys takes about
 /// `R * keys * (BYTES_PER_SCORE + 2 * support_views)` bytes in float32: the
-/// score matrix and its companions ([`BYTES_PER_SCORE`] a score), and
+/// score matrix and its companions (`BYTES_PER_SCORE` a score), and
 /// detection's `[|U|, R/V_a, Nk]` similarities (V_a >= 2 anchor views, so at
 /// most `|U| / 2` floats a score). Float64 takes twice as much: halve the
 /// budget.
@@ -177,9 +178,9 @@ mod tests {
 
     #[test]
     fn the_block_is_all_rows_when_they_fit_else_the_most_that_fit() {
-        // 10240 rows against 10240 keys, |U| = 10: 92 bytes a score.
+        // 10240 rows against 10240 keys, |U| = 10: 52 bytes a score.
         let per_row = 10240 * (BYTES_PER_SCORE + 20);
-        assert_eq!(per_row, 10240 * 92);
+        assert_eq!(per_row, 10240 * 52);
         assert_eq!(loss_block_rows(10240, 10240, 10, 10240 * per_row), 0);
         assert_eq!(
             loss_block_rows(10240, 10240, 10, 10240 * per_row - 1),
@@ -189,7 +190,7 @@ mod tests {
             loss_block_rows(10240, 10240, 10, 1 << 30),
             (1 << 30) / per_row
         );
-        assert_eq!((1i64 << 30) / per_row, 1139);
+        assert_eq!((1i64 << 30) / per_row, 2016);
         // Never less than a row, however small the budget.
         assert_eq!(loss_block_rows(10240, 10240, 10, 1), 1);
         // More support views, fewer rows.
