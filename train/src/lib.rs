@@ -43,6 +43,7 @@ mod model;
 mod momentum;
 mod monitor;
 mod optim;
+pub mod plan;
 mod recompute;
 mod resnet;
 mod saver;
@@ -63,7 +64,7 @@ mod trainer;
 pub use bench::{bench_steps, BenchTimes};
 pub use checkpoint::{Checkpoint, CheckpointState, FileDigest, RunDir, Snapshot};
 pub use config::{flag_of_key, LrScaling, MemoryFormat, Precision, TrainConfig};
-pub use device::{cores_per_rank, parse_device, rank_device, sync};
+pub use device::{cores_per_rank, host_memory, parse_device, rank_device, sync};
 pub use error::TrainError;
 pub use export::export_encoder;
 pub use features::{

@@ -196,6 +196,10 @@ fn a_step_with_the_loss_in_blocks_is_the_plain_step() {
         let mut blocks = whole.clone();
         // 4 rows: one image's 5 anchor views at a time, the last block short.
         blocks.loss.block = Some(4);
-        assert_same(&step(&whole), &step(&blocks), &format!("--loss-block 4, memory {memory}"));
+        assert_same(
+            &step(&whole),
+            &step(&blocks),
+            &format!("--loss-block 4, memory {memory}"),
+        );
     }
 }

@@ -61,6 +61,23 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         timed: usize,
     },
+    /// The memory one device of a run would take (weights and optimiser,
+    /// bank, batch, activations, loss), under each of --recompute,
+    /// --micro-batch and --loss-block, and the cheapest setting that fits:
+    /// `fnc-train plan --config configs/fnc-paper.toml --nproc 8
+    /// --device-memory 141G`. Takes the training flags.
+    Plan {
+        #[command(flatten)]
+        train: Box<TrainArgs>,
+        /// Ranks of the run, one device each [default: --nproc-per-node, or 1].
+        #[arg(long, value_name = "N")]
+        nproc: Option<usize>,
+        /// Memory per device, e.g. 80G, 141G, 24GiB, 512M (G = 10^9, GiB =
+        /// 2^30) [default: with --device cpu or auto, this machine's memory;
+        /// a given size with --device auto plans for CUDA devices].
+        #[arg(long, value_name = "SIZE")]
+        device_memory: Option<String>,
+    },
     /// Write the encoder of a run's latest checkpoint as safetensors with
     /// torchvision ResNet names (load with `resnet50().load_state_dict` after
     /// dropping `fc`).

@@ -3,6 +3,7 @@
 
 mod cli;
 mod launcher;
+mod plan;
 mod resolve;
 
 use std::io::IsTerminal;
@@ -65,6 +66,11 @@ fn run() -> Result<()> {
             });
             println!("{r}");
         }
+        Some(Command::Plan {
+            train,
+            nproc,
+            device_memory,
+        }) => plan::run(&train, nproc, device_memory.as_deref())?,
         Some(Command::Export { run, out }) => {
             let out = out.unwrap_or_else(|| run.join("encoder.safetensors"));
             let n = fnc_train::export_encoder(&run, &out)
