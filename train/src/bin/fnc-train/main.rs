@@ -261,7 +261,21 @@ impl fnc_train::Observer for Progress<'_> {
     }
 }
 
+/// Keeps the panic of a failed allocation off stderr: the trainer catches it
+/// and stops with an error that says what to do, so libtorch's message and
+/// C++ backtrace would only bury it. Other panics print as before.
+fn quiet_allocation_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = fnc_train::panic_text(info.payload());
+        if !text.is_some_and(fnc_train::is_allocation_failure) {
+            previous(info);
+        }
+    }));
+}
+
 fn main() -> std::process::ExitCode {
+    quiet_allocation_panics();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
