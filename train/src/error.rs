@@ -45,7 +45,7 @@ pub enum TrainError {
     #[error(
         "out of memory at step {step} on {device}: {}. Run `fnc-train plan` with this config \
          for --recompute / --loss-block / --micro-batch settings that fit. {checkpoint}",
-        crate::oom::describe(.asked, .free)
+        crate::oom::describe(.asked, .free, .limit)
     )]
     OutOfMemory {
         step: u64,
@@ -56,6 +56,8 @@ pub enum TrainError {
         /// The device's free bytes: CUDA's from its message, the CPU's
         /// `MemAvailable`.
         free: Option<u64>,
+        /// The process's address-space limit (`ulimit -v`) on the CPU, if any.
+        limit: Option<u64>,
         /// Which checkpoint to resume from (a sentence).
         checkpoint: String,
     },

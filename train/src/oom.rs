@@ -122,6 +122,18 @@ pub(crate) fn host_available() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// This process's address-space limit in bytes (`ulimit -v`, RLIMIT_AS:
+/// "Max address space" of /proc/self/limits), when one is set.
+pub(crate) fn address_space_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max address space"))?;
+    line["Max address space".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The [`TrainError::OutOfMemory`] of `a` at `step` on `device`; the free
 /// memory of the CPU is the host's available memory now. `checkpoint` says
 /// which checkpoint to resume from.
@@ -131,32 +143,41 @@ pub(crate) fn out_of_memory(
     device: tch::Device,
     checkpoint: String,
 ) -> TrainError {
-    let (device, free) = match device {
-        tch::Device::Cpu => ("cpu".to_string(), a.free.or_else(host_available)),
-        tch::Device::Cuda(i) => (format!("cuda:{i}"), a.free),
-        d => (format!("{d:?}"), a.free),
+    let (device, free, limit) = match device {
+        tch::Device::Cpu => (
+            "cpu".to_string(),
+            a.free.or_else(host_available),
+            address_space_limit(),
+        ),
+        tch::Device::Cuda(i) => (format!("cuda:{i}"), a.free, None),
+        d => (format!("{d:?}"), a.free, None),
     };
     TrainError::OutOfMemory {
         step,
         device,
         asked: a.asked,
         free,
+        limit,
         checkpoint,
     }
 }
 
-/// "libtorch asked for N bytes (x GiB), with M bytes (y GiB) free" as far as
-/// known: the middle of [`TrainError::OutOfMemory`]'s message.
-pub(crate) fn describe(asked: &Option<u64>, free: &Option<u64>) -> String {
+/// "an allocation of N bytes (x GiB) failed; M bytes (y GiB) free, under an
+/// address-space limit of L bytes" as far as known: the middle of
+/// [`TrainError::OutOfMemory`]'s message.
+pub(crate) fn describe(asked: &Option<u64>, free: &Option<u64>, limit: &Option<u64>) -> String {
     let gib = |n: u64| format!("{n} bytes ({:.2} GiB)", n as f64 / (1u64 << 30) as f64);
-    let asked = match asked {
+    let mut text = match asked {
         Some(n) => format!("an allocation of {} failed", gib(*n)),
         None => "an allocation failed (its size is not in libtorch's message)".into(),
     };
-    match free {
-        Some(n) => format!("{asked}; {} free", gib(*n)),
-        None => asked,
+    if let Some(n) = free {
+        text += &format!("; {} free", gib(*n));
     }
+    if let Some(n) = limit {
+        text += &format!(", under an address-space limit (ulimit -v) of {}", gib(*n));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -144,6 +144,7 @@ fn a_step_that_cannot_allocate_stops_with_an_error_and_the_checkpoint_stays() {
         "bytes",
         "fnc-train plan",
         "The last good checkpoint is",
+        format!("address-space limit (ulimit -v) of {limit} bytes").as_str(),
         "step-00000001",
     ] {
         assert!(e.contains(want), "{want:?} not in: {e}");

@@ -71,7 +71,13 @@ fn run() -> Result<()> {
                 anyhow::bail!("invalid option --timed: 0; time 1 step or more");
             }
             let cfg = resolve(&train, false)?.cfg;
-            let (t, device) = fnc_train::bench_steps(&cfg, warmup, timed)?;
+            let (t, device) = fnc_train::bench_steps(&cfg, warmup, timed).with_context(|| {
+                format!(
+                    "benchmarking {} at --batch-size {}",
+                    cfg.arch.name(),
+                    cfg.batch_size
+                )
+            })?;
             let r = serde_json::json!({
                 "step_s": t.step_s,
                 "forward_s": t.forward_s,
