@@ -11,6 +11,7 @@ use crate::device::{parse_device, sync};
 use crate::error::TrainError;
 use crate::model::build_model;
 use crate::momentum::Momentum;
+use crate::oom::{guard, out_of_memory};
 use crate::optim::{trainable, Optimizer};
 use crate::step::train_step;
 
@@ -66,27 +67,36 @@ pub fn bench_steps(
         sync(device);
         let t0 = Instant::now();
         let groups: Vec<&Tensor> = inputs.iter().collect();
-        let stepped = train_step(
-            &model,
-            momentum.as_ref(),
-            &groups,
-            &labels,
-            cfg,
-            None,
-            &opt.parameters(),
-            true,
-        )?;
-        let t1 = t0 + std::time::Duration::from_secs_f64(stepped.forward_s);
-        sync(device);
-        let t2 = Instant::now();
-        opt.step(&stepped.grads, 0.1);
-        if let (Some(mo), Some((zm, _))) = (momentum.as_mut(), stepped.keys) {
-            mo.update();
-            mo.bank.push(&zm, &labels, cfg.views() as i64, &cfg.loss)?;
-        }
-        // Reading a parameter waits for the device.
-        let _ = opt.parameters()[0].sum(Kind::Float).double_value(&[]);
-        let t3 = Instant::now();
+        let timed = guard(|| {
+            let stepped = train_step(
+                &model,
+                momentum.as_ref(),
+                &groups,
+                &labels,
+                cfg,
+                None,
+                &opt.parameters(),
+                true,
+            )?;
+            let t1 = t0 + std::time::Duration::from_secs_f64(stepped.forward_s);
+            sync(device);
+            let t2 = Instant::now();
+            opt.step(&stepped.grads, 0.1);
+            if let (Some(mo), Some((zm, _))) = (momentum.as_mut(), stepped.keys) {
+                mo.update();
+                mo.bank.push(&zm, &labels, cfg.views() as i64, &cfg.loss)?;
+            }
+            // Reading a parameter waits for the device.
+            let _ = opt.parameters()[0].sum(Kind::Float).double_value(&[]);
+            Ok((t1, t2, Instant::now()))
+        });
+        let (t1, t2, t3) = match timed {
+            Ok(t) => t?,
+            Err(a) => {
+                let none = "No checkpoint: a benchmark writes none.".to_string();
+                return Err(out_of_memory(a, k as u64 + 1, device, none));
+            }
+        };
         if k >= warmup {
             sum.forward_s += (t1 - t0).as_secs_f64();
             sum.backward_s += (t2 - t1).as_secs_f64();

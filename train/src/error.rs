@@ -40,6 +40,27 @@ pub enum TrainError {
     ConfigFile { path: PathBuf, detail: String },
     #[error("the loss is not finite at step {step}; stopped without updating. {checkpoint}")]
     NonFinite { step: u64, checkpoint: String },
+    /// A step could not allocate memory on its device (libtorch's CPU
+    /// allocator, or CUDA out of memory); nothing of the step was kept.
+    #[error(
+        "out of memory at step {step} on {device}: {}. Run `fnc-train plan` with this config \
+         for --recompute / --loss-block / --micro-batch settings that fit. {checkpoint}",
+        crate::oom::describe(.asked, .free, .limit)
+    )]
+    OutOfMemory {
+        step: u64,
+        /// `cpu` or `cuda:N`.
+        device: String,
+        /// The bytes of the allocation that failed, when libtorch said.
+        asked: Option<u64>,
+        /// The device's free bytes: CUDA's from its message, the CPU's
+        /// `MemAvailable`.
+        free: Option<u64>,
+        /// The process's address-space limit (`ulimit -v`) on the CPU, if any.
+        limit: Option<u64>,
+        /// Which checkpoint to resume from (a sentence).
+        checkpoint: String,
+    },
     /// A checkpoint that is missing, incomplete, or does not fit the model.
     #[error("checkpoint {path}: {detail}")]
     Checkpoint { path: PathBuf, detail: String },

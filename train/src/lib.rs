@@ -20,8 +20,9 @@
 //! (a step's loss and gradients), `embed` and `recompute` (the embeddings of
 //! a step: plain, `--recompute`, `--micro-batch`), `feed` (batches to tensors), `features`
 //! (evaluation features, k-NN), `metrics`, `checkpoint` (run directory),
-//! `bench`, `export`, `dist` (data-parallel runs on c10d: the C++ shim, the
-//! launch environment), and `trainer` (the loop, which nothing else imports).
+//! `bench`, `export`, `oom` (out of memory as an error), `dist`
+//! (data-parallel runs on c10d: the C++ shim, the launch environment), and
+//! `trainer` (the loop, which nothing else imports).
 // `unsafe` lives only in `dist` (the FFI to the c10d shim), each block with a SAFETY note.
 #![deny(unsafe_code)]
 
@@ -42,6 +43,7 @@ mod metrics;
 mod model;
 mod momentum;
 mod monitor;
+mod oom;
 mod optim;
 pub mod plan;
 mod recompute;
@@ -83,6 +85,7 @@ pub use model::{
     ModelSpec, ProjectionHead, SmallCnn,
 };
 pub use momentum::{MemoryBank, Momentum};
+pub use oom::{is_allocation_failure, panic_text, parse as parse_allocation_failure, Allocation};
 pub use optim::{cosine, learning_rate, trainable, Optimizer, OptimizerKind};
 pub use recompute::Segmented;
 pub use resnet::{resnet18, resnet50, ResNet};

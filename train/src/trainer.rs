@@ -21,6 +21,7 @@ use crate::metrics::{MetricsLog, StepMetrics, TrainSummary};
 use crate::model::build_model;
 use crate::momentum::Momentum;
 use crate::monitor::Monitor;
+use crate::oom::{guard, out_of_memory};
 use crate::optim::{learning_rate, trainable, Optimizer};
 use crate::saver::Saver;
 use crate::start::{restore, Start};
@@ -250,16 +251,24 @@ pub fn train_parallel(
             tch::manual_seed(step_seed(cfg.seed, step));
         }
         let groups: Vec<&Tensor> = batch.groups.iter().collect();
-        let stepped = train_step(
-            &model,
-            momentum.as_ref(),
-            &groups,
-            &batch.labels,
-            cfg,
-            group,
-            &opt.parameters(),
-            false,
-        )?;
+        // A step that cannot allocate stops the run with the last good
+        // checkpoint as it was (nothing of this step is written).
+        let oom = |a, w: Option<&mut Writer>| out_of_memory(a, step + 1, device, last_good(w));
+        let stepped = match guard(|| {
+            train_step(
+                &model,
+                momentum.as_ref(),
+                &groups,
+                &batch.labels,
+                cfg,
+                group,
+                &opt.parameters(),
+                false,
+            )
+        }) {
+            Ok(stepped) => stepped?,
+            Err(a) => return Err(oom(a, writer.as_mut())),
+        };
         let mut comm_s = stepped.comm_s;
         let outp = stepped.out;
         let loss = stepped.value;
@@ -270,15 +279,22 @@ pub fn train_parallel(
             });
         }
         let grads = stepped.grads;
-        if let Some(g) = group {
-            let t = Instant::now();
-            g.all_reduce_grads(&grads)?;
-            comm_s += t.elapsed().as_secs_f64();
-        }
-        opt.step(&grads, lr);
-        if let (Some(mo), Some((zm, keys_labels))) = (momentum.as_mut(), stepped.keys) {
-            mo.update();
-            mo.bank.push(&zm, &keys_labels, views, &cfg.loss)?;
+        let updated = guard(|| {
+            if let Some(g) = group {
+                let t = Instant::now();
+                g.all_reduce_grads(&grads)?;
+                comm_s += t.elapsed().as_secs_f64();
+            }
+            opt.step(&grads, lr);
+            if let (Some(mo), Some((zm, keys_labels))) = (momentum.as_mut(), stepped.keys) {
+                mo.update();
+                mo.bank.push(&zm, &keys_labels, views, &cfg.loss)?;
+            }
+            Ok(())
+        });
+        match updated {
+            Ok(done) => done?,
+            Err(a) => return Err(oom(a, writer.as_mut())),
         }
         step += 1;
         let dt = t0.elapsed().as_secs_f64();

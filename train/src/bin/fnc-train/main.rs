@@ -45,7 +45,13 @@ fn run() -> Result<()> {
                 anyhow::bail!("invalid option --timed: 0; time 1 step or more");
             }
             let cfg = resolve(&train, false)?.cfg;
-            let (t, device) = fnc_train::bench_steps(&cfg, warmup, timed)?;
+            let (t, device) = fnc_train::bench_steps(&cfg, warmup, timed).with_context(|| {
+                format!(
+                    "benchmarking {} at --batch-size {}",
+                    cfg.arch.name(),
+                    cfg.batch_size
+                )
+            })?;
             let r = serde_json::json!({
                 "step_s": t.step_s,
                 "forward_s": t.forward_s,
@@ -294,7 +300,21 @@ impl fnc_train::Observer for Progress<'_> {
     }
 }
 
+/// Keeps the panic of a failed allocation off stderr: the trainer catches it
+/// and stops with an error that says what to do, so libtorch's message and
+/// C++ backtrace would only bury it. Other panics print as before.
+fn quiet_allocation_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = fnc_train::panic_text(info.payload());
+        if !text.is_some_and(fnc_train::is_allocation_failure) {
+            previous(info);
+        }
+    }));
+}
+
 fn main() -> std::process::ExitCode {
+    quiet_allocation_panics();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
