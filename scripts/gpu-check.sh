@@ -3,7 +3,7 @@
 # machine with an NVIDIA GPU and PyTorch 2.11 (CUDA) but no Rust:
 #
 #   here:   scripts/gpu-check.sh --prepare     # release build, stripped into gpu-bin/ (29 MB)
-#   there:  scripts/gpu-check.sh               # from a copy holding gpu-bin/; < 8 min
+#   there:  scripts/gpu-check.sh               # from a copy holding gpu-bin/; < 10 min
 #
 # With the device tool: run(command="scripts/gpu-check.sh", carry=["gpu-bin"]); the
 # logs come back under $OUT. On a machine without CUDA every check fails fast
@@ -15,7 +15,11 @@
 #   3. bench/train.sh cuda: step time against PyTorch eager on the same GPU;
 #   4. data-parallel training over NCCL with world size 1 (same first loss as
 #      the plain run) and, with 2+ GPUs, --nproc-per-node 2;
-#   5. the data wait of a short ResNet-50 run fed by the real engine.
+#   5. the data wait of a short ResNet-50 run fed by the real engine;
+#   6. peak GPU memory (nvidia-smi, sampled) of a ResNet-50 step at 64 images x
+#      10 views, plain and --recompute, against `fnc-train plan`; then a few
+#      steps of the paper preset at the largest batch the plan fits exactly on
+#      this GPU.
 # Environment: PYTHON (default python3, with torch), BIN (default gpu-bin).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -116,5 +120,66 @@ ips = sum(x["images_per_s"] for x in m) / len(m)
 print(f"   ResNet-50, batch 64 x 10 views: {ips:.1f} images/s, data wait {100 * w:.1f}% (steps 4-25)")
 PYEOF
 check $r "5. ResNet-50 data wait"
+# 6. Peak memory: measured (nvidia-smi every 100 ms, the context included)
+# against the plan's total for the same setting.
+peak() {  # "peak-MiB-used exit-code" of `"${@:3}" >$1 2>$2`
+  local out=$1 err=$2; shift 2
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 -lms 100 >"$tmp/smi" &
+  local smi=$!
+  "$@" >"$out" 2>"$err"; local r=$?
+  kill $smi 2>/dev/null; wait $smi 2>/dev/null
+  echo "$(sort -n "$tmp/smi" | tail -1) $r"
+}
+planned() {  # the plan's total (MB) for flags "$@" on this GPU; $KEY picks the setting
+  $BIN/fnc-train plan "$@" --nproc 1 --device-memory "${MEM}M" --json 2>>"$OUT/plan.err" | $PY -c "
+import json, sys
+p = json.load(sys.stdin)
+want = sys.argv[1]
+for e in p['estimates']:
+    s = e['setting']
+    if f\"{str(s['recompute']).lower()} {s['micro_batch']}\" == want:
+        print(round(e['total'] / 1e6))
+" "$KEY"
+}
+MEM=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i 0 2>/dev/null | head -1)
+MEM=$(( ${MEM:-0} * 1048576 / 1000000 ))
+r6=0
+for mode in plain recompute; do
+  flags="--arch resnet50 --batch-size 64 --support 8 --device cuda"
+  extra=""; KEY="false 0"
+  if [ $mode = recompute ]; then extra="--recompute"; KEY="true 0"; fi
+  read -r used r <<<"$(peak "$OUT/mem-$mode.json" "$OUT/mem-$mode.err" \
+    timeout 180 $BIN/fnc-train bench $flags $extra --warmup 1 --timed 3)"
+  est=$(KEY="$KEY" planned $flags $extra)
+  note "   ResNet-50 64 x 10 views $mode: peak ${used} MiB used ($(( ${used:-0} * 1048576 / 1000000 )) MB), plan ${est:-?} MB; $(cat "$OUT/mem-$mode.json" 2>/dev/null)"
+  [ "$r" = 0 ] || r6=1
+done
+# The paper preset: the largest global batch (one GPU) whose plan fits without
+# micro-batches, run for a few steps with the plan's flags.
+best=""
+for b in 4096 2048 1024 512 256 128 64; do
+  use=$($BIN/fnc-train plan --config configs/fnc-paper.toml --batch-size $b --nproc 1 \
+    --device-memory "${MEM}M" --json 2>>"$OUT/plan.err" | $PY -c "
+import json, sys
+p = json.load(sys.stdin)
+ok = [e for e in p['estimates'] if e['fits'] and e['exact']]
+if ok:
+    e = min(ok, key=lambda e: e['extra_compute'])
+    s = e['setting']
+    print(('--recompute ' if s['recompute'] else '') + f\"--loss-block {s['loss_block']} {round(e['total'] / 1e6)}\")
+")
+  if [ -n "$use" ]; then best="$b $use"; break; fi
+done
+if [ -n "$best" ]; then
+  read -r b f1 f2 f3 f4 <<<"$best"
+  if [ "$f1" = --recompute ]; then flags="$f1 $f2 $f3"; est=$f4; else flags="$f1 $f2"; est=$f3; fi
+  read -r used r <<<"$(peak "$OUT/paper.json" "$OUT/paper.err" timeout 300 $BIN/fnc-train bench \
+    --config configs/fnc-paper.toml --batch-size "$b" --device cuda $flags --warmup 1 --timed 2)"
+  note "   paper preset, batch $b on one GPU ($flags): peak ${used} MiB used, plan ${est} MB; $(cat "$OUT/paper.json" 2>/dev/null)"
+  [ "$r" = 0 ] || r6=1
+else
+  note "   the plan fits no batch of the paper preset exactly on this GPU"; r6=1
+fi
+check $r6 "6. peak memory against the plan; the paper preset at the batch that fits"
 note "done: $([ $fail = 0 ] && echo all checks passed || echo some checks FAILED)"
 exit $fail

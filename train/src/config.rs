@@ -262,6 +262,15 @@ impl TrainConfig {
         if self.checkpoint_every == 0 {
             return bad("--checkpoint-every", "must be at least 1".into());
         }
+        if self.micro_batch > self.batch_size {
+            return bad(
+                "--micro-batch",
+                format!(
+                    "{} is more than the batch of {} (0 = the whole batch at once)",
+                    self.micro_batch, self.batch_size
+                ),
+            );
+        }
         crate::device::parse_device(&self.device)?;
         self.loss.validate(self.views() as i64)?;
         let anchor_views = self.loss.anchor_views(self.views() as i64) as usize;
@@ -490,6 +499,8 @@ pub fn flag_of_key(key: &str) -> &'static str {
         "memory" => "--memory",
         "ema_decay" => "--ema-decay",
         "max_bad_records" => "--max-bad-records",
+        "recompute" => "--recompute",
+        "micro_batch" => "--micro-batch",
         "loss.temperature" => "--temperature",
         "loss.strategy" => "--fn-strategy",
         "loss.aggregate" => "--fn-aggregate",

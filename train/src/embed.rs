@@ -34,7 +34,10 @@ pub(crate) enum Kept {
 /// The images of each chunk of a batch of `b` images, `m` at a time (0 = one
 /// chunk).
 pub(crate) fn chunks(b: i64, m: usize) -> Vec<(i64, i64)> {
-    let m = if m == 0 { b } else { (m as i64).min(b) };
+    let m = match i64::try_from(m) {
+        Ok(m) if m > 0 => m.min(b),
+        _ => b,
+    };
     (0..b)
         .step_by(m.max(1) as usize)
         .map(|first| (first, m.min(b - first)))

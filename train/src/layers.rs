@@ -19,10 +19,15 @@ thread_local! {
 /// Runs `f` as the replay of a forward already run this step (see
 /// [`REPLAYING`]); nested calls stay replays.
 pub fn replaying<T>(f: impl FnOnce() -> T) -> T {
-    let before = REPLAYING.with(|r| r.replace(true));
-    let out = f();
-    REPLAYING.with(|r| r.set(before));
-    out
+    /// Restores the flag however `f` ends, a panic included.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            REPLAYING.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(REPLAYING.with(|r| r.replace(true)));
+    f()
 }
 
 fn is_replay() -> bool {

@@ -85,7 +85,9 @@ pub use model::{
     ModelSpec, ProjectionHead, SmallCnn,
 };
 pub use momentum::{MemoryBank, Momentum};
-pub use oom::{is_allocation_failure, panic_text, parse as parse_allocation_failure, Allocation};
+pub use oom::{
+    is_allocation_failure, is_guarded, panic_text, parse as parse_allocation_failure, Allocation,
+};
 pub use optim::{cosine, learning_rate, trainable, Optimizer, OptimizerKind};
 pub use recompute::Segmented;
 pub use resnet::{resnet18, resnet50, ResNet};

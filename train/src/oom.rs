@@ -93,6 +93,18 @@ fn size(text: &str, units: bool) -> Option<u64> {
     (x.is_finite() && x >= 0.0).then(|| (x * scale as f64).round() as u64)
 }
 
+thread_local! {
+    /// Set while [`guard`] runs on this thread: a panic of a failed
+    /// allocation then becomes an error, and a panic hook may stay silent.
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread runs inside [`guard`], whose caller reports a failed
+/// allocation as an error (a panic hook need not print it).
+pub fn is_guarded() -> bool {
+    GUARDED.with(std::cell::Cell::get)
+}
+
 /// Runs `f` (a step's compute), turning an allocation failure into
 /// `Err(Allocation)`: an error whose text says so, or a panic (tch's `unwrap`
 /// of libtorch's exception) whose payload does. Any other panic goes on
@@ -100,7 +112,10 @@ fn size(text: &str, units: bool) -> Option<u64> {
 pub(crate) fn guard<T>(
     f: impl FnOnce() -> Result<T, TrainError>,
 ) -> Result<Result<T, TrainError>, Allocation> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    let before = GUARDED.with(|g| g.replace(true));
+    let caught = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(before));
+    match caught {
         Ok(Err(e)) => match parse(&e.to_string()) {
             Some(a) => Err(a),
             None => Ok(Err(e)),

@@ -152,8 +152,9 @@ fn recompute_is_the_plain_step() {
 #[test]
 fn micro_batches_recomputed_or_not_are_the_same_step() {
     for memory in [0, 5] {
+        // Chunks of 4 and 2 images.
         let cfg = TrainConfig {
-            micro_batch: 2,
+            micro_batch: 4,
             ..config(Arch::Small, memory)
         };
         let chunks = step(&cfg);
@@ -164,7 +165,7 @@ fn micro_batches_recomputed_or_not_are_the_same_step() {
         assert_same(
             &chunks,
             &both,
-            &format!("--micro-batch 2 --recompute, memory {memory}"),
+            &format!("--micro-batch 4 --recompute, memory {memory}"),
         );
         // Chunks have BatchNorm statistics of their own: another step.
         let plain = step(&config(Arch::Small, memory));
@@ -194,12 +195,12 @@ fn a_step_with_the_loss_in_blocks_is_the_plain_step() {
         let mut whole = config(Arch::Small, memory);
         whole.loss.block = Some(0);
         let mut blocks = whole.clone();
-        // 4 rows: one image's 5 anchor views at a time, the last block short.
-        blocks.loss.block = Some(4);
+        // 20 rows: four images' 5 anchor views a block, then the last two.
+        blocks.loss.block = Some(20);
         assert_same(
             &step(&whole),
             &step(&blocks),
-            &format!("--loss-block 4, memory {memory}"),
+            &format!("--loss-block 20, memory {memory}"),
         );
     }
 }

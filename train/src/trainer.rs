@@ -138,6 +138,20 @@ struct Writer {
 }
 
 impl Writer {
+    /// The end of the run: an error kept from a step, or the last
+    /// checkpoint once it is written.
+    fn finish(mut self) -> Result<Option<String>, TrainError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        self.saver.wait()?;
+        Ok(self
+            .saver
+            .last
+            .as_ref()
+            .map(|c| c.dir().display().to_string()))
+    }
+
     fn record(&mut self, m: &StepMetrics, checkpoint: Option<(Snapshot, CheckpointState)>) {
         let done = self.metrics.append(m).and_then(|()| match checkpoint {
             Some((snap, state)) => self.saver.submit(snap, state),
@@ -230,7 +244,6 @@ pub fn train_parallel(
         )?,
         device,
     )?;
-    let views = cfg.views() as i64;
     let (mut wait_sum, mut time_sum, mut final_loss) = (0.0, 0.0, f64::NAN);
     while step < plan.total {
         let t0 = Instant::now();
@@ -279,21 +292,9 @@ pub fn train_parallel(
             });
         }
         let grads = stepped.grads;
-        let updated = guard(|| {
-            if let Some(g) = group {
-                let t = Instant::now();
-                g.all_reduce_grads(&grads)?;
-                comm_s += t.elapsed().as_secs_f64();
-            }
-            opt.step(&grads, lr);
-            if let (Some(mo), Some((zm, keys_labels))) = (momentum.as_mut(), stepped.keys) {
-                mo.update();
-                mo.bank.push(&zm, &keys_labels, views, &cfg.loss)?;
-            }
-            Ok(())
-        });
-        match updated {
-            Ok(done) => done?,
+        let keys = stepped.keys;
+        match guard(|| apply(&mut opt, momentum.as_mut(), &grads, keys, group, lr, cfg)) {
+            Ok(done) => comm_s += done?,
             Err(a) => return Err(oom(a, writer.as_mut())),
         }
         step += 1;
@@ -340,13 +341,7 @@ pub fn train_parallel(
         }
     }
     let checkpoint = match writer {
-        Some(mut w) => {
-            if let Some(e) = w.failed.take() {
-                return Err(e);
-            }
-            w.saver.wait()?;
-            w.saver.last.as_ref().map(|c| c.dir().display().to_string())
-        }
+        Some(w) => w.finish()?,
         None => None,
     };
     Ok(TrainSummary {
@@ -362,6 +357,33 @@ pub fn train_parallel(
         checkpoint: checkpoint.unwrap_or_default(),
         bad_records: bad.named,
     })
+}
+
+/// The update of a step from this rank's gradients: summed over the ranks,
+/// the optimiser's step, and the memory variant's moving average and bank
+/// (`keys`: the batch's momentum embeddings and labels). Returns the seconds
+/// spent in collectives.
+fn apply(
+    opt: &mut Optimizer,
+    momentum: Option<&mut Momentum>,
+    grads: &[Tensor],
+    keys: Option<(Tensor, Tensor)>,
+    group: Option<&ProcessGroup>,
+    lr: f64,
+    cfg: &TrainConfig,
+) -> Result<f64, TrainError> {
+    let mut comm_s = 0.0;
+    if let Some(g) = group {
+        let t = Instant::now();
+        g.all_reduce_grads(grads)?;
+        comm_s += t.elapsed().as_secs_f64();
+    }
+    opt.step(grads, lr);
+    if let (Some(mo), Some((zm, labels))) = (momentum, keys) {
+        mo.update();
+        mo.bank.push(&zm, &labels, cfg.views() as i64, &cfg.loss)?;
+    }
+    Ok(comm_s)
 }
 
 /// "The last good checkpoint is ..." once the one in flight is written.

@@ -197,6 +197,7 @@ fn blocks_of_the_memory_variant_give_its_loss_and_gradient() {
 
 #[test]
 fn without_labels_and_in_float32_the_blocks_agree_too() {
+    let _rng = rng_lock();
     let (v, b) = (3usize, 10usize);
     let (rows, _) = clustered(v, b, 6, 2, 0.5, 41);
     let z = tensor(&rows).to_kind(Kind::Float);

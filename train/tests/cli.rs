@@ -1044,3 +1044,54 @@ fn the_reference_view_recipe_trains_reproducibly_and_is_recorded() {
     assert_eq!(cfg.augment_impl, fnc_augment::AugmentImpl::Reference);
     assert_eq!(cfg.randaugment, Some(fnc_augment::RandAugment::REFERENCE));
 }
+
+#[test]
+fn plan_fits_the_papers_batch_on_eight_gpus_and_names_bad_flags() {
+    let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/fnc-paper.toml");
+    let preset = preset.to_str().unwrap();
+    let args = [
+        "plan",
+        "--config",
+        preset,
+        "--nproc",
+        "8",
+        "--device-memory",
+        "141G",
+    ];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.contains("512 images x 10 views per device"), "{text}");
+    assert!(text.contains("\nuse: "), "{text}");
+    let mut json = args.to_vec();
+    json.push("--json");
+    let o = run(&json);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let est = p["estimates"].as_array().unwrap();
+    assert_eq!(
+        est[0]["fits"], false,
+        "the plain step of 5,120 views fits 141 GB?"
+    );
+    let chosen = &est[p["chosen"].as_u64().unwrap() as usize];
+    assert!(chosen["total"].as_f64().unwrap() <= 0.9 * 141e9);
+    // The line names the flags of the chosen setting.
+    let flags = if chosen["setting"]["recompute"] == true {
+        "use: --recompute"
+    } else {
+        "use: --micro-batch"
+    };
+    assert!(text.contains(flags), "{text}");
+    for (bad, flag) in [
+        (vec!["--nproc", "3"], "--nproc"),
+        (vec!["--nproc", "0"], "--nproc"),
+        (vec!["--device-memory", "80X"], "--device-memory"),
+        (vec!["--device-memory", "0"], "--device-memory"),
+    ] {
+        let mut a = vec!["plan", "--config", preset];
+        a.extend(bad);
+        let o = run(&a);
+        assert!(!o.status.success(), "{a:?}");
+        assert!(stderr(&o).contains(flag), "{a:?}: {}", stderr(&o));
+    }
+}

@@ -523,7 +523,13 @@ fn the_knn_monitor_is_split_over_the_ranks_and_holds_none_in_a_collective() {
 fn recompute_on_two_ranks_with_sync_bn_is_the_plain_step() {
     let t = tempfile::tempdir().unwrap();
     let data = shards(t.path());
-    for (name, extra) in [("in-batch", vec![]), ("memory", vec!["--memory", "4"])] {
+    for (name, extra) in [
+        ("in-batch", vec![]),
+        ("memory", vec!["--memory", "4"]),
+        // Chunks of 4 and 4 of each rank's 8 images, chunk c of both ranks
+        // in one synchronised BatchNorm, replayed segment by segment or not.
+        ("micro-batch", vec!["--micro-batch", "4"]),
+    ] {
         let dir = |s: &str| t.path().join(format!("{name}-{s}"));
         let mut plain = extra.clone();
         plain.extend(["--nproc-per-node", "2", "--checkpoint-every", "1"]);

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -73,23 +72,14 @@ fn run_measured(mut c: Command) -> (Output, u64) {
     }
 }
 
-/// `c` with its address space limited to `bytes`.
-#[allow(unsafe_code)]
-fn limited(mut c: Command, bytes: u64) -> Command {
-    // SAFETY: between fork and exec the closure only calls setrlimit, which
-    // is async-signal-safe, on a stack value; it allocates nothing.
-    unsafe {
-        c.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: bytes as libc::rlim_t,
-                rlim_max: bytes as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+/// fnc-train with arguments `a`, its address space limited to `bytes` (a
+/// multiple of 1024) by the shell's `ulimit -v` before it starts.
+fn limited(a: &[&str], bytes: u64) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!("ulimit -v {} && exec \"$0\" \"$@\"", bytes / 1024))
+        .arg(assert_cmd::cargo::cargo_bin("fnc-train"))
+        .args(a);
     c
 }
 
@@ -127,12 +117,9 @@ fn a_step_that_cannot_allocate_stops_with_an_error_and_the_checkpoint_stays() {
 
     // Room to start and restore, not for the step.
     let limit = restored + (512 << 20);
-    let o = limited(
-        command(&args(&data, &out, &["--steps", "3", "--resume"])),
-        limit,
-    )
-    .output()
-    .unwrap();
+    let o = limited(&args(&data, &out, &["--steps", "3", "--resume"]), limit)
+        .output()
+        .unwrap();
     let e = stderr(&o);
     assert!(!o.status.success(), "the step fit under {limit} bytes: {e}");
     assert!(

@@ -73,8 +73,9 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         nproc: Option<usize>,
         /// Memory per device, e.g. 80G, 141G, 24GiB, 512M (G = 10^9, GiB =
-        /// 2^30) [default: with --device cpu or auto, this machine's memory;
-        /// a given size with --device auto plans for CUDA devices].
+        /// 2^30) [default: with --device cpu, or auto on a machine without
+        /// CUDA, this machine's memory; a size given with --device auto plans
+        /// for CUDA devices].
         #[arg(long, value_name = "SIZE")]
         device_memory: Option<String>,
     },
@@ -196,8 +197,9 @@ pub struct TrainArgs {
     pub config: Option<PathBuf>,
     /// Continue the run in --out from its latest complete checkpoint (its
     /// config.toml applies; only --steps, --epochs, --checkpoint-every,
-    /// --knn-every, --workers, --max-bad-records, --loss-block and --dist-timeout may
-    /// change); with no checkpoint yet the run starts over.
+    /// --knn-every, --workers, --max-bad-records, --dist-timeout,
+    /// --recompute and --loss-block may change); with no checkpoint yet the
+    /// run starts over.
     #[arg(long)]
     pub resume: bool,
     /// Continue the run from this checkpoint directory of it (e.g. an older

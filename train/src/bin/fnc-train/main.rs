@@ -300,14 +300,15 @@ impl fnc_train::Observer for Progress<'_> {
     }
 }
 
-/// Keeps the panic of a failed allocation off stderr: the trainer catches it
-/// and stops with an error that says what to do, so libtorch's message and
-/// C++ backtrace would only bury it. Other panics print as before.
+/// Keeps the panic of a failed allocation in a guarded step off stderr: the
+/// trainer catches it and stops with an error that says what to do, so
+/// libtorch's message and C++ backtrace would only bury it. Other panics,
+/// and allocation failures outside a step, print as before.
 fn quiet_allocation_panics() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let text = fnc_train::panic_text(info.payload());
-        if !text.is_some_and(fnc_train::is_allocation_failure) {
+        if !(fnc_train::is_guarded() && text.is_some_and(fnc_train::is_allocation_failure)) {
             previous(info);
         }
     }));
