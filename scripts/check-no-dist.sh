@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
 $CARGO build -p fnc-train --no-default-features --bins
 $CARGO build -p fnc-ingest --bins
-B=target/debug
+B=${CARGO_TARGET_DIR:-target}/debug
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 $B/fnc-ingest synth --classes 2 --per-class 8 --val-per-class 1 --size 32 "$tmp/src" >/dev/null
