@@ -13,12 +13,27 @@
 use tch::{Kind, Tensor};
 
 use crate::config::TrainConfig;
-use crate::model::{passes, Model};
+use crate::model::{normalise_as, passes, Model};
 use crate::momentum::Momentum;
 use crate::recompute::{
     accumulate, backpropagate, backward_kept, forward_kept, forward_only, Segmented,
 };
-use crate::step::prepare_groups;
+
+/// The uint8 NHWC view groups (main views, then support views; each group
+/// view-major) normalised in `cfg`'s precision and layout.
+pub(crate) fn prepare_groups(groups: &[&Tensor], cfg: &TrainConfig) -> Vec<Tensor> {
+    groups
+        .iter()
+        .map(|x| {
+            let dev = x.device();
+            normalise_as(
+                x,
+                cfg.precision.kind(dev),
+                cfg.memory_format.channels_last(dev),
+            )
+        })
+        .collect()
+}
 
 /// What the backward of a step's embeddings needs.
 pub(crate) enum Kept {

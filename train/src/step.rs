@@ -12,25 +12,9 @@ use crate::error::TrainError;
 use crate::loss::{
     fnc_loss_grad, fnc_loss_memory_grad, loss_block_rows, FnCounts, LossOutput, Shard, LOSS_BUDGET,
 };
-use crate::model::{normalise_as, Model};
+use crate::model::Model;
 use crate::momentum::Momentum;
 use crate::recompute::backpropagate;
-
-/// The uint8 NHWC view groups (main views, then support views; each group
-/// view-major) normalised in `cfg`'s precision and layout.
-pub(crate) fn prepare_groups(groups: &[&Tensor], cfg: &TrainConfig) -> Vec<Tensor> {
-    groups
-        .iter()
-        .map(|x| {
-            let dev = x.device();
-            normalise_as(
-                x,
-                cfg.precision.kind(dev),
-                cfg.memory_format.channels_last(dev),
-            )
-        })
-        .collect()
-}
 
 /// What a step hands back: the loss output (its `loss` detached; in a
 /// data-parallel run, this rank's part, with the global batch's statistics),

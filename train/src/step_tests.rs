@@ -64,7 +64,7 @@ fn step(cfg: &TrainConfig) -> After {
     let groups: Vec<&Tensor> = groups.iter().collect();
     let labels = Tensor::from_slice(&[0i64, 1, 0, 2, 1, 0]);
     if let Some(mo) = momentum.as_mut() {
-        let z = mo.embed(&crate::step::prepare_groups(&groups, cfg));
+        let z = mo.embed(&crate::embed::prepare_groups(&groups, cfg));
         mo.bank
             .push(&z, &labels, cfg.views() as i64, &cfg.loss)
             .unwrap();
