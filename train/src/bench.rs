@@ -11,7 +11,7 @@ use crate::device::{parse_device, sync};
 use crate::error::TrainError;
 use crate::model::build_model;
 use crate::momentum::Momentum;
-use crate::oom::{guard, out_of_memory};
+use crate::oom::{device_total, guard, out_of_memory};
 use crate::optim::{trainable, Optimizer};
 use crate::step::train_step;
 
@@ -94,7 +94,9 @@ pub fn bench_steps(
             Ok(t) => t?,
             Err(a) => {
                 let none = "No checkpoint: a benchmark writes none.".to_string();
-                return Err(out_of_memory(a, k as u64 + 1, device, none));
+                let advice =
+                    crate::plan::advice(cfg, 1, device_total(&a, device), device.is_cuda());
+                return Err(out_of_memory(a, k as u64 + 1, device, advice, none));
             }
         };
         if k >= warmup {

@@ -43,8 +43,7 @@ pub enum TrainError {
     /// A step could not allocate memory on its device (libtorch's CPU
     /// allocator, or CUDA out of memory); nothing of the step was kept.
     #[error(
-        "out of memory at step {step} on {device}: {}. Run `fnc-train plan` with this config \
-         for --recompute / --loss-block / --micro-batch settings that fit. {checkpoint}",
+        "out of memory at step {step} on {device}: {}. {next}",
         crate::oom::describe(.asked, .free, .limit)
     )]
     OutOfMemory {
@@ -58,8 +57,9 @@ pub enum TrainError {
         free: Option<u64>,
         /// The process's address-space limit (`ulimit -v`) on the CPU, if any.
         limit: Option<u64>,
-        /// Which checkpoint to resume from (a sentence).
-        checkpoint: String,
+        /// What `fnc-train plan` would use instead, and which checkpoint to
+        /// resume from (sentences).
+        next: String,
     },
     /// A checkpoint that is missing, incomplete, or does not fit the model.
     #[error("checkpoint {path}: {detail}")]

@@ -14,6 +14,8 @@ use crate::error::TrainError;
 pub struct Allocation {
     pub asked: Option<u64>,
     pub free: Option<u64>,
+    /// The device's whole memory, where the message gives it (CUDA's does).
+    pub total: Option<u64>,
 }
 
 /// The phrases of libtorch's allocation failures: its CPU allocator, the CUDA
@@ -63,7 +65,16 @@ pub fn parse(text: &str) -> Option<Allocation> {
             let start = text[..end].rfind("; ")? + 2;
             size(&text[start..], true)
         });
-    Some(Allocation { asked, free })
+    // CUDA: "GPU 0 has a total capacity of 79.15 GiB"; before PyTorch 2.1:
+    // "(GPU 0; 15.78 GiB total capacity; ...".
+    let total = after(text, "total capacity of ")
+        .and_then(|rest| size(rest, true))
+        .or_else(|| {
+            let end = text.find(" total capacity")?;
+            let start = text[..end].rfind("; ")? + 2;
+            size(&text[start..], true)
+        });
+    Some(Allocation { asked, free, total })
 }
 
 /// The text after the first `marker` in `text`.
@@ -156,6 +167,7 @@ pub(crate) fn out_of_memory(
     a: Allocation,
     step: u64,
     device: tch::Device,
+    advice: String,
     checkpoint: String,
 ) -> TrainError {
     let (device, free, limit) = match device {
@@ -173,7 +185,20 @@ pub(crate) fn out_of_memory(
         asked: a.asked,
         free,
         limit,
-        checkpoint,
+        next: format!("{advice} {checkpoint}"),
+    }
+}
+
+/// The memory of one of `device`'s kind that a plan can be made for: the
+/// CUDA message's total capacity, or this machine's memory (under its
+/// address-space limit, if any).
+pub(crate) fn device_total(a: &Allocation, device: tch::Device) -> Option<u64> {
+    match device {
+        tch::Device::Cpu => match (crate::device::host_memory(), address_space_limit()) {
+            (Some(m), Some(l)) => Some(m.min(l)),
+            (m, l) => m.or(l),
+        },
+        _ => a.total,
     }
 }
 
@@ -237,6 +262,7 @@ mod tests {
     fn reads_asked_and_free_of_a_cuda_failure_old_and_new() {
         let a = parse(CUDA_ERROR).unwrap();
         assert_eq!(a.asked, Some(2 << 30));
+        assert_eq!(a.total, Some((139.72 * (1u64 << 30) as f64).round() as u64));
         assert_eq!(a.free, Some((1.25 * (1u64 << 30) as f64) as u64));
         let old = "CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 15.78 GiB total \
             capacity; 14.56 GiB already allocated; 3.44 MiB free; 14.71 GiB reserved in total \
@@ -244,6 +270,7 @@ mod tests {
         let a = parse(old).unwrap();
         assert_eq!(a.asked, Some(20 << 20));
         assert_eq!(a.free, Some((3.44 * (1u64 << 20) as f64).round() as u64));
+        assert_eq!(a.total, Some((15.78 * (1u64 << 30) as f64).round() as u64));
         // The same message as tch's panic shows it.
         let panic = format!("called `Result::unwrap()` on an `Err` value: Torch({CUDA_ERROR:?})");
         assert_eq!(parse(&panic), parse(CUDA_ERROR));
@@ -256,7 +283,8 @@ mod tests {
             a,
             Allocation {
                 asked: None,
-                free: None
+                free: None,
+                total: None
             }
         );
         assert!(parse("std::bad_alloc").is_some());
@@ -297,11 +325,20 @@ mod tests {
         let a = Allocation {
             asked: Some(3 << 30),
             free: Some(1 << 30),
+            total: Some(80_000_000_000),
+        };
+        // What the paper's preset on 8 such GPUs would use.
+        let cfg: crate::config::TrainConfig =
+            toml::from_str(include_str!("../../configs/fnc-paper.toml")).unwrap();
+        let advice = {
+            let _held = crate::generator_lock();
+            crate::plan::advice(&cfg, 8, device_total(&a, tch::Device::Cuda(1)), true)
         };
         let e = out_of_memory(
             a,
             7,
             tch::Device::Cuda(1),
+            advice,
             "The last good checkpoint is x.".into(),
         );
         let text = e.to_string();
@@ -310,8 +347,7 @@ mod tests {
             "cuda:1",
             "3221225472 bytes (3.00 GiB)",
             "1073741824 bytes (1.00 GiB) free",
-            "fnc-train plan",
-            "--micro-batch",
+            "`fnc-train plan` for this config on 8 device(s) of 80.0 GB would use --micro-batch",
             "The last good checkpoint is x.",
         ] {
             assert!(text.contains(want), "{want:?} not in {text}");

@@ -21,7 +21,7 @@ use crate::metrics::{MetricsLog, StepMetrics, TrainSummary};
 use crate::model::build_model;
 use crate::momentum::Momentum;
 use crate::monitor::Monitor;
-use crate::oom::{guard, out_of_memory};
+use crate::oom::{device_total, guard, out_of_memory};
 use crate::optim::{learning_rate, trainable, Optimizer};
 use crate::saver::Saver;
 use crate::start::{restore, Start};
@@ -266,7 +266,11 @@ pub fn train_parallel(
         let groups: Vec<&Tensor> = batch.groups.iter().collect();
         // A step that cannot allocate stops the run with the last good
         // checkpoint as it was (nothing of this step is written).
-        let oom = |a, w: Option<&mut Writer>| out_of_memory(a, step + 1, device, last_good(w));
+        let oom = |a, w: Option<&mut Writer>| {
+            let advice =
+                crate::plan::advice(cfg, world, device_total(&a, device), device.is_cuda());
+            out_of_memory(a, step + 1, device, advice, last_good(w))
+        };
         let stepped = match guard(|| {
             train_step(
                 &model,

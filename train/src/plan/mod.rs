@@ -169,6 +169,40 @@ pub fn plan(cfg: &TrainConfig, target: &Target) -> Result<MemoryPlan, TrainError
     })
 }
 
+/// What `fnc-train plan` would use for `cfg` on `ranks` devices of
+/// `device_memory` bytes (unknown: `None`), as a sentence for an out of
+/// memory error.
+pub fn advice(cfg: &TrainConfig, ranks: usize, device_memory: Option<u64>, cuda: bool) -> String {
+    let Some(memory) = device_memory else {
+        return "`fnc-train plan --device-memory SIZE` with this config gives the \
+                --recompute / --loss-block / --micro-batch settings that fit."
+            .into();
+    };
+    let target = Target {
+        ranks,
+        device_memory: memory,
+        cuda,
+    };
+    let gb = memory as f64 / 1e9;
+    match plan(cfg, &target) {
+        Ok(p) => match p.chosen.map(|i| &p.estimates[i]) {
+            Some(e) => format!(
+                "`fnc-train plan` for this config on {ranks} device(s) of {gb:.1} GB would use \
+                 {} (~{:.1} GB, about +{:.0}% compute{}).",
+                e.setting.flags(),
+                e.total as f64 / 1e9,
+                100.0 * e.extra_compute,
+                if e.exact { "" } else { "; BatchNorm per chunk" }
+            ),
+            None => format!(
+                "`fnc-train plan` finds no setting of this config that fits {gb:.1} GB: lower \
+                 --batch-size or --image-size, or use more devices."
+            ),
+        },
+        Err(e) => format!("`fnc-train plan` cannot plan this config: {e}."),
+    }
+}
+
 fn chunk(e: &Estimate, b: usize) -> usize {
     if e.setting.micro_batch == 0 {
         b
