@@ -15,9 +15,7 @@ use tch::{Kind, Tensor};
 use crate::config::TrainConfig;
 use crate::model::{normalise_as, passes, Model};
 use crate::momentum::Momentum;
-use crate::recompute::{
-    accumulate, backpropagate, backward_kept, forward_kept, forward_only, Segmented,
-};
+use crate::recompute::{accumulate, backpropagate, backward_kept, forward_kept};
 
 /// The uint8 NHWC view groups (main views, then support views; each group
 /// view-major) normalised in `cfg`'s precision and layout.
@@ -112,7 +110,7 @@ pub(crate) fn embed(
             let inputs = prepare_groups(&refs(&chunk_groups(groups, b, c)), cfg);
             let ys: Vec<Tensor> = passes(&inputs)
                 .iter()
-                .map(|x| forward_only(model, x))
+                .map(|x| tch::no_grad(|| model.project(x, true)))
                 .collect();
             z.push(Tensor::cat(&ys, 0).to_kind(Kind::Float));
             if let Some(mo) = momentum {
@@ -206,10 +204,7 @@ fn chunk_pass_backward(
             *at += rows;
             backward_kept(model, kept, &gy, params, acc)
         } else {
-            let mut y = x.shallow_clone();
-            for k in 0..model.segments() {
-                y = model.forward_segment(k, &y, true);
-            }
+            let y = model.project(x, true);
             let rows = y.size()[0];
             let gy = g.f_narrow(0, *at, rows)?;
             *at += rows;

@@ -40,18 +40,6 @@ pub fn forward_kept(net: &dyn Segmented, x: &Tensor) -> (Tensor, Vec<Tensor>) {
     })
 }
 
-/// The train-mode forward of `net` on `x` without gradient, keeping nothing
-/// (the first pass of `--micro-batch` without `--recompute`).
-pub fn forward_only(net: &dyn Segmented, x: &Tensor) -> Tensor {
-    tch::no_grad(|| {
-        let mut y = x.shallow_clone();
-        for k in 0..net.segments() {
-            y = net.forward_segment(k, &y, true);
-        }
-        y
-    })
-}
-
 /// Adds `grads` (as many as `acc`, undefined where a parameter was not
 /// reached) into `acc`.
 pub fn accumulate(acc: &mut [Option<Tensor>], grads: Vec<Tensor>) {

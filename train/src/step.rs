@@ -9,9 +9,7 @@ use crate::config::TrainConfig;
 use crate::dist::ProcessGroup;
 use crate::embed::{backward, embed};
 use crate::error::TrainError;
-use crate::loss::{
-    fnc_loss_grad, fnc_loss_memory_grad, loss_block_rows, FnCounts, LossOutput, Shard, LOSS_BUDGET,
-};
+use crate::loss::{fnc_loss_grad, fnc_loss_memory_grad, FnCounts, LossOutput, Shard, LOSS_BUDGET};
 use crate::model::Model;
 use crate::momentum::Momentum;
 use crate::recompute::backpropagate;
@@ -212,15 +210,11 @@ fn loss_grad(
 ) -> Result<(LossOutput, Tensor), TrainError> {
     let views = cfg.views() as i64;
     let images = shard.map_or(labels.size()[0], |s| s.count);
-    let rows = cfg.loss.anchor_views(views) * images;
     let keys = match momentum {
         Some(mo) => mo.bank.view().keys.size()[0],
         None => z.size()[0],
     };
-    let block = cfg
-        .loss
-        .block
-        .unwrap_or_else(|| loss_block_rows(rows, keys, cfg.loss.support_views(views), LOSS_BUDGET));
+    let block = cfg.loss.block_rows(views, images, keys, LOSS_BUDGET);
     let lossed = match (momentum, zm) {
         (Some(mo), Some(zm)) => fnc_loss_memory_grad(
             z,

@@ -153,6 +153,16 @@ impl LossConfig {
         }
     }
 
+    /// Anchor rows per block of the loss: `--loss-block` when given, else
+    /// the most of `images` images' anchor rows (of `views` views) against
+    /// `keys` keys that fit in `budget_bytes` ([`super::loss_block_rows`]).
+    pub fn block_rows(&self, views: i64, images: i64, keys: i64, budget_bytes: i64) -> i64 {
+        self.block.unwrap_or_else(|| {
+            let rows = self.anchor_views(views).saturating_mul(images);
+            super::loss_block_rows(rows, keys, self.support_views(views), budget_bytes)
+        })
+    }
+
     /// Views in each image's support set for detection, out of `views`.
     pub fn support_views(&self, views: i64) -> i64 {
         match self.support_set {

@@ -14,7 +14,7 @@ pub use activations::{segments, Dtypes, SegmentCost};
 
 use crate::config::TrainConfig;
 use crate::error::TrainError;
-use crate::loss::{loss_block_bytes, loss_block_rows, LOSS_BUDGET};
+use crate::loss::{loss_block_bytes, LOSS_BUDGET};
 
 /// Where the plan is for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -368,8 +368,7 @@ impl Shape {
         let support = cfg.loss.support_views(views as i64);
         let loss_block = cfg
             .loss
-            .block
-            .unwrap_or_else(|| loss_block_rows(rows, keys, support, LOSS_BUDGET));
+            .block_rows(views as i64, b as i64, keys, LOSS_BUDGET);
         let block_rows = if loss_block == 0 {
             rows
         } else {

@@ -120,16 +120,10 @@ fn loss_command(
         None => None,
     };
     let images = z.size().first().copied().unwrap_or(0) / views;
-    let block = cfg.block.unwrap_or_else(|| {
-        let rows = cfg.anchor_views(views) * images;
-        // The estimate is float32's; these embeddings are float64.
-        fnc_train::loss_block_rows(
-            rows,
-            rows,
-            cfg.support_views(views),
-            fnc_train::LOSS_BUDGET / 2,
-        )
-    });
+    // Every anchor row is a key; the estimate is float32's, these
+    // embeddings are float64.
+    let keys = cfg.anchor_views(views).saturating_mul(images);
+    let block = cfg.block_rows(views, images, keys, fnc_train::LOSS_BUDGET / 2);
     let (out, grad) = fnc_train::fnc_loss_grad(&z, views, cfg, labels.as_ref(), None, block)?;
     let r = serde_json::json!({
         "loss": out.loss.double_value(&[]),
