@@ -16,7 +16,9 @@ fn main() {
 /// headers (Debian's libgloo-dev: the torch wheel lacks them) and, for the NCCL
 /// path, nccl.h and the CUDA runtime headers from the venv's nvidia packages.
 fn build_shim() {
-    println!("cargo:rerun-if-changed=csrc/dist.cpp");
+    for f in ["csrc/dist.cpp", "csrc/sync_bn.cpp", "csrc/shim.hpp"] {
+        println!("cargo:rerun-if-changed={f}");
+    }
     let lib = match std::env::var("DEP_TCH_LIBTORCH_LIB") {
         Ok(dir) => PathBuf::from(dir),
         Err(_) => panic!("DEP_TCH_LIBTORCH_LIB is unset: torch-sys did not find libtorch"),
@@ -35,6 +37,7 @@ fn build_shim() {
     let mut b = cc::Build::new();
     b.cpp(true)
         .file("csrc/dist.cpp")
+        .file("csrc/sync_bn.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -1,10 +1,13 @@
 // The c10d shim: what fnc-train needs of libtorch's distributed engine, as a
 // small C API on tch's tensors (`at::Tensor*`): a TCPStore rendezvous, a Gloo
-// (CPU) or NCCL (CUDA) process group, and all-reduce, all-gather, broadcast and
-// barrier, each waited on with the group's timeout. Every entry point catches
+// (CPU) or NCCL (CUDA) process group, and all-reduce (also started now and
+// waited later), all-gather, broadcast and barrier: NCCL's waited on the CUDA
+// stream, Gloo's on the host with the group's timeout (shim.hpp). Synchronised
+// BatchNorm is in sync_bn.cpp. Every entry point catches
 // C++ exceptions and returns them as text (libtorch's without their C++
 // backtrace), so nothing unwinds into Rust.
-#include <ATen/ATen.h>
+#include "shim.hpp"
+
 #include <ATen/core/ivalue.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -14,68 +17,23 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
-#include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <atomic>
-#include <mutex>
-#include <stdexcept>
-#include <string>
 #include <vector>
+
+namespace fnc {
+std::atomic<int> live_groups{0};
+std::atomic<long long> host_waits{0};
+}  // namespace fnc
 
 namespace {
 
-// A process group. Reference-counted: the Rust handle holds one reference,
-// and every autograd node of a differentiable all-reduce holds another, so a
-// graph that outlives the Rust handle still finds its group in the backward.
-struct Group : torch::CustomClassHolder {
-  c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::Backend> backend;
-  // Connections of their own to the store, each with a short timeout set once:
-  // the heartbeat thread writes through `beat`, diagnosis reads through
-  // `probe`, so neither changes the timeout of a connection another uses.
-  c10::intrusive_ptr<c10d::Store> beat;
-  c10::intrusive_ptr<c10d::Store> probe;
-  std::mutex probe_lock;
-  // Held around every call into the backend: c10d backends are not made for
-  // collectives issued from two threads at once (Gloo's tag counter is a
-  // plain integer), and every rank must issue them in one order anyway.
-  std::mutex ops;
-  std::chrono::milliseconds timeout{0};
-  int rank = 0;
-  int world = 1;
-  std::atomic<bool> down{false};
-
-  Group();
-  ~Group() override;
-};
-
-// Groups alive in this process (a handle or an autograd node holds each).
-std::atomic<int> live_groups{0};
-
-Group::Group() { live_groups.fetch_add(1); }
-Group::~Group() { live_groups.fetch_sub(1); }
+using fnc::Group;
+using fnc::group_of;
+using fnc::guarded;
+using fnc::put;
 
 constexpr std::chrono::milliseconds kMonitorTimeout(2000);
-
-void put(char* err, size_t len, const std::string& msg) {
-  if (err != nullptr && len > 0) {
-    std::snprintf(err, len, "%s", msg.c_str());
-  }
-}
-
-void wait(Group* g, const c10::intrusive_ptr<c10d::Work>& w) {
-  if (!w->wait(g->timeout)) {
-    throw std::runtime_error("collective timed out");
-  }
-}
-
-void all_reduce_sum(Group* g, at::Tensor& t) {
-  std::lock_guard<std::mutex> hold(g->ops);
-  std::vector<at::Tensor> v{t};
-  wait(g, g->backend->allreduce(v));
-}
 
 // All-reduce (sum) whose gradient is the all-reduced gradient: each rank's
 // partial derivative of a loss that every rank computes reaches every input.
@@ -83,18 +41,16 @@ void all_reduce_sum(Group* g, at::Tensor& t) {
 struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             c10::IValue group) {
-    auto g = c10::static_intrusive_pointer_cast<Group>(group.toCapsule());
     ctx->saved_data["group"] = group;
     at::Tensor y = x.clone();
-    all_reduce_sum(g.get(), y);
+    fnc::all_reduce_sum(fnc::from_capsule(group), y);
     return y;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    auto g = c10::static_intrusive_pointer_cast<Group>(ctx->saved_data["group"].toCapsule());
     at::Tensor d = grads[0].contiguous().clone();
-    all_reduce_sum(g.get(), d);
+    fnc::all_reduce_sum(fnc::from_capsule(ctx->saved_data["group"]), d);
     return {d, at::Tensor()};
   }
 };
@@ -103,31 +59,22 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
 
-// Runs `f`; a C++ exception becomes `failed`, its text in `err`.
-template <class R, class F>
-R guarded(char* err, size_t errlen, R failed, F&& f) {
-  try {
-    return f();
-  } catch (const c10::Error& e) {
-    put(err, errlen, e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    put(err, errlen, e.what());
-  } catch (...) {
-    put(err, errlen, "an unknown C++ exception");
-  }
-  return failed;
-}
-
-Group* group_of(void* group) {
-  return reinterpret_cast<Group*>(group);
-}
+// A collective in flight: its work and the group it runs on (held, so the
+// group outlives a handle dropped before the wait).
+struct Pending {
+  c10::intrusive_ptr<Group> group;
+  c10::intrusive_ptr<c10d::Work> work;
+};
 
 }  // namespace
 
 extern "C" {
 
 // Groups alive in this process (tests: a graph keeps its group alive).
-int fnc_dist_live_groups() { return live_groups.load(); }
+int fnc_dist_live_groups() { return fnc::live_groups.load(); }
+
+// Collectives waited on the host so far in this process.
+long long fnc_dist_host_waits() { return fnc::host_waits.load(); }
 
 // Whether this build can make NCCL groups.
 int fnc_dist_has_nccl() {
@@ -178,7 +125,10 @@ void* fnc_dist_new(int backend, const char* host, int port, int serve, int rank,
     } else {
 #ifdef FNC_WITH_NCCL
       auto o = c10d::ProcessGroupNCCL::Options::create();
+      // NCCL's watchdog ends a collective that outlives the timeout; the
+      // heartbeat names a silent rank before that (see dist/heartbeat.rs).
       o->timeout = timeout;
+      g->nccl = true;
       g->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, o);
 #else
       throw std::runtime_error(
@@ -206,10 +156,22 @@ int fnc_dist_shutdown(void* group, char* err, size_t errlen) {
   });
 }
 
+// Aborts the backend (NCCL: its communicators, so kernels stuck waiting for a
+// dead rank return); collectives fail after. For a rank found dead.
+int fnc_dist_abort(void* group, char* err, size_t errlen) {
+  return guarded(err, errlen, 1, [&] {
+    auto* g = group_of(group);
+    if (!g->down.exchange(true)) {
+      g->backend->abort();
+    }
+    return 0;
+  });
+}
+
 // In-place sum over ranks.
 int fnc_dist_all_reduce(void* group, at::Tensor* t, char* err, size_t errlen) {
   return guarded(err, errlen, 1, [&] {
-    all_reduce_sum(group_of(group), *t);
+    fnc::all_reduce_sum(group_of(group), *t);
     return 0;
   });
 }
@@ -218,10 +180,29 @@ int fnc_dist_all_reduce(void* group, at::Tensor* t, char* err, size_t errlen) {
 // the sum over ranks of the incoming gradients).
 at::Tensor* fnc_dist_all_reduce_autograd(void* group, at::Tensor* x, char* err, size_t errlen) {
   return guarded<at::Tensor*>(err, errlen, nullptr, [&] {
-    auto g = c10::intrusive_ptr<Group>::reclaim_copy(group_of(group));
-    c10::IValue capsule =
-        c10::IValue::make_capsule(c10::static_intrusive_pointer_cast<torch::CustomClassHolder>(g));
-    return new at::Tensor(AllReduceSum::apply(*x, capsule));
+    return new at::Tensor(AllReduceSum::apply(*x, fnc::capsule_of(group_of(group))));
+  });
+}
+
+// Starts an in-place sum over the ranks of `t` and returns the collective in
+// flight (null with `err` filled on failure): the caller goes on and waits
+// with fnc_dist_work_wait, which also frees it.
+void* fnc_dist_all_reduce_start(void* group, at::Tensor* t, char* err, size_t errlen) {
+  return guarded<void*>(err, errlen, nullptr, [&]() -> void* {
+    auto* g = group_of(group);
+    auto work = fnc::start_all_reduce(g, *t);
+    return static_cast<void*>(
+        new Pending{c10::intrusive_ptr<Group>::reclaim_copy(g), std::move(work)});
+  });
+}
+
+// Waits for a collective started by fnc_dist_all_reduce_start (on the CUDA
+// stream with NCCL, on the host with Gloo) and frees it, whatever the outcome.
+int fnc_dist_work_wait(void* pending, char* err, size_t errlen) {
+  std::unique_ptr<Pending> p(static_cast<Pending*>(pending));
+  return guarded(err, errlen, 1, [&] {
+    fnc::wait(p->group.get(), p->work);
+    return 0;
   });
 }
 
@@ -229,12 +210,7 @@ at::Tensor* fnc_dist_all_reduce_autograd(void* group, at::Tensor* x, char* err, 
 // rank's `x`, in rank order.
 int fnc_dist_all_gather(void* group, at::Tensor* x, at::Tensor* out, char* err, size_t errlen) {
   return guarded(err, errlen, 1, [&] {
-    auto* g = group_of(group);
-    std::lock_guard<std::mutex> hold(g->ops);
-    std::vector<std::vector<at::Tensor>> outs(1);
-    outs[0] = out->chunk(g->world, 0);
-    std::vector<at::Tensor> ins{x->contiguous()};
-    wait(g, g->backend->allgather(outs, ins));
+    fnc::all_gather_into(group_of(group), *x, *out);
     return 0;
   });
 }
@@ -242,11 +218,15 @@ int fnc_dist_all_gather(void* group, at::Tensor* x, at::Tensor* out, char* err, 
 int fnc_dist_broadcast(void* group, at::Tensor* t, int root, char* err, size_t errlen) {
   return guarded(err, errlen, 1, [&] {
     auto* g = group_of(group);
-    std::lock_guard<std::mutex> hold(g->ops);
-    std::vector<at::Tensor> v{*t};
-    c10d::BroadcastOptions o;
-    o.rootRank = root;
-    wait(g, g->backend->broadcast(v, o));
+    c10::intrusive_ptr<c10d::Work> w;
+    {
+      std::lock_guard<std::mutex> hold(g->ops);
+      std::vector<at::Tensor> v{*t};
+      c10d::BroadcastOptions o;
+      o.rootRank = root;
+      w = g->backend->broadcast(v, o);
+    }
+    fnc::wait(g, w);
     return 0;
   });
 }
@@ -254,8 +234,12 @@ int fnc_dist_broadcast(void* group, at::Tensor* t, int root, char* err, size_t e
 int fnc_dist_barrier(void* group, char* err, size_t errlen) {
   return guarded(err, errlen, 1, [&] {
     auto* g = group_of(group);
-    std::lock_guard<std::mutex> hold(g->ops);
-    wait(g, g->backend->barrier());
+    c10::intrusive_ptr<c10d::Work> w;
+    {
+      std::lock_guard<std::mutex> hold(g->ops);
+      w = g->backend->barrier();
+    }
+    fnc::wait(g, w);
     return 0;
   });
 }

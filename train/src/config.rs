@@ -130,6 +130,10 @@ pub struct TrainConfig {
     /// the whole batch, BatchNorm one chunk at a time; 0 = the whole batch
     /// at once.
     pub micro_batch: usize,
+    /// In a data-parallel run, sum each bucket of gradients over the ranks as
+    /// soon as the backward has finished it (while it goes on through the
+    /// earlier layers); false: all of them after the backward.
+    pub overlap_grads: bool,
     pub loss: LossConfig,
 }
 
@@ -167,6 +171,7 @@ impl Default for TrainConfig {
             max_bad_records: 0,
             recompute: false,
             micro_batch: 0,
+            overlap_grads: true,
             loss: LossConfig::default(),
         }
     }
@@ -393,7 +398,8 @@ impl TrainConfig {
     /// Checks that a resumed run keeps its recorded config (`recorded`, the
     /// run's config.toml): only the run length (`--steps`, `--epochs`),
     /// `--checkpoint-every`, `--knn-every`, `--workers`, `--max-bad-records`,
-    /// `--recompute` and `--loss-block` (memory, not results) may change; any other
+    /// `--recompute`, `--loss-block` (memory, not results) and `--overlap-grads`
+    /// (time) may change; any other
     /// difference is refused, naming its flag.
     pub fn check_resume(&self, recorded: &TrainConfig) -> Result<(), TrainError> {
         let mut same = recorded.clone();
@@ -406,6 +412,8 @@ impl TrainConfig {
         // The same step in another memory.
         same.recompute = self.recompute;
         same.loss.block = self.loss.block;
+        // The same sums, sooner or later.
+        same.overlap_grads = self.overlap_grads;
         let Some((flag, here, there)) = self.difference(&same) else {
             return Ok(());
         };
@@ -414,8 +422,8 @@ impl TrainConfig {
             detail: format!(
                 "--resume continues the run with its recorded config, where it is {there} \
                  (here {here}); only --steps, --epochs, --checkpoint-every, --knn-every, \
-                 --workers, --max-bad-records, --dist-timeout, --recompute and --loss-block \
-                 may change on resume: start a new run (another --out) to change it"
+                 --workers, --max-bad-records, --dist-timeout, --recompute, --loss-block \
+                 and --overlap-grads may change on resume: start a new run (another --out) to change it"
             ),
         })
     }
@@ -501,6 +509,7 @@ pub fn flag_of_key(key: &str) -> &'static str {
         "max_bad_records" => "--max-bad-records",
         "recompute" => "--recompute",
         "micro_batch" => "--micro-batch",
+        "overlap_grads" => "--overlap-grads",
         "loss.temperature" => "--temperature",
         "loss.strategy" => "--fn-strategy",
         "loss.aggregate" => "--fn-aggregate",

@@ -15,7 +15,10 @@ use tch::{Kind, Tensor};
 use crate::config::TrainConfig;
 use crate::model::{normalise_as, passes, Model};
 use crate::momentum::Momentum;
-use crate::recompute::{accumulate, backpropagate, backward_kept, forward_kept};
+use crate::recompute::{
+    accumulate, backpropagate, backward_kept, backward_segments, forward_kept, forward_segments,
+    PassKept,
+};
 
 /// The uint8 NHWC view groups (main views, then support views; each group
 /// view-major) normalised in `cfg`'s precision and layout.
@@ -35,11 +38,10 @@ pub(crate) fn prepare_groups(groups: &[&Tensor], cfg: &TrainConfig) -> Vec<Tenso
 
 /// What the backward of a step's embeddings needs.
 pub(crate) enum Kept {
-    /// The plain forward's output, with its graph.
-    Graph(Tensor),
-    /// Per pass (consecutive groups of one image size), the kept segment
-    /// inputs and the number of embedding rows it made.
-    Boundaries(Vec<(Vec<Tensor>, i64)>),
+    /// Per pass (consecutive groups of one image size), what it kept (each
+    /// segment's graph, or with `--recompute` each segment's input) and the
+    /// number of embedding rows it made.
+    Segments(Vec<(PassKept, i64)>),
     /// Nothing: each chunk of `images` images is embedded again.
     Chunks { images: i64 },
 }
@@ -92,7 +94,7 @@ fn chunk_rows(z: &Tensor, views: i64, b: i64, (first, n): (i64, i64)) -> Tensor 
         .reshape([views * n, d])
 }
 
-/// The step's embeddings (float32, detached unless `Kept::Graph`), the
+/// The step's embeddings (float32, detached), the
 /// momentum encoder's when there is one, and what the backward needs.
 pub(crate) fn embed(
     model: &Model,
@@ -122,21 +124,23 @@ pub(crate) fn embed(
     }
     let inputs = prepare_groups(groups, cfg);
     let zm = momentum.map(|mo| mo.embed(&inputs));
-    if !cfg.recompute {
-        let z = crate::model::project_groups(model, &inputs);
-        return (z.shallow_clone(), zm, Kept::Graph(z));
-    }
     let mut ys = Vec::new();
     let mut kept = Vec::new();
     for x in passes(&inputs) {
-        let (y, k) = forward_kept(model, &x);
+        let (y, k) = if cfg.recompute {
+            let (y, k) = forward_kept(model, &x);
+            (y, PassKept::Inputs(k))
+        } else {
+            let (y, k) = forward_segments(model, &x);
+            (y.detach(), PassKept::Graph(k))
+        };
         kept.push((k, y.size()[0]));
         ys.push(y);
     }
     (
         Tensor::cat(&ys, 0).to_kind(Kind::Float),
         zm,
-        Kept::Boundaries(kept),
+        Kept::Segments(kept),
     )
 }
 
@@ -146,7 +150,9 @@ fn refs(v: &[Tensor]) -> Vec<&Tensor> {
 
 /// The parameters' gradients (one per entry of `params`, undefined where
 /// none reached it) from `grad_z`, the gradient of the loss with respect to
-/// the embeddings [`embed`] returned.
+/// the embeddings [`embed`] returned. `ready` gets the indices of parameters
+/// as soon as their gradients are final (segment by segment, last first;
+/// with `--micro-batch`, all of them after the last chunk), each once.
 pub(crate) fn backward(
     model: &Model,
     kept: Kept,
@@ -154,17 +160,18 @@ pub(crate) fn backward(
     groups: &[&Tensor],
     cfg: &TrainConfig,
     params: &[&Tensor],
+    ready: &mut dyn FnMut(&[usize], &[Option<Tensor>]),
 ) -> Result<Vec<Tensor>, tch::TchError> {
     let mut acc: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
     match kept {
-        Kept::Graph(z) => return backpropagate(&z, grad_z, params),
-        Kept::Boundaries(passes) => {
+        Kept::Segments(passes) => {
             let mut at = 0;
+            let mut with_grads = Vec::with_capacity(passes.len());
             for (k, rows) in passes {
-                let g = grad_z.f_narrow(0, at, rows)?;
-                backward_kept(model, k, &g, params, &mut acc)?;
+                with_grads.push((k, grad_z.f_narrow(0, at, rows)?));
                 at += rows;
             }
+            backward_segments(model, with_grads, params, &mut acc, ready)?;
         }
         Kept::Chunks { images: b } => {
             let views = cfg.views() as i64;
@@ -176,6 +183,8 @@ pub(crate) fn backward(
                     chunk_pass_backward(model, &x, &g, &mut at, cfg.recompute, params, &mut acc)?;
                 }
             }
+            let all: Vec<usize> = (0..params.len()).filter(|&i| acc[i].is_some()).collect();
+            ready(&all, &acc);
         }
     }
     Ok(acc

@@ -154,62 +154,25 @@ impl nn::ModuleT for BatchNorm {
 }
 
 impl BatchNorm {
-    /// Training-mode BatchNorm over every rank's batch: per channel, the sum,
-    /// the sum of squares and the count are all-reduced in one differentiable
-    /// collective (its backward all-reduces their gradients), so outputs,
-    /// gradients and running statistics are those of one process holding the
-    /// global batch. Statistics in float32 whatever the input's dtype.
+    /// Training-mode BatchNorm over every rank's batch, as one process
+    /// holding the global batch would compute it (outputs, gradients and
+    /// running statistics): each rank's moments gathered and merged by
+    /// count, the backward's two per-channel sums added over the ranks
+    /// ([`crate::dist::ProcessGroup::sync_batch_norm`]). A replay leaves the
+    /// running statistics alone.
     fn forward_global(&self, x: &Tensor, group: &crate::dist::ProcessGroup) -> Tensor {
-        let c = x.size()[1];
-        let dims: Vec<i64> = (0..x.dim() as i64).filter(|&d| d != 1).collect();
-        let xf = x.to_kind(tch::Kind::Float);
-        let count = (x.numel() as i64 / c) as f64;
-        let local = Tensor::cat(
-            &[
-                xf.sum_dim_intlist(dims.as_slice(), false, tch::Kind::Float),
-                (&xf * &xf).sum_dim_intlist(dims.as_slice(), false, tch::Kind::Float),
-                Tensor::from_slice(&[count as f32]).to_device(x.device()),
-            ],
-            0,
-        );
         if crate::dist::has_failed() {
             return x * f64::NAN;
         }
-        let total = match group.all_reduce_autograd(&local) {
-            Ok(t) => t,
+        let running = (!is_replay()).then_some((&self.running_mean, &self.running_var));
+        match group.sync_batch_norm(x, &self.weight, &self.bias, running, BN_MOMENTUM, BN_EPS) {
+            Ok(y) => y,
             // A module cannot return an error: note it for the step to
             // report, and poison the output so nothing trains on it.
             Err(e) => {
                 crate::dist::note_failure(&e);
-                return x * f64::NAN;
+                x * f64::NAN
             }
-        };
-        let n = total.get(2 * c);
-        let mean = total.narrow(0, 0, c) / &n;
-        let var = (total.narrow(0, c, c) / &n - &mean * &mean).clamp_min(0.0);
-        if !is_replay() {
-            self.update_running(&n, &mean, &var);
         }
-        let mut shape = vec![1i64; x.dim()];
-        shape[1] = c;
-        let scale = (&var + BN_EPS).rsqrt() * &self.weight;
-        let shift = &self.bias - &mean * &scale;
-        let y = xf * scale.view(shape.as_slice()) + shift.view(shape.as_slice());
-        y.to_kind(x.kind())
-    }
-
-    /// Running statistics after a batch of `n` values per channel whose
-    /// mean and (biased) variance are `mean` and `var`.
-    fn update_running(&self, n: &Tensor, mean: &Tensor, var: &Tensor) {
-        tch::no_grad(|| {
-            let n = n.double_value(&[]);
-            let unbiased = var * (n / (n - 1.0).max(1.0));
-            let mut rm = self.running_mean.shallow_clone();
-            let mut rv = self.running_var.shallow_clone();
-            let _ = rm.g_mul_scalar_(1.0 - BN_MOMENTUM);
-            let _ = rm.g_add_(&(mean.detach() * BN_MOMENTUM));
-            let _ = rv.g_mul_scalar_(1.0 - BN_MOMENTUM);
-            let _ = rv.g_add_(&(unbiased.detach() * BN_MOMENTUM));
-        });
     }
 }

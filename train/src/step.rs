@@ -6,7 +6,7 @@
 use tch::Tensor;
 
 use crate::config::TrainConfig;
-use crate::dist::ProcessGroup;
+use crate::dist::{ProcessGroup, Reducer};
 use crate::embed::{backward, embed};
 use crate::error::TrainError;
 use crate::loss::{fnc_loss_grad, fnc_loss_memory_grad, FnCounts, LossOutput, Shard, LOSS_BUDGET};
@@ -16,8 +16,8 @@ use crate::recompute::backpropagate;
 
 /// What a step hands back: the loss output (its `loss` detached; in a
 /// data-parallel run, this rank's part, with the global batch's statistics),
-/// the global loss's value, the parameters' gradients (this rank's, before
-/// they are summed over the ranks), and with the memory variant the momentum
+/// the global loss's value, the parameters' gradients (in a data-parallel
+/// run, summed over the ranks), and with the memory variant the momentum
 /// embeddings and labels of the (global) batch to push into the bank after
 /// the step.
 pub(crate) struct StepGrads {
@@ -25,7 +25,9 @@ pub(crate) struct StepGrads {
     pub value: f64,
     pub grads: Vec<Tensor>,
     pub keys: Option<(Tensor, Tensor)>,
-    /// Seconds in the collectives of a data-parallel run.
+    /// Seconds the step spent in (or waiting for) the collectives of a
+    /// data-parallel run, outside the forward and backward: gathering the
+    /// batch, the loss's sums, starting and finishing the gradient buckets.
     pub comm_s: f64,
     /// Seconds up to the loss's gradient with respect to the embeddings
     /// (the rest of the step is the backward through the model); the device
@@ -66,17 +68,42 @@ pub(crate) fn train_step(
         crate::device::sync(z.device());
     }
     let forward_s = t0.elapsed().as_secs_f64();
-    let grads = match backward(model, kept, &lossed.grad_z, groups, cfg, params) {
+    let mut reducer = group.map(Reducer::new);
+    let mut failed = None;
+    let backwarded = {
+        // Buckets of final gradients start their sums while the backward
+        // goes on (`--overlap-grads`).
+        let mut ready = |idx: &[usize], acc: &[Option<Tensor>]| {
+            if let (true, Some(r), None) = (cfg.overlap_grads, reducer.as_mut(), &failed) {
+                let grads: Vec<&Tensor> = idx.iter().filter_map(|&i| acc[i].as_ref()).collect();
+                if let Err(e) = r.add(&grads) {
+                    failed = Some(e);
+                }
+            }
+        };
+        backward(model, kept, &lossed.grad_z, groups, cfg, params, &mut ready)
+    };
+    let grads = match backwarded {
         Ok(g) => g,
         Err(e) => return Err(backward_error(e, group)),
     };
     dist_failure(group, "synchronised BatchNorm (backward)")?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut comm_s = lossed.comm_s;
+    if let Some(mut r) = reducer {
+        if !cfg.overlap_grads {
+            r.add(&grads.iter().collect::<Vec<_>>())?;
+        }
+        comm_s += r.finish()?;
+    }
     Ok(StepGrads {
         out: lossed.out,
         value: lossed.value,
         grads,
         keys: lossed.keys,
-        comm_s: lossed.comm_s,
+        comm_s,
         forward_s,
     })
 }

@@ -286,7 +286,7 @@ pub fn train_parallel(
             Ok(stepped) => stepped?,
             Err(a) => return Err(oom(a, writer.as_mut())),
         };
-        let mut comm_s = stepped.comm_s;
+        let comm_s = stepped.comm_s;
         let outp = stepped.out;
         let loss = stepped.value;
         if !loss.is_finite() {
@@ -297,8 +297,8 @@ pub fn train_parallel(
         }
         let grads = stepped.grads;
         let keys = stepped.keys;
-        match guard(|| apply(&mut opt, momentum.as_mut(), &grads, keys, group, lr, cfg)) {
-            Ok(done) => comm_s += done?,
+        match guard(|| apply(&mut opt, momentum.as_mut(), &grads, keys, lr, cfg)) {
+            Ok(done) => done?,
             Err(a) => return Err(oom(a, writer.as_mut())),
         }
         step += 1;
@@ -363,31 +363,23 @@ pub fn train_parallel(
     })
 }
 
-/// The update of a step from this rank's gradients: summed over the ranks,
-/// the optimiser's step, and the memory variant's moving average and bank
-/// (`keys`: the batch's momentum embeddings and labels). Returns the seconds
-/// spent in collectives.
+/// The update of a step from its gradients (summed over the ranks of a
+/// data-parallel run): the optimiser's step, and the memory variant's moving
+/// average and bank (`keys`: the batch's momentum embeddings and labels).
 fn apply(
     opt: &mut Optimizer,
     momentum: Option<&mut Momentum>,
     grads: &[Tensor],
     keys: Option<(Tensor, Tensor)>,
-    group: Option<&ProcessGroup>,
     lr: f64,
     cfg: &TrainConfig,
-) -> Result<f64, TrainError> {
-    let mut comm_s = 0.0;
-    if let Some(g) = group {
-        let t = Instant::now();
-        g.all_reduce_grads(grads)?;
-        comm_s += t.elapsed().as_secs_f64();
-    }
+) -> Result<(), TrainError> {
     opt.step(grads, lr);
     if let (Some(mo), Some((zm, labels))) = (momentum, keys) {
         mo.update();
         mo.bank.push(&zm, &labels, cfg.views() as i64, &cfg.loss)?;
     }
-    Ok(comm_s)
+    Ok(())
 }
 
 /// "The last good checkpoint is ..." once the one in flight is written.

@@ -68,6 +68,40 @@ extern "C" {
         err: *mut c_char,
         errlen: usize,
     ) -> c_int;
+    pub(crate) fn fnc_dist_host_waits() -> i64;
+    pub(crate) fn fnc_dist_all_reduce_start(
+        group: *mut c_void,
+        t: *mut C_tensor,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> *mut c_void;
+    pub(crate) fn fnc_dist_work_wait(
+        pending: *mut c_void,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
+    pub(crate) fn fnc_dist_abort(group: *mut c_void, err: *mut c_char, errlen: usize) -> c_int;
+    pub(crate) fn fnc_dist_sync_batch_norm(
+        group: *mut c_void,
+        x: *mut C_tensor,
+        weight: *mut C_tensor,
+        bias: *mut C_tensor,
+        running_mean: *mut C_tensor,
+        running_var: *mut C_tensor,
+        momentum: f64,
+        eps: f64,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> *mut C_tensor;
+    #[cfg(test)]
+    pub(crate) fn fnc_dist_merge_moments(
+        mean_all: *mut C_tensor,
+        invstd_all: *mut C_tensor,
+        counts: *mut C_tensor,
+        eps: f64,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> *mut C_tensor;
 }
 
 #[cfg(not(feature = "dist"))]
@@ -193,6 +227,53 @@ mod off {
         // SAFETY: the caller passes `errlen` writable bytes at `err`.
         unsafe { say(err, errlen) };
         1
+    }
+    pub(crate) unsafe fn fnc_dist_host_waits() -> i64 {
+        0
+    }
+    pub(crate) unsafe fn fnc_dist_all_reduce_start(
+        _group: *mut c_void,
+        _t: *mut C_tensor,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> *mut c_void {
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
+        std::ptr::null_mut()
+    }
+    pub(crate) unsafe fn fnc_dist_work_wait(
+        _pending: *mut c_void,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int {
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
+        1
+    }
+    pub(crate) unsafe fn fnc_dist_abort(
+        _group: *mut c_void,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int {
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
+        1
+    }
+    pub(crate) unsafe fn fnc_dist_sync_batch_norm(
+        _group: *mut c_void,
+        _x: *mut C_tensor,
+        _weight: *mut C_tensor,
+        _bias: *mut C_tensor,
+        _running_mean: *mut C_tensor,
+        _running_var: *mut C_tensor,
+        _momentum: f64,
+        _eps: f64,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> *mut C_tensor {
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
+        std::ptr::null_mut()
     }
     pub(crate) unsafe fn fnc_dist_store_get(
         _group: *mut c_void,

@@ -204,6 +204,63 @@ impl ProcessGroup {
         Ok(unsafe { Tensor::from_ptr(out) })
     }
 
+    /// Training-mode BatchNorm of `x` (`[N, C, ...]`) with the statistics of
+    /// every rank's batch, one autograd node (`csrc/sync_bn.cpp`): libtorch's
+    /// fused kernels on CUDA, per-rank moments merged by count on the CPU.
+    /// `running` (mean, variance) is updated in place when given.
+    pub fn sync_batch_norm(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        running: Option<(&Tensor, &Tensor)>,
+        momentum: f64,
+        eps: f64,
+    ) -> Result<Tensor, TrainError> {
+        let none = Tensor::new();
+        let (rm, rv) = running.unwrap_or((&none, &none));
+        let mut err = vec![0u8; ERR_LEN];
+        // SAFETY: every tensor is a live tch handle (`none` an undefined
+        // one, which the shim reads as "no running statistics"); the shim
+        // returns a new heap `at::Tensor*` or null, as in
+        // `all_reduce_autograd`; `err` as in `new`.
+        let out = unsafe {
+            fnc_dist_sync_batch_norm(
+                self.ptr.as_ptr(),
+                x.as_ptr() as *mut C_tensor,
+                weight.as_ptr() as *mut C_tensor,
+                bias.as_ptr() as *mut C_tensor,
+                rm.as_ptr() as *mut C_tensor,
+                rv.as_ptr() as *mut C_tensor,
+                momentum,
+                eps,
+                err.as_mut_ptr().cast(),
+                ERR_LEN,
+            )
+        };
+        if out.is_null() {
+            return Err(self.error("synchronised BatchNorm", err_text(&err)));
+        }
+        // SAFETY: non-null and freshly allocated by the shim for us.
+        Ok(unsafe { Tensor::from_ptr(out) })
+    }
+
+    /// Aborts the group's backend (NCCL: its communicators, so that
+    /// collectives waiting for a dead rank end); collectives fail afterwards.
+    pub fn abort(&self) -> Result<(), TrainError> {
+        let mut err = vec![0u8; ERR_LEN];
+        // SAFETY: the group pointer is live (owned by self); `err` as in `new`.
+        let rc = unsafe { fnc_dist_abort(self.ptr.as_ptr(), err.as_mut_ptr().cast(), ERR_LEN) };
+        self.check("abort", rc, &err)
+    }
+
+    /// Collectives this process has waited for on the host so far (Gloo's;
+    /// NCCL's are waited on the CUDA stream).
+    pub fn host_waits() -> u64 {
+        // SAFETY: a pure query without arguments.
+        unsafe { fnc_dist_host_waits() }.max(0) as u64
+    }
+
     /// Every rank's `x` stacked along dimension 0 in rank order:
     /// `[world * n, ...]` for an `[n, ...]` input, on the rank's device. Not
     /// differentiable.
@@ -322,6 +379,37 @@ impl ProcessGroup {
             .collect();
         Ok(Tensor::cat(&parts, 0))
     }
+}
+
+/// The merge synchronised BatchNorm makes of per-rank moments on the CPU:
+/// `mean_all` and `invstd_all` (`[world, C]`: each part's mean and
+/// 1/sqrt(var + eps)) and `counts` (`[world]`) as the whole batch's `[2, C]`
+/// mean and 1/sqrt(var + eps).
+#[cfg(test)]
+pub(crate) fn merge_moments(
+    mean_all: &Tensor,
+    invstd_all: &Tensor,
+    counts: &Tensor,
+    eps: f64,
+) -> Result<Tensor, String> {
+    let mut err = vec![0u8; ERR_LEN];
+    // SAFETY: the three are live tensor handles; the shim returns a new heap
+    // `at::Tensor*` or null with `err` filled (at most ERR_LEN bytes).
+    let out = unsafe {
+        fnc_dist_merge_moments(
+            mean_all.as_ptr() as *mut C_tensor,
+            invstd_all.as_ptr() as *mut C_tensor,
+            counts.as_ptr() as *mut C_tensor,
+            eps,
+            err.as_mut_ptr().cast(),
+            ERR_LEN,
+        )
+    };
+    if out.is_null() {
+        return Err(err_text(&err));
+    }
+    // SAFETY: non-null and freshly allocated by the shim for us.
+    Ok(unsafe { Tensor::from_ptr(out) })
 }
 
 impl Drop for ProcessGroup {

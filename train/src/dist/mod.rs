@@ -15,6 +15,7 @@ mod group;
 mod heartbeat;
 mod launch;
 
+pub use buckets::Reducer;
 pub use gather::share;
 pub(crate) use globals::{has_failed, note_failure};
 pub use globals::{install, sync_group, take_failure};

@@ -198,8 +198,8 @@ pub struct TrainArgs {
     /// Continue the run in --out from its latest complete checkpoint (its
     /// config.toml applies; only --steps, --epochs, --checkpoint-every,
     /// --knn-every, --workers, --max-bad-records, --dist-timeout,
-    /// --recompute and --loss-block may change); with no checkpoint yet the
-    /// run starts over.
+    /// --recompute, --loss-block and --overlap-grads may change); with no
+    /// checkpoint yet the run starts over.
     #[arg(long)]
     pub resume: bool,
     /// Continue the run from this checkpoint directory of it (e.g. an older
@@ -316,6 +316,12 @@ pub struct TrainArgs {
     /// 0 = the whole batch at once [default: 0].
     #[arg(long, value_name = "M")]
     pub micro_batch: Option<usize>,
+    /// In a data-parallel run, start summing each bucket of gradients over
+    /// the ranks as soon as the backward has finished it, while it goes on
+    /// through the earlier layers; false: all of them after the backward
+    /// (the same sums, later) [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub overlap_grads: Option<bool>,
     #[command(flatten)]
     pub loss: LossArgs,
     /// Data-parallel training on this machine: spawn N ranks of this command

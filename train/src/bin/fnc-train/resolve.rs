@@ -198,7 +198,8 @@ fn merged_config(a: &TrainArgs, recorded: Option<&TrainConfig>) -> Result<TrainC
         ema_decay,
         max_bad_records,
         recompute,
-        micro_batch
+        micro_batch,
+        overlap_grads
     );
     if let Some(v) = a.support_size {
         cfg.support_size = Some(v);
