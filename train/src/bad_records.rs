@@ -54,6 +54,7 @@ impl BadRecords {
                 let n = Tensor::from_slice(&[mine.len() as i64, i64::from(writer_failed)])
                     .to_device(g.device);
                 g.all_reduce(&n)?;
+                crate::host::note_read();
                 let n = Vec::<i64>::try_from(&n.to_device(tch::Device::Cpu))?;
                 if n[1] > 0 {
                     return Err(TrainError::RankZero {

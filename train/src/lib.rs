@@ -36,6 +36,7 @@ mod embed;
 mod error;
 mod export;
 mod features;
+mod host;
 mod feed;
 mod layers;
 mod loss;

@@ -39,6 +39,11 @@ pub struct StepMetrics {
     /// BatchNorm's are inside the forward and backward and not counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comm: Option<f64>,
+    /// Host synchronisations of the step: device values read on the host
+    /// and collectives waited on the host (see `host.rs`); on CUDA with
+    /// NCCL, each a stall of the host until the device catches up.
+    #[serde(default)]
+    pub host_syncs: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -9,7 +9,7 @@ use crate::config::TrainConfig;
 use crate::dist::{ProcessGroup, Reducer};
 use crate::embed::{backward, embed};
 use crate::error::TrainError;
-use crate::loss::{fnc_loss_grad, fnc_loss_memory_grad, FnCounts, LossOutput, Shard, LOSS_BUDGET};
+use crate::loss::{in_batch_grad, memory_grad, LossOutput, Shard, LOSS_BUDGET};
 use crate::model::Model;
 use crate::momentum::Momentum;
 use crate::recompute::backpropagate;
@@ -164,8 +164,9 @@ fn loss_and_grad(
 ) -> Result<Lossed, TrainError> {
     let views = cfg.views() as i64;
     let Some(g) = group else {
-        let (out, grad_z) = loss_grad(z, zm.as_ref(), momentum, labels, cfg, None)?;
-        let value = out.loss.double_value(&[]);
+        let (mut out, grad_z) = loss_grad(z, zm.as_ref(), momentum, labels, cfg, None)?;
+        // The step's one host read: the loss value and the FN counts.
+        let value = out.settle()?;
         return Ok(Lossed {
             out,
             value,
@@ -189,34 +190,16 @@ fn loss_and_grad(
         Ok(mut v) => v.pop().unwrap_or_else(Tensor::new),
         Err(e) => return Err(backward_error(e, Some(g))),
     };
-    // The loss value and the statistics of the global batch: sums of the parts.
-    let c = out.counts;
-    // On the embeddings' device: NCCL reduces CUDA tensors only.
-    let parts = Tensor::from_slice(&[
-        out.loss.double_value(&[]),
-        c.images,
-        c.detected,
-        c.detected_same,
-        c.candidates_same,
-        c.candidates,
-    ])
-    .to_device(z.device());
-    g.all_reduce(&parts)?;
+    // The loss value and the statistics of the global batch: sums of the
+    // parts, on the device (NCCL reduces CUDA tensors only), then the step's
+    // one host read.
+    let totals = out.totals()?;
+    g.all_reduce(&totals)?;
     comm_s += t.elapsed().as_secs_f64();
-    let v: Vec<f64> =
-        Vec::<f64>::try_from(&parts.to_device(tch::Device::Cpu)).map_err(TrainError::Torch)?;
-    out.counts = FnCounts {
-        images: v[1],
-        detected: v[2],
-        detected_same: v[3],
-        candidates_same: v[4],
-        candidates: v[5],
-        labelled: c.labelled,
-    };
-    (out.mean_fn, out.fn_precision, out.fn_chance, out.fn_recall) = out.counts.stats();
+    let value = out.settle_with(&totals)?;
     Ok(Lossed {
         out,
-        value: v[0],
+        value,
         grad_z,
         keys: zm.map(|zm| (zm, lg)),
         comm_s,
@@ -226,7 +209,8 @@ fn loss_and_grad(
 /// The loss of `shard`'s anchors (all when `None`) over embeddings `z`
 /// (with the memory variant, against the momentum keys `zm` and the bank)
 /// and its gradient with respect to `z`, in blocks of `--loss-block` anchor
-/// rows (chosen from [`LOSS_BUDGET`] when not given).
+/// rows (chosen from [`LOSS_BUDGET`] when not given); the statistics are
+/// left on the device.
 fn loss_grad(
     z: &Tensor,
     zm: Option<&Tensor>,
@@ -243,7 +227,7 @@ fn loss_grad(
     };
     let block = cfg.loss.block_rows(views, images, keys, LOSS_BUDGET);
     let lossed = match (momentum, zm) {
-        (Some(mo), Some(zm)) => fnc_loss_memory_grad(
+        (Some(mo), Some(zm)) => memory_grad(
             z,
             zm,
             &mo.bank.view(),
@@ -253,7 +237,7 @@ fn loss_grad(
             shard,
             block,
         ),
-        _ => fnc_loss_grad(z, views, &cfg.loss, Some(labels), shard, block),
+        _ => in_batch_grad(z, views, &cfg.loss, Some(labels), shard, block),
     };
     Ok(lossed?)
 }

@@ -247,6 +247,7 @@ pub fn train_parallel(
     let (mut wait_sum, mut time_sum, mut final_loss) = (0.0, 0.0, f64::NAN);
     while step < plan.total {
         let t0 = Instant::now();
+        let syncs0 = crate::host::syncs();
         let batch = feed.next().ok_or(TrainError::EngineStopped)??;
         let waited = t0.elapsed().as_secs_f64();
         let failed = writer.as_ref().is_some_and(|w| w.failed.is_some());
@@ -302,6 +303,8 @@ pub fn train_parallel(
             Err(a) => return Err(oom(a, writer.as_mut())),
         }
         step += 1;
+        // (the k-NN monitor's, every --knn-every steps, are not the step's)
+        let host_syncs = crate::host::syncs().saturating_sub(syncs0);
         let dt = t0.elapsed().as_secs_f64();
         wait_sum += waited;
         time_sum += dt;
@@ -326,6 +329,7 @@ pub fn train_parallel(
             knn_top1,
             bad_records: bad.named.len() as u64,
             comm: group.map(|_| comm_s / dt),
+            host_syncs,
         };
         observer.step(&m, plan.total);
         if let Some(w) = writer.as_mut() {

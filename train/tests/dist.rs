@@ -44,6 +44,10 @@ fn two_ranks_train_as_one_process_on_the_global_batch() {
         train_threads(&args(&data, &dir("1-noise"), "3", &extra), "1");
         train(&args(&data, &dir("2"), "3", &ranks));
         assert_within_noise(&dir("1"), &dir("2"), &dir("1-noise"), name);
+        // One process reads the device once a step (the loss and the FN
+        // counts together); ranks also wait for Gloo's collectives.
+        assert_eq!(host_syncs(&dir("1")), vec![1, 1, 1], "{name}");
+        assert!(host_syncs(&dir("2")).iter().all(|&n| n > 2), "{name}");
     }
     // Per-rank BatchNorm statistics are another computation.
     let own = t.path().join("own-bn");

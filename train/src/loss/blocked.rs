@@ -54,6 +54,20 @@ pub fn fnc_loss_grad(
     shard: Option<Shard>,
     rows_per_block: i64,
 ) -> Result<(LossOutput, Tensor), LossError> {
+    let (mut out, grad) = in_batch_grad(z, views, cfg, labels, shard, rows_per_block)?;
+    out.settle()?;
+    Ok((out, grad))
+}
+
+/// [`fnc_loss_grad`] with its statistics left on the device (unsettled).
+pub(crate) fn in_batch_grad(
+    z: &Tensor,
+    views: i64,
+    cfg: &LossConfig,
+    labels: Option<&Tensor>,
+    shard: Option<Shard>,
+    rows_per_block: i64,
+) -> Result<(LossOutput, Tensor), LossError> {
     let parts = in_batch_parts(z, views, cfg, labels)?;
     in_blocks(z, cfg, &parts, shard, rows_per_block)
 }
@@ -64,6 +78,25 @@ pub fn fnc_loss_grad(
 /// [`fnc_loss_memory_shard`]: super::fnc_loss_memory_shard
 #[allow(clippy::too_many_arguments)]
 pub fn fnc_loss_memory_grad(
+    z: &Tensor,
+    z_momentum: &Tensor,
+    bank: &BankView,
+    views: i64,
+    cfg: &LossConfig,
+    labels: Option<&Tensor>,
+    shard: Option<Shard>,
+    rows_per_block: i64,
+) -> Result<(LossOutput, Tensor), LossError> {
+    let (mut out, grad) =
+        memory_grad(z, z_momentum, bank, views, cfg, labels, shard, rows_per_block)?;
+    out.settle()?;
+    Ok((out, grad))
+}
+
+/// [`fnc_loss_memory_grad`] with its statistics left on the device
+/// (unsettled).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn memory_grad(
     z: &Tensor,
     z_momentum: &Tensor,
     bank: &BankView,
@@ -96,7 +129,7 @@ pub fn loss_block_rows(anchor_rows: i64, keys: i64, support_views: i64, budget_b
 
 /// The blocks of `parts`' loss for `shard`, each backpropagated to a leaf
 /// copy of `z` as soon as it is computed; their losses, counts and false
-/// negatives summed (stacked).
+/// negatives summed (stacked), the statistics left on the device.
 fn in_blocks(
     z: &Tensor,
     cfg: &LossConfig,
@@ -129,7 +162,8 @@ fn in_blocks(
         let leaf = z.detach().f_set_requires_grad(true)?;
         let mut grad = z.detach().f_zeros_like()?;
         let mut loss: Option<Tensor> = None;
-        let mut counts = FnCounts::default();
+        let mut tally: Option<Tensor> = None;
+        let mut labelled = false;
         let mut masks = Vec::new();
         let end = shard.first + shard.count;
         let mut first = shard.first;
@@ -151,22 +185,33 @@ fn in_blocks(
                 Some(l) => l.f_add(&value)?,
                 None => value,
             });
-            counts.add(&part.counts);
+            tally = Some(match tally {
+                Some(t) => t.f_add(&part.tally)?,
+                None => part.tally,
+            });
+            labelled |= part.counts.labelled;
             masks.push(part.false_negatives);
             first += block.count;
         }
-        let (mean_fn, fn_precision, fn_chance, fn_recall) = counts.stats();
-        let out = LossOutput {
-            loss: loss.ok_or_else(|| LossError::Option {
+        let (Some(loss), Some(tally)) = (loss, tally) else {
+            return Err(LossError::Option {
                 flag: "shard",
                 detail: "holds no images".into(),
-            })?,
+            });
+        };
+        let out = LossOutput {
+            loss,
             false_negatives: Tensor::f_cat(&masks, 0)?,
-            mean_fn,
-            fn_precision,
-            fn_chance,
-            fn_recall,
-            counts,
+            tally,
+            // Filled by `settle`.
+            mean_fn: 0.0,
+            fn_precision: None,
+            fn_chance: None,
+            fn_recall: None,
+            counts: FnCounts {
+                labelled,
+                ..FnCounts::default()
+            },
         };
         Ok((out, grad))
     })

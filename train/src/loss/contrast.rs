@@ -63,7 +63,7 @@ pub(super) fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
     let labels = c.labels.map(|l| l.narrow(0, first, nb));
 
     // Detection, without gradient.
-    let (fmask, counts) = tch::no_grad(|| -> Result<_, LossError> {
+    let (fmask, tally, labelled) = tch::no_grad(|| -> Result<_, LossError> {
         let keys = c.keys.detach();
         let per_view = support.f_matmul(&keys.f_tr()?)?; // [|U|, nb, Nk]
         let score = match cfg.aggregate {
@@ -107,28 +107,30 @@ pub(super) fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
                 }
             }
         };
-        let count =
-            |t: &Tensor| -> Result<f64, LossError> { Ok(t.f_sum(Kind::Float)?.double_value(&[])) };
-        let mut counts = FnCounts {
-            images: nb as f64,
-            detected: count(&f)?,
-            ..FnCounts::default()
+        // Counted on the device: the host reads them once a step.
+        let count = |t: &Tensor| t.f_sum(Kind::Double);
+        let (same_f, same_c, all_c) = match &same_label {
+            Some(same_label) => (
+                count(&f.f_logical_and(same_label)?)?,
+                count(&candidate.f_logical_and(same_label)?)?,
+                count(&candidate)?,
+            ),
+            None => {
+                let zero = Tensor::f_zeros([], (Kind::Double, dev))?;
+                (zero.shallow_clone(), zero.shallow_clone(), zero)
+            }
         };
-        if let Some(same_label) = &same_label {
-            counts.labelled = true;
-            counts.detected_same = count(&f.f_logical_and(same_label)?)?;
-            counts.candidates_same = count(&candidate.f_logical_and(same_label)?)?;
-            counts.candidates = count(&candidate)?;
-        }
-        Ok((f, counts))
+        let images = Tensor::f_full([], nb as f64, (Kind::Double, dev))?;
+        let tally = Tensor::f_stack(&[images, count(&f)?, same_f, same_c, all_c], 0)?;
+        Ok((f, tally, same_label.is_some()))
     })?;
-    let (mean_fn, fn_precision, fn_chance, fn_recall) = counts.stats();
 
     // The shard's anchor rows: view a of images first..first+nb, per anchor view.
-    let rows: Vec<i64> = (0..m / b)
-        .flat_map(|a| (a * b + first)..(a * b + first + nb))
-        .collect();
-    let rows = Tensor::from_slice(&rows).to_device(dev);
+    // (made on the device: an upload would wait for it)
+    let rows = (Tensor::f_arange(m / b, (Kind::Int64, dev))? * b)
+        .unsqueeze(1)
+        .f_add(&Tensor::f_arange_start(first, first + nb, (Kind::Int64, dev))?.unsqueeze(0))?
+        .f_reshape([-1])?;
     let anchors = if nb == b {
         c.anchors.shallow_clone()
     } else {
@@ -170,10 +172,15 @@ pub(super) fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
     Ok(LossOutput {
         loss,
         false_negatives: fmask,
-        mean_fn,
-        fn_precision,
-        fn_chance,
-        fn_recall,
-        counts,
+        tally,
+        // Filled by `settle`.
+        mean_fn: 0.0,
+        fn_precision: None,
+        fn_chance: None,
+        fn_recall: None,
+        counts: FnCounts {
+            labelled,
+            ..FnCounts::default()
+        },
     })
 }

@@ -64,22 +64,19 @@ pub(super) fn noisy(
     draws: &OracleDraws,
     first: i64,
 ) -> Result<Tensor, LossError> {
-    let (b, nk) = (f.size()[0], f.size()[1]);
+    let b = f.size()[0];
     let dev = f.device();
     let keep_draw = draws.keep.f_narrow(0, first, b)?;
     let order_draw = draws.order.f_narrow(0, first, b)?;
     let drop = f.f_logical_and(&keep_draw.f_ge(precision)?)?;
     let kept = f.f_logical_and(&drop.logical_not())?;
     let n_drop = drop.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?; // [B]
-    let most = n_drop.f_max()?.f_int64_value(&[])?;
-    if most == 0 {
-        return Ok(kept);
-    }
     // A uniformly random order of each row's wrong candidates: random keys,
     // non-members last, sorted, so a row's choice does not depend on the
-    // other rows (a rank's shard chooses what the whole batch does).
+    // other rows (a rank's shard chooses what the whole batch does). The
+    // whole row is sorted: knowing how many to take would cost a host read.
     let keys = order_draw.f_masked_fill(&wrong.logical_not(), -1.0)?;
-    let (_, order) = keys.f_topk(most.min(nk), 1, true, true)?; // [B, K], by key
+    let order = keys.f_argsort_stable(true, 1, true)?; // [B, Nk], by key
     let rank = Tensor::f_arange(order.size()[1], (Kind::Int64, dev))?.unsqueeze(0);
     let take = rank.f_lt_tensor(&n_drop.unsqueeze(1))?; // [B, K]
     let added = f

@@ -72,7 +72,9 @@ pub fn fnc_loss_memory_shard(
 ) -> Result<LossOutput, LossError> {
     let parts = memory_parts(z, z_momentum, bank, views, cfg, labels)?;
     let anchors = l2_normalise(z)?.f_narrow(0, 0, parts.m)?;
-    parts.contrast(&anchors, cfg, shard, None)
+    let mut out = parts.contrast(&anchors, cfg, shard, None)?;
+    out.settle()?;
+    Ok(out)
 }
 
 /// The memory variant's [`Parts`]: the momentum embeddings of this batch on

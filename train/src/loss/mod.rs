@@ -26,6 +26,7 @@ pub use blocked::{
 };
 use contrast::{contrast, Contrast};
 use detect::OracleDraws;
+pub(crate) use blocked::{in_batch_grad, memory_grad};
 pub use memory::{fnc_loss_memory, fnc_loss_memory_shard, BankView};
 pub use options::{Aggregate, Anchors, Detect, LossConfig, Strategy, SupportSet};
 pub use stats::{FnCounts, LossOutput, Shard};
@@ -81,12 +82,12 @@ pub(crate) fn support_rows(
     b: i64,
     cfg: &LossConfig,
 ) -> Result<Tensor, LossError> {
-    let support: Vec<i64> = match cfg.support_set {
-        SupportSet::All => (0..views).collect(),
-        SupportSet::Support => (2..views).collect(),
+    // A range of views: a narrow, nothing uploaded.
+    let first = match cfg.support_set {
+        SupportSet::All => 0,
+        SupportSet::Support => 2,
     };
-    let sel = Tensor::from_slice(&support).to_device(z.device());
-    Ok(z.f_view([views, b, -1])?.f_index_select(0, &sel)?)
+    Ok(z.f_view([views, b, -1])?.f_narrow(0, first, views - first)?)
 }
 
 /// Computes the FNC loss of `z` (`[V*B, d]`, view-major). `labels` (`[B]`, int64)
@@ -111,7 +112,9 @@ pub fn fnc_loss_shard(
 ) -> Result<LossOutput, LossError> {
     let parts = in_batch_parts(z, views, cfg, labels)?;
     let anchors = l2_normalise(z)?.f_narrow(0, 0, parts.m)?;
-    parts.contrast(&anchors, cfg, shard, None)
+    let mut out = parts.contrast(&anchors, cfg, shard, None)?;
+    out.settle()?;
+    Ok(out)
 }
 
 /// What the contrasts of one loss share besides the anchors (which carry the

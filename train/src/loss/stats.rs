@@ -4,13 +4,21 @@
 
 use tch::Tensor;
 
-/// The loss and what detection found.
+/// The loss and what detection found. The statistics are counted on the
+/// loss's device (`tally`) and read on the host once, by [`settle`]; the
+/// public loss functions return them settled.
+///
+/// [`settle`]: LossOutput::settle
 #[derive(Debug)]
 pub struct LossOutput {
     /// Scalar loss (differentiable).
     pub loss: Tensor,
     /// `[B, N]` boolean: candidate rows detected as false negatives of image i.
     pub false_negatives: Tensor,
+    /// `[5]` float64 on the loss's device: the [`FnCounts`] in their
+    /// order (images, detected, detected with the anchor's label, candidates
+    /// with it, candidates).
+    pub tally: Tensor,
     /// Mean |F_i| over images.
     pub mean_fn: f64,
     /// Share of detected false negatives with the anchor's label (labels given).
@@ -39,6 +47,41 @@ pub struct FnCounts {
     pub candidates: f64,
     /// Whether labels were given (precision, chance and recall exist).
     pub labelled: bool,
+}
+
+impl LossOutput {
+    /// The loss value and the tally as one `[6]` float64 tensor on
+    /// the device (what a data-parallel step sums over the ranks).
+    pub(crate) fn totals(&self) -> Result<Tensor, tch::TchError> {
+        let loss = self.loss.f_detach()?.f_to_kind(tch::Kind::Double)?.f_reshape([1])?;
+        Tensor::f_cat(&[loss, self.tally.shallow_clone()], 0)
+    }
+
+    /// Reads the loss value and the counts on the host (one synchronisation)
+    /// and fills the statistics; returns the loss value.
+    pub fn settle(&mut self) -> Result<f64, tch::TchError> {
+        let totals = self.totals()?;
+        self.settle_with(&totals)
+    }
+
+    /// [`settle`] from `totals` (the loss value and tally, e.g. summed over
+    /// the ranks of a data-parallel step).
+    ///
+    /// [`settle`]: LossOutput::settle
+    pub(crate) fn settle_with(&mut self, totals: &Tensor) -> Result<f64, tch::TchError> {
+        let v = crate::host::read(totals)?;
+        let c = |i: usize| v.get(i).copied().unwrap_or(0.0);
+        self.counts = FnCounts {
+            images: c(1),
+            detected: c(2),
+            detected_same: c(3),
+            candidates_same: c(4),
+            candidates: c(5),
+            labelled: self.counts.labelled,
+        };
+        (self.mean_fn, self.fn_precision, self.fn_chance, self.fn_recall) = self.counts.stats();
+        Ok(c(0))
+    }
 }
 
 impl FnCounts {

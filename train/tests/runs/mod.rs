@@ -79,6 +79,15 @@ pub fn metrics(out: &Path) -> Vec<(f64, f64, Option<f64>)> {
         .collect()
 }
 
+/// `host_syncs` of each step of a run.
+pub fn host_syncs(out: &Path) -> Vec<u64> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<fnc_train::StepMetrics>(l).unwrap().host_syncs)
+        .collect()
+}
+
 /// The model tensors of a run's latest checkpoint, by name.
 pub fn params(out: &Path) -> Vec<(String, Tensor)> {
     let ck = fnc_train::RunDir::new(out).latest().unwrap().unwrap();
