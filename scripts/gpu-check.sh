@@ -19,7 +19,14 @@
 #   6. peak GPU memory (nvidia-smi, sampled) of a ResNet-50 step at 64 images x
 #      10 views, plain and --recompute, against `fnc-train plan`; then a few
 #      steps of the paper preset at the largest batch the plan fits exactly on
-#      this GPU.
+#      this GPU;
+#   7. the step without host stalls: host synchronisations per step (one
+#      process: 1), two ranks on one GPU (Gloo) equal to one process, libtorch's
+#      fused synchronised BatchNorm equal to the composite one
+#      (FNC_SYNC_BN_COMPOSITE=1), bf16 + sync BN within bf16 of fp32, --memory
+#      resumed equal to uninterrupted, --recompute equal to the plain step; with
+#      2+ GPUs, NCCL 2 ranks equal to one process and a killed rank named.
+# It ends with one table (also in $OUT/table.md) and aims at under 5 minutes.
 # Environment: PYTHON (default python3, with torch), BIN (default gpu-bin).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +50,12 @@ S="$OUT/summary.txt"
 : >"$S"
 note() { echo "$*" | tee -a "$S"; }
 fail=0
-check() { if [ "$1" = 0 ]; then note "PASS $2"; else note "FAIL $2 (see $OUT)"; fail=1; fi; }
+T="$OUT/table.md"
+printf '| check | result |\n|---|---|\n' >"$T"
+check() {
+  if [ "$1" = 0 ]; then note "PASS $2"; else note "FAIL $2 (see $OUT)"; fail=1; fi
+  echo "| $2 | $([ "$1" = 0 ] && echo PASS || echo FAIL) |" >>"$T"
+}
 note "gpu-check $(date -u +%FT%TZ) on $(hostname)"
 nvidia-smi -L 2>/dev/null | tee -a "$S"
 $PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "gpus", torch.cuda.device_count())' | tee -a "$S"
@@ -81,7 +93,7 @@ for p in fp32 bf16; do
 done
 
 # 3. Step time against PyTorch eager.
-PYTHON=$PY BIN=$BIN ARCHS=resnet50 WAIT_STEPS=20 timeout 240 bash bench/train.sh cuda 32 5 2 >"$OUT/train-bench.md" 2>"$OUT/train-bench.err"
+PYTHON=$PY BIN=$BIN ARCHS=resnet50 WAIT_STEPS=10 timeout 120 bash bench/train.sh cuda 32 5 2 >"$OUT/train-bench.md" 2>"$OUT/train-bench.err"
 r=$?; cat "$OUT/train-bench.md" >>"$S"
 check $r "3. bench/train.sh cuda"
 
@@ -109,15 +121,15 @@ else
 fi
 
 # 5. Data wait of ResNet-50 fed by the engine (2 + 8 views at 224).
-timeout 180 $BIN/fnc-train --shards "$tmp/out" --out "$tmp/r50" --arch resnet50 --batch-size 64 \
-  --steps 25 --device cuda --warmup-epochs 0 --json >"$OUT/r50.json" 2>"$OUT/r50.err"
+timeout 120 $BIN/fnc-train --shards "$tmp/out" --out "$tmp/r50" --arch resnet50 --batch-size 64 \
+  --steps 15 --device cuda --warmup-epochs 0 --json >"$OUT/r50.json" 2>"$OUT/r50.err"
 r=$?
 $PY - "$tmp" <<'PYEOF' >>"$S" 2>&1 || r=1
 import json, sys
 m = [json.loads(l) for l in open(f"{sys.argv[1]}/r50/metrics.jsonl")][3:]
 w = sum(x["data_wait"] for x in m) / len(m)
 ips = sum(x["images_per_s"] for x in m) / len(m)
-print(f"   ResNet-50, batch 64 x 10 views: {ips:.1f} images/s, data wait {100 * w:.1f}% (steps 4-25)")
+print(f"   ResNet-50, batch 64 x 10 views: {ips:.1f} images/s, data wait {100 * w:.1f}% (steps 4-15)")
 PYEOF
 check $r "5. ResNet-50 data wait"
 # 6. Peak memory: measured (nvidia-smi every 100 ms, the context included)
@@ -181,5 +193,97 @@ else
   note "   the plan fits no batch of the paper preset exactly on this GPU"; r6=1
 fi
 check $r6 "6. peak memory against the plan; the paper preset at the batch that fits"
+
+# 7. The step without host stalls (issue 18), on generated data, ResNet-18.
+seven="--shards $tmp/out --arch resnet18 --batch-size 32 --device cuda --warmup-epochs 0 --seed 2 --json"
+run7() {  # name, then flags: a run into $tmp/7-name, its log in $OUT/7-name.*
+  local name=$1; shift
+  timeout 90 $BIN/fnc-train $seven --out "$tmp/7-$name" "$@" >"$OUT/7-$name.json" 2>"$OUT/7-$name.err"
+}
+gloo2="--nproc-per-node 2 --dist-backend gloo"
+run7 one --precision fp32 --steps 3; r1=$?
+run7 two --precision fp32 $gloo2 --master-port 29571 --steps 3; r2=$?
+FNC_SYNC_BN_COMPOSITE=1 run7 composite --precision fp32 $gloo2 --master-port 29572 --steps 3; r3=$?
+run7 bf16 --precision bf16 $gloo2 --master-port 29573 --steps 1; r4=$?
+r5=0
+run7 mem --precision fp32 --memory 16 --steps 40 --checkpoint-every 5; r6=$?
+# Killed once 12 steps are logged, then resumed: the first step after the
+# checkpoint it resumes from equals the uninterrupted run's.
+run7 memcut --precision fp32 --memory 16 --steps 40 --checkpoint-every 5 &
+victim=$!
+for _ in $(seq 600); do
+  [ "$(cat "$tmp/7-memcut/metrics.jsonl" 2>/dev/null | wc -l)" -ge 12 ] && break; sleep 0.1
+done
+kill -9 $victim 2>/dev/null; wait $victim 2>/dev/null
+run7 memcut --precision fp32 --memory 16 --steps 40 --checkpoint-every 5 --resume; r7=$?
+grep -o 'resuming from the checkpoint of step [0-9]*' "$OUT/7-memcut.err" | grep -o '[0-9]*$' >"$tmp/resumed"
+run7 recompute --precision fp32 --recompute --steps 3; r8=$?
+$PY - "$tmp" "$r1$r2$r3$r4$r5$r6$r7$r8" <<'PYEOF' >>"$S" 2>&1
+import json, sys
+t, codes = sys.argv[1], sys.argv[2]
+def m(name):
+    return [json.loads(l) for l in open(f"{t}/7-{name}/metrics.jsonl")]
+def rel(a, b):
+    return abs(a - b) / max(abs(b), 1e-12)
+ok = codes == "0" * 8
+rows = []
+def row(what, good, text):
+    global ok
+    ok &= bool(good)
+    print(f"   7. {what}: {'ok' if good else 'NOT OK'} ({text})")
+try:
+    one, two = m("one"), m("two")
+    syncs = [x["host_syncs"] for x in one]
+    row("host syncs a step, one process", max(syncs) <= 1, f"{syncs}; 2 ranks on Gloo {[x['host_syncs'] for x in two]}")
+    row("2 ranks (Gloo, one GPU) = one process, first loss", rel(two[0]["loss"], one[0]["loss"]) < 1e-3,
+        f"{one[0]['loss']:.6f} / {two[0]['loss']:.6f}")
+    comp = m("composite")
+    row("fused sync BN = composite", all(rel(a["loss"], b["loss"]) < 1e-3 for a, b in zip(two, comp)),
+        f"{[round(x['loss'], 6) for x in two]} / {[round(x['loss'], 6) for x in comp]}")
+    b16, f32 = m("bf16"), two
+    row("bf16 + sync BN within bf16 of fp32", rel(b16[0]["loss"], f32[0]["loss"]) < 2e-2,
+        f"{b16[0]['loss']:.5f} / {f32[0]['loss']:.5f}")
+    mem, cut = m("mem"), m("memcut")
+    at = int(open(f"{t}/resumed").read().split()[0])
+    row("--memory killed and resumed = uninterrupted", len(cut) == 40 and rel(cut[at]["loss"], mem[at]["loss"]) < 1e-5,
+        f"resumed from step {at}; step {at + 1} loss {cut[at]['loss']:.7f} / {mem[at]['loss']:.7f}")
+    rc = m("recompute")
+    one3 = one[:3]
+    row("--recompute = plain", all(rel(a["loss"], b["loss"]) < 1e-3 for a, b in zip(one3, rc)),
+        f"{[round(x['loss'], 6) for x in one3]} / {[round(x['loss'], 6) for x in rc]}")
+except Exception as e:
+    print(f"   7. could not compare: {e!r}")
+    ok = False
+sys.exit(0 if ok else 1)
+PYEOF
+check $? "7. host syncs; Gloo ranks on one GPU; fused = composite sync BN; bf16; resume; recompute"
+if [ "$NGPU" -ge 2 ]; then
+  run7 nccl2 --precision fp32 --nproc-per-node 2 --master-port 29575 --steps 3; r=$?
+  $PY - "$tmp" "$r" <<'PYEOF' >>"$S" 2>&1
+import json, sys
+t = sys.argv[1]
+a, b = ([json.loads(l) for l in open(f"{t}/7-{d}/metrics.jsonl")] for d in ("one", "nccl2"))
+d = abs(a[0]["loss"] - b[0]["loss"]) / abs(a[0]["loss"])
+print(f"   NCCL 2 ranks first loss {b[0]['loss']:.6f} vs one process {a[0]['loss']:.6f}; host syncs {[x['host_syncs'] for x in b]}")
+sys.exit(0 if sys.argv[2] == "0" and d < 1e-3 else 1)
+PYEOF
+  check $? "7. NCCL 2 ranks = one process"
+  # A rank killed mid-run: the other names it.
+  ( WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29576 \
+      timeout 120 $BIN/fnc-train $seven --out "$tmp/7-kill" --steps 200 >"$OUT/7-kill-1.json" 2>"$OUT/7-kill-1.err" & \
+    echo $! >"$tmp/victim"; wait )  &
+  WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29576 \
+    timeout 120 $BIN/fnc-train $seven --out "$tmp/7-kill" --steps 200 >"$OUT/7-kill-0.json" 2>"$OUT/7-kill-0.err" &
+  r0=$!
+  for _ in $(seq 60); do [ -s "$tmp/7-kill/metrics.jsonl" ] && break; sleep 1; done
+  kill -9 "$(cat "$tmp/victim")" 2>/dev/null
+  wait $r0
+  grep -q "rank 1" "$OUT/7-kill-0.err"
+  check $? "7. NCCL: a killed rank is named ($(grep -o 'rank 1[^;]*' "$OUT/7-kill-0.err" | head -1))"
+else
+  note "SKIP 7. NCCL with 2 ranks: fewer than 2 GPUs"
+fi
+note ""
+cat "$T" | tee -a "$S"
 note "done: $([ $fail = 0 ] && echo all checks passed || echo some checks FAILED)"
 exit $fail

@@ -3,8 +3,8 @@
 //! previous step, so that the copies do not sit between two steps.
 //!
 //! Each view group arrives from the engine as one buffer, so it becomes a
-//! tensor in one host copy; on CUDA the thread also uploads it, and the
-//! training thread receives device tensors.
+//! tensor in one host copy; on CUDA the thread also uploads it from pinned
+//! memory without blocking, and the training thread receives device tensors.
 
 use std::thread::JoinHandle;
 
@@ -37,12 +37,22 @@ pub(crate) struct Feed {
     handle: Option<JoinHandle<()>>,
 }
 
-/// One view group as a tensor on `device`: one host copy, then the upload.
+/// One view group as a tensor on `device`: one host copy, then on CUDA the
+/// upload ([`upload`]).
 fn group(g: &ViewGroup, b: usize, device: Device) -> Tensor {
     let side = g.side as i64;
     let x = Tensor::from_slice(&g.data).view([(g.views * b) as i64, side, side, 3]);
+    upload(x, device)
+}
+
+/// `x` on `device`: on CUDA, copied into pinned (page-locked) host memory
+/// and uploaded by a copy that does not block the host (the DMA engine runs
+/// it in stream order; the pinned buffer is held until it is done); on the
+/// CPU, `x` itself.
+fn upload(x: Tensor, device: Device) -> Tensor {
     if device.is_cuda() {
-        x.to_device(device)
+        x.pin_memory(device)
+            .to_device_(device, x.kind(), true, false)
     } else {
         x
     }
@@ -53,7 +63,7 @@ fn to_input(mut batch: Batch, device: Device) -> StepInput {
     let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
     StepInput {
         groups: batch.groups.iter().map(|g| group(g, b, device)).collect(),
-        labels: Tensor::from_slice(&labels).to_device(device),
+        labels: upload(Tensor::from_slice(&labels), device),
         epoch: batch.epoch,
         sampler_after: batch.sampler_after,
         bad: std::mem::take(&mut batch.bad),

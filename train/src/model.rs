@@ -145,6 +145,11 @@ impl ProjectionHead {
         let last = self.layers.len() - 1;
         let mut y = x.shallow_clone();
         for (k, (lin, bn)) in self.layers.iter().enumerate().take(n) {
+            if k == last && y.kind() != tch::Kind::Float {
+                // The embeddings leave the head in float32: the loss (and its
+                // 0.7 threshold) sees them unrounded by bfloat16.
+                y = y.to_kind(tch::Kind::Float);
+            }
             y = bn.forward_t(&lin.forward(&y), train);
             if k < last {
                 let _ = y.relu_();

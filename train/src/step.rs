@@ -63,7 +63,11 @@ pub(crate) fn train_step(
     let b = labels.size()[0];
     let (z, zm, kept) = embed(model, momentum, groups, b, cfg);
     dist_failure(group, "synchronised BatchNorm")?;
-    let lossed = loss_and_grad(&z, zm, momentum, labels, cfg, group)?;
+    let lossed = match loss_and_grad(&z, zm, momentum, labels, cfg, group) {
+        Ok(l) => l,
+        // A rank the NCCL watch found dead is the cause, if there is one.
+        Err(e) => return Err(dist_failure(group, "loss").err().unwrap_or(e)),
+    };
     if timed {
         crate::device::sync(z.device());
     }

@@ -189,6 +189,10 @@ pub fn train_parallel(
         Some(g) => g.device,
         None => parse_device(&cfg.device)?,
     };
+    if device.is_cuda() {
+        // Every step has the same shapes: let cuDNN time its algorithms once.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     let (split, monitor) = open_data(cfg)?;
     let epoch_len = split.len();
     let plan = Plan::of(cfg, epoch_len);

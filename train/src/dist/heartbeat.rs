@@ -17,6 +17,9 @@ const STORE_GONE: &str =
 /// How often each rank says it is alive in the rendezvous store.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// Beats a rank may miss before the NCCL watch calls it stopped.
+const SILENT: u32 = 10;
+
 impl ProcessGroup {
     fn store_set(&self, key: &str, value: &str) -> Result<(), String> {
         let (k, v) = (CString::new(key), CString::new(value));
@@ -67,22 +70,73 @@ impl ProcessGroup {
     /// Says, every second from a thread of its own, that this rank is alive,
     /// so that when a collective fails the others can tell which rank
     /// stopped (a rank blocked in a collective still beats).
+    ///
+    /// Under NCCL no collective fails on the host (they are waited on the
+    /// CUDA stream), so the beats are also watched: rank 0 watches every
+    /// rank and posts which one went silent for [`SILENT`] beats; every rank
+    /// reads that post (or finds rank 0's store gone), notes the failure
+    /// for the step to report, and aborts its communicators so that kernels
+    /// waiting for the dead rank end.
     pub fn start_heartbeat(&'static self) {
+        let watch = self.backend == "nccl";
         let _ = std::thread::Builder::new()
             .name("fnc-heartbeat".into())
             .spawn(move || {
                 let mut n = 0u64;
+                let mut seen: Vec<(Option<String>, u32)> = vec![(None, 0); self.world];
                 loop {
                     n += 1;
-                    if self
-                        .store_set(&format!("alive/{}", self.rank), &n.to_string())
-                        .is_err()
-                    {
+                    let beat = self.store_set(&format!("alive/{}", self.rank), &n.to_string());
+                    if watch {
+                        let why = match beat {
+                            Err(_) => Some(STORE_GONE.trim_start_matches("; ").to_string()),
+                            Ok(()) => self.watch(&mut seen),
+                        };
+                        if let Some(why) = why {
+                            super::note_failure(&self.error("watchdog", why));
+                            let _ = self.abort();
+                            return;
+                        }
+                    } else if beat.is_err() {
                         return;
                     }
                     std::thread::sleep(HEARTBEAT);
                 }
             });
+    }
+
+    /// One look of the NCCL watch (see [`start_heartbeat`]): rank 0 counts
+    /// each rank's unchanged beats in `seen` and posts a silent one; every
+    /// rank reads the post. The failure to report, if any.
+    ///
+    /// [`start_heartbeat`]: ProcessGroup::start_heartbeat
+    fn watch(&self, seen: &mut [(Option<String>, u32)]) -> Option<String> {
+        if self.rank == 0 {
+            for (r, (last, quiet)) in seen.iter_mut().enumerate().skip(1) {
+                let now = self.store_get(&format!("alive/{r}")).ok().flatten();
+                *quiet = if now.is_some() && now == *last {
+                    *quiet + 1
+                } else {
+                    0
+                };
+                *last = now;
+                if *quiet >= SILENT {
+                    let why = format!(
+                        "rank {r} stopped (no heartbeat for {} s: it died or hangs)",
+                        SILENT as u64 * HEARTBEAT.as_secs()
+                    );
+                    let _ = self.store_set("failed", &why);
+                    return Some(why);
+                }
+            }
+            None
+        } else {
+            match self.store_get("failed") {
+                Ok(Some(why)) => Some(why),
+                Ok(None) => None,
+                Err(_) => Some(STORE_GONE.trim_start_matches("; ").to_string()),
+            }
+        }
     }
 
     /// Which other ranks stopped beating: their heartbeats are watched for

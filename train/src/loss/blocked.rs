@@ -87,8 +87,16 @@ pub fn fnc_loss_memory_grad(
     shard: Option<Shard>,
     rows_per_block: i64,
 ) -> Result<(LossOutput, Tensor), LossError> {
-    let (mut out, grad) =
-        memory_grad(z, z_momentum, bank, views, cfg, labels, shard, rows_per_block)?;
+    let (mut out, grad) = memory_grad(
+        z,
+        z_momentum,
+        bank,
+        views,
+        cfg,
+        labels,
+        shard,
+        rows_per_block,
+    )?;
     out.settle()?;
     Ok((out, grad))
 }

@@ -24,9 +24,9 @@ use tch::{Kind, Tensor};
 pub use blocked::{
     fnc_loss_grad, fnc_loss_memory_grad, loss_block_bytes, loss_block_rows, LOSS_BUDGET,
 };
+pub(crate) use blocked::{in_batch_grad, memory_grad};
 use contrast::{contrast, Contrast};
 use detect::OracleDraws;
-pub(crate) use blocked::{in_batch_grad, memory_grad};
 pub use memory::{fnc_loss_memory, fnc_loss_memory_shard, BankView};
 pub use options::{Aggregate, Anchors, Detect, LossConfig, Strategy, SupportSet};
 pub use stats::{FnCounts, LossOutput, Shard};
@@ -87,7 +87,8 @@ pub(crate) fn support_rows(
         SupportSet::All => 0,
         SupportSet::Support => 2,
     };
-    Ok(z.f_view([views, b, -1])?.f_narrow(0, first, views - first)?)
+    Ok(z.f_view([views, b, -1])?
+        .f_narrow(0, first, views - first)?)
 }
 
 /// Computes the FNC loss of `z` (`[V*B, d]`, view-major). `labels` (`[B]`, int64)

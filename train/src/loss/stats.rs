@@ -53,7 +53,11 @@ impl LossOutput {
     /// The loss value and the tally as one `[6]` float64 tensor on
     /// the device (what a data-parallel step sums over the ranks).
     pub(crate) fn totals(&self) -> Result<Tensor, tch::TchError> {
-        let loss = self.loss.f_detach()?.f_to_kind(tch::Kind::Double)?.f_reshape([1])?;
+        let loss = self
+            .loss
+            .f_detach()?
+            .f_to_kind(tch::Kind::Double)?
+            .f_reshape([1])?;
         Tensor::f_cat(&[loss, self.tally.shallow_clone()], 0)
     }
 
@@ -79,7 +83,12 @@ impl LossOutput {
             candidates: c(5),
             labelled: self.counts.labelled,
         };
-        (self.mean_fn, self.fn_precision, self.fn_chance, self.fn_recall) = self.counts.stats();
+        (
+            self.mean_fn,
+            self.fn_precision,
+            self.fn_chance,
+            self.fn_recall,
+        ) = self.counts.stats();
         Ok(c(0))
     }
 }

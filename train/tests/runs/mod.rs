@@ -84,7 +84,11 @@ pub fn host_syncs(out: &Path) -> Vec<u64> {
     std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<fnc_train::StepMetrics>(l).unwrap().host_syncs)
+        .map(|l| {
+            serde_json::from_str::<fnc_train::StepMetrics>(l)
+                .unwrap()
+                .host_syncs
+        })
         .collect()
 }
 
