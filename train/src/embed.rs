@@ -17,7 +17,7 @@ use crate::model::{normalise_as, passes, Model};
 use crate::momentum::Momentum;
 use crate::recompute::{
     accumulate, backpropagate, backward_kept, backward_segments, forward_kept, forward_segments,
-    PassKept,
+    PassKept, Ready,
 };
 
 /// The uint8 NHWC view groups (main views, then support views; each group
@@ -160,7 +160,7 @@ pub(crate) fn backward(
     groups: &[&Tensor],
     cfg: &TrainConfig,
     params: &[&Tensor],
-    ready: &mut dyn FnMut(&[usize], &[Option<Tensor>]),
+    ready: &mut Ready<'_>,
 ) -> Result<Vec<Tensor>, tch::TchError> {
     let mut acc: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
     match kept {

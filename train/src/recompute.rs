@@ -96,6 +96,10 @@ pub fn forward_segments(net: &dyn Segmented, x: &Tensor) -> (Tensor, Vec<(Tensor
     (y, kept)
 }
 
+/// Told, after each segment of a backward, the indices of the parameters
+/// whose gradients (in the accumulator) are now final.
+pub type Ready<'a> = dyn FnMut(&[usize], &[Option<Tensor>]) + 'a;
+
 /// What one pass kept for its backward.
 pub enum PassKept {
     /// Each segment's input and output, with its graph ([`forward_segments`]).
@@ -136,7 +140,7 @@ pub fn backward_segments(
     passes: Vec<(PassKept, Tensor)>,
     params: &[&Tensor],
     acc: &mut [Option<Tensor>],
-    ready: &mut dyn FnMut(&[usize], &[Option<Tensor>]),
+    ready: &mut Ready<'_>,
 ) -> Result<(), tch::TchError> {
     let (mut kept, mut grad): (Vec<PassKept>, Vec<Tensor>) = passes.into_iter().unzip();
     let mut reported = vec![false; params.len()];
