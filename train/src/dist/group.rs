@@ -385,7 +385,7 @@ impl ProcessGroup {
 /// `mean_all` and `invstd_all` (`[world, C]`: each part's mean and
 /// 1/sqrt(var + eps)) and `counts` (`[world]`) as the whole batch's `[2, C]`
 /// mean and 1/sqrt(var + eps).
-#[cfg(test)]
+#[cfg(all(test, feature = "dist"))]
 pub(crate) fn merge_moments(
     mean_all: &Tensor,
     invstd_all: &Tensor,
