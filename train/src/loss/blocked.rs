@@ -13,8 +13,8 @@ use tch::Tensor;
 use super::contrast::shard_within;
 use super::memory::memory_parts;
 use super::{
-    in_batch_parts, l2_normalise, BankView, Detect, FnCounts, LossConfig, LossError, LossOutput,
-    OracleDraws, Parts, Shard,
+    in_batch_parts, l2_normalise, BankView, Detect, LossConfig, LossError, LossOutput, OracleDraws,
+    Parts, Shard,
 };
 
 /// Bytes one element of a block's `[R, Nk]` float32 score matrix takes with
@@ -207,20 +207,7 @@ fn in_blocks(
                 detail: "holds no images".into(),
             });
         };
-        let out = LossOutput {
-            loss,
-            false_negatives: Tensor::f_cat(&masks, 0)?,
-            tally,
-            // Filled by `settle`.
-            mean_fn: 0.0,
-            fn_precision: None,
-            fn_chance: None,
-            fn_recall: None,
-            counts: FnCounts {
-                labelled,
-                ..FnCounts::default()
-            },
-        };
+        let out = LossOutput::unsettled(loss, Tensor::f_cat(&masks, 0)?, tally, labelled);
         Ok((out, grad))
     })
 }

@@ -4,7 +4,7 @@
 use tch::{Kind, Tensor};
 
 use super::detect::{filter, noisy, OracleDraws};
-use super::{Aggregate, Detect, FnCounts, LossConfig, LossError, LossOutput, Shard, Strategy};
+use super::{Aggregate, Detect, LossConfig, LossError, LossOutput, Shard, Strategy};
 
 /// One contrast: anchors (`[m, d]`, normalised, view-major over the anchor
 /// views) against keys (`[Nk, d]`, normalised), whose first `m` rows are the
@@ -169,18 +169,5 @@ pub(super) fn contrast(c: &Contrast) -> Result<LossOutput, LossError> {
     } else {
         per_row.f_sum(kind)? * (2.0 / m as f64)
     };
-    Ok(LossOutput {
-        loss,
-        false_negatives: fmask,
-        tally,
-        // Filled by `settle`.
-        mean_fn: 0.0,
-        fn_precision: None,
-        fn_chance: None,
-        fn_recall: None,
-        counts: FnCounts {
-            labelled,
-            ..FnCounts::default()
-        },
-    })
+    Ok(LossOutput::unsettled(loss, fmask, tally, labelled))
 }

@@ -50,6 +50,29 @@ pub struct FnCounts {
 }
 
 impl LossOutput {
+    /// A loss whose statistics are still on the device (`tally`), for
+    /// [`settle`](LossOutput::settle) to read.
+    pub(crate) fn unsettled(
+        loss: Tensor,
+        false_negatives: Tensor,
+        tally: Tensor,
+        labelled: bool,
+    ) -> LossOutput {
+        LossOutput {
+            loss,
+            false_negatives,
+            tally,
+            mean_fn: 0.0,
+            fn_precision: None,
+            fn_chance: None,
+            fn_recall: None,
+            counts: FnCounts {
+                labelled,
+                ..FnCounts::default()
+            },
+        }
+    }
+
     /// The loss value and the tally as one `[6]` float64 tensor on
     /// the device (what a data-parallel step sums over the ranks).
     pub(crate) fn totals(&self) -> Result<Tensor, tch::TchError> {
