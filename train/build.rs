@@ -16,7 +16,12 @@ fn main() {
 /// headers (Debian's libgloo-dev: the torch wheel lacks them) and, for the NCCL
 /// path, nccl.h and the CUDA runtime headers from the venv's nvidia packages.
 fn build_shim() {
-    for f in ["csrc/dist.cpp", "csrc/sync_bn.cpp", "csrc/shim.hpp"] {
+    for f in [
+        "csrc/dist.cpp",
+        "csrc/sync_bn.cpp",
+        "csrc/upload.cpp",
+        "csrc/shim.hpp",
+    ] {
         println!("cargo:rerun-if-changed={f}");
     }
     let lib = match std::env::var("DEP_TCH_LIBTORCH_LIB") {
@@ -38,6 +43,7 @@ fn build_shim() {
     b.cpp(true)
         .file("csrc/dist.cpp")
         .file("csrc/sync_bn.cpp")
+        .file("csrc/upload.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -127,6 +127,10 @@ void* fnc_dist_new(int backend, const char* host, int port, int serve, int rank,
       auto o = c10d::ProcessGroupNCCL::Options::create();
       // NCCL's watchdog ends a collective that outlives the timeout; the
       // heartbeat names a silent rank before that (see dist/heartbeat.rs).
+      // Errors are raised where the rank next waits (the watchdog aborts the
+      // communicators and leaves the process alive to say which rank
+      // stopped) unless the user chose another mode.
+      setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "2", /*overwrite=*/0);
       o->timeout = timeout;
       g->nccl = true;
       g->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, o);
@@ -157,11 +161,12 @@ int fnc_dist_shutdown(void* group, char* err, size_t errlen) {
 }
 
 // Aborts the backend (NCCL: its communicators, so kernels stuck waiting for a
-// dead rank return); collectives fail after. For a rank found dead.
+// dead rank return); collectives fail after. For a rank found dead: it
+// does not wait for the lock a shutdown may hold while blocked on that rank.
 int fnc_dist_abort(void* group, char* err, size_t errlen) {
   return guarded(err, errlen, 1, [&] {
     auto* g = group_of(group);
-    if (!g->down.exchange(true)) {
+    if (!g->aborted.exchange(true)) {
       g->backend->abort();
     }
     return 0;

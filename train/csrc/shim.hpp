@@ -44,6 +44,7 @@ struct Group : torch::CustomClassHolder {
   // NCCL: collectives are waited on the CUDA stream, never on the host.
   bool nccl = false;
   std::atomic<bool> down{false};
+  std::atomic<bool> aborted{false};
 
   Group() { live_groups.fetch_add(1); }
   ~Group() override { live_groups.fetch_sub(1); }

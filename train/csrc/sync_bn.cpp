@@ -96,11 +96,11 @@ std::tuple<Tensor, Tensor> gather_stats(const Tensor& x, const Tensor& mean_all,
                                         const Tensor& running_var, double momentum, double eps,
                                         const Tensor& counts) {
   if (!composite(x)) {
-    std::optional<Tensor> rm, rv;
-    if (running_mean.defined()) {
-      rm = running_mean;
-      rv = running_var;
-    }
+    // The kernel takes its element type from the running statistics, or
+    // from the input when there are none (a replay): then a bfloat16 input
+    // would want bfloat16 counts. Scratch float32 statistics keep it float.
+    Tensor rm = running_mean.defined() ? running_mean : at::zeros_like(mean_all[0]);
+    Tensor rv = running_var.defined() ? running_var : at::ones_like(mean_all[0]);
     return at::batch_norm_gather_stats_with_counts(x, mean_all, invstd_all, rm, rv, momentum, eps,
                                                    counts);
   }
@@ -143,7 +143,8 @@ Tensor backward_elemt(const Tensor& dy, const Tensor& x, const Tensor& mean, con
                       const Tensor& weight, const Tensor& sum_dy, const Tensor& sum_dy_xmu,
                       const Tensor& counts) {
   if (!composite(x)) {
-    return at::batch_norm_backward_elemt(dy, x, mean, invstd, weight, sum_dy, sum_dy_xmu, counts);
+    return at::batch_norm_backward_elemt(dy, x, mean, invstd, weight.to(mean.scalar_type()),
+                                         sum_dy, sum_dy_xmu, counts);
   }
   Tensor total = counts.to(at::kFloat).sum();
   Tensor mean_dy = sum_dy / total;
@@ -165,6 +166,8 @@ struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
     // device to record.
     auto tensor_or_none = [](const c10::IValue& v) { return v.isTensor() ? v.toTensor() : Tensor(); };
     auto* g = fnc::from_capsule(group);
+    TORCH_CHECK(weight.defined() && bias.defined(), "synchronised BatchNorm needs its weight and bias");
+    TORCH_CHECK(x.dim() >= 2 && x.numel() > 0, "synchronised BatchNorm of an empty input");
     const int64_t c = x.size(1);
     auto [mean, invstd] = stats(x, eps);
     Tensor count = at::full({1}, static_cast<double>(x.numel() / c), mean.options());

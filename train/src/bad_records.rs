@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 
 use fnc_augment::AugmentError;
-use tch::Tensor;
 
 use crate::dist::ProcessGroup;
 use crate::error::TrainError;
@@ -51,8 +50,8 @@ impl BadRecords {
         let all = match group {
             None => mine,
             Some(g) => {
-                let n = Tensor::from_slice(&[mine.len() as i64, i64::from(writer_failed)])
-                    .to_device(g.device);
+                let n =
+                    crate::host::upload(&[mine.len() as i64, i64::from(writer_failed)], g.device);
                 g.all_reduce(&n)?;
                 crate::host::note_read();
                 let n = Vec::<i64>::try_from(&n.to_device(tch::Device::Cpu))?;

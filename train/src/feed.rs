@@ -3,8 +3,9 @@
 //! previous step, so that the copies do not sit between two steps.
 //!
 //! Each view group arrives from the engine as one buffer, so it becomes a
-//! tensor in one host copy; on CUDA the thread also uploads it from pinned
-//! memory without blocking, and the training thread receives device tensors.
+//! tensor in one host copy; on CUDA the thread also starts its upload from
+//! pinned memory on a side stream, and the training thread's stream waits
+//! for it (its host does not).
 
 use std::thread::JoinHandle;
 
@@ -12,6 +13,7 @@ use crossbeam_channel::{bounded, Receiver};
 use fnc_augment::{AugmentError, Batch, Loader, SamplerState, ViewGroup};
 use tch::{Device, Tensor};
 
+use crate::dist::{upload, Upload};
 use crate::error::TrainError;
 
 /// What one training step consumes.
@@ -33,40 +35,69 @@ pub(crate) struct StepInput {
 /// The feeding thread and its one-deep queue.
 #[derive(Debug)]
 pub(crate) struct Feed {
-    rx: Option<Receiver<Result<StepInput, TrainError>>>,
+    rx: Option<Receiver<Result<Fed, TrainError>>>,
     handle: Option<JoinHandle<()>>,
 }
 
-/// One view group as a tensor on `device`: one host copy, then on CUDA the
-/// upload ([`upload`]).
-fn group(g: &ViewGroup, b: usize, device: Device) -> Tensor {
-    let side = g.side as i64;
-    let x = Tensor::from_slice(&g.data).view([(g.views * b) as i64, side, side, 3]);
-    upload(x, device)
+/// What the feeding thread hands over: the batch's tensors on their way to
+/// the device (the view groups, then the labels).
+#[derive(Debug)]
+struct Fed {
+    uploads: Vec<Upload>,
+    epoch: u64,
+    sampler_after: SamplerState,
+    bad: Vec<AugmentError>,
 }
 
-/// `x` on `device`: on CUDA, copied into pinned (page-locked) host memory
-/// and uploaded by a copy that does not block the host (the DMA engine runs
-/// it in stream order; the pinned buffer is held until it is done); on the
-/// CPU, `x` itself.
-fn upload(x: Tensor, device: Device) -> Tensor {
-    if device.is_cuda() {
-        x.pin_memory(device)
-            .to_device_(device, x.kind(), true, false)
-    } else {
-        x
-    }
-}
-
-fn to_input(mut batch: Batch, device: Device) -> StepInput {
+/// One host copy of each view group and of the labels, then on CUDA the
+/// uploads ([`crate::dist::upload`]: from pinned memory on a side stream,
+/// waited for by the training thread's stream, not its host).
+fn to_fed(mut batch: Batch, device: Device) -> Fed {
     let b = batch.labels.len();
     let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
-    StepInput {
-        groups: batch.groups.iter().map(|g| group(g, b, device)).collect(),
-        labels: upload(Tensor::from_slice(&labels), device),
+    let mut host: Vec<Tensor> = batch
+        .groups
+        .iter()
+        .map(|g: &ViewGroup| {
+            let side = g.side as i64;
+            Tensor::from_slice(&g.data).view([(g.views * b) as i64, side, side, 3])
+        })
+        .collect();
+    host.push(Tensor::from_slice(&labels));
+    Fed {
+        uploads: host
+            .iter()
+            .map(|t| {
+                if device.is_cuda() {
+                    upload(t, device)
+                } else {
+                    Upload::here(t)
+                }
+            })
+            .collect(),
         epoch: batch.epoch,
         sampler_after: batch.sampler_after,
         bad: std::mem::take(&mut batch.bad),
+    }
+}
+
+impl Fed {
+    /// The step's input once this thread's stream waits for the uploads.
+    fn ready(self) -> Result<StepInput, TrainError> {
+        let mut tensors = Vec::with_capacity(self.uploads.len());
+        for u in self.uploads {
+            tensors.push(u.ready().map_err(|e| {
+                TrainError::Torch(tch::TchError::Torch(format!("uploading a batch: {e}")))
+            })?);
+        }
+        let labels = tensors.pop().unwrap_or_else(Tensor::new);
+        Ok(StepInput {
+            groups: tensors,
+            labels,
+            epoch: self.epoch,
+            sampler_after: self.sampler_after,
+            bad: self.bad,
+        })
     }
 }
 
@@ -79,7 +110,7 @@ impl Feed {
             .spawn(move || {
                 while let Some(batch) = loader.next_batch() {
                     let item = batch
-                        .map(|batch| to_input(batch, device))
+                        .map(|batch| to_fed(batch, device))
                         .map_err(TrainError::from);
                     if tx.send(item).is_err() {
                         break;
@@ -99,7 +130,7 @@ impl Feed {
     /// The next step's input, its tensors on the device; `None` when the
     /// engine stopped.
     pub fn next(&self) -> Option<Result<StepInput, TrainError>> {
-        self.rx.as_ref()?.recv().ok()
+        Some(self.rx.as_ref()?.recv().ok()?.and_then(Fed::ready))
     }
 }
 

@@ -23,6 +23,18 @@ pub fn read(t: &Tensor) -> Result<Vec<f64>, tch::TchError> {
     Vec::<f64>::try_from(&host)
 }
 
+/// `values` on `device` without a host synchronisation: on CUDA a copy that
+/// does not block (from pageable memory CUDA stages the values before the
+/// call returns, and waits for nothing queued on the device).
+pub fn upload<T: tch::kind::Element>(values: &[T], device: Device) -> Tensor {
+    let t = Tensor::from_slice(values);
+    if device.is_cuda() {
+        t.to_device_(device, t.kind(), true, false)
+    } else {
+        t
+    }
+}
+
 /// Counts a device value read on the host some other way.
 pub fn note_read() {
     READS.fetch_add(1, Ordering::Relaxed);

@@ -352,8 +352,8 @@ pub fn normalise_as(x: &Tensor, kind: tch::Kind, channels_last: bool) -> Tensor 
 /// view keeps the NHWC storage order, so the result has channels-last strides.
 pub fn normalise(x: &Tensor) -> Tensor {
     let dev = x.device();
-    let mean = Tensor::from_slice(&MEAN).to_device(dev).view([1, 3, 1, 1]);
-    let std = Tensor::from_slice(&STD).to_device(dev).view([1, 3, 1, 1]);
+    let mean = crate::host::upload(&MEAN, dev).view([1, 3, 1, 1]);
+    let std = crate::host::upload(&STD, dev).view([1, 3, 1, 1]);
     // Single precision throughout (f64 constants would promote the whole batch).
     let x = x.permute([0, 3, 1, 2]).to_kind(tch::Kind::Float) / 255.0f64;
     (x - mean) / std

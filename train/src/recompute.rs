@@ -135,6 +135,9 @@ impl PassKept {
 /// indices of the parameters it reached: their gradients are final (a
 /// parameter belongs to one segment, which is checked), so a data-parallel
 /// step can start summing them over the ranks while the backward goes on.
+/// Every rank runs the same network on the same shapes, so every rank
+/// reaches the same parameters in the same segments and starts the same
+/// buckets in the same order (which the collectives need).
 pub fn backward_segments(
     net: &dyn Segmented,
     passes: Vec<(PassKept, Tensor)>,

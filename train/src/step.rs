@@ -102,9 +102,16 @@ pub(crate) fn train_step(
         }
         comm_s += r.finish()?;
     }
+    // The step's one host read, once the whole backward is queued: the loss
+    // value and the FN counts.
+    let mut out = lossed.out;
+    let value = out.settle_with(&lossed.totals)?;
+    // A rank the NCCL watch found dead while this step ran (its values are
+    // then garbage).
+    dist_failure(group, "step")?;
     Ok(StepGrads {
-        out: lossed.out,
-        value: lossed.value,
+        out,
+        value,
         grads,
         keys: lossed.keys,
         comm_s,
@@ -112,16 +119,21 @@ pub(crate) fn train_step(
     })
 }
 
-/// A collective of synchronised BatchNorm that failed inside a module (which
-/// cannot return an error) as this rank's error.
+/// A collective that failed where no error could be returned (inside a
+/// module: synchronised BatchNorm; or found by the NCCL watch) as this
+/// rank's error.
 fn dist_failure(group: Option<&ProcessGroup>, op: &'static str) -> Result<(), TrainError> {
     let Some(f) = crate::dist::take_failure() else {
         return Ok(());
     };
-    let (rank, world, why) =
-        group
-            .map(|g| (g.rank, g.world, g.diagnosis()))
-            .unwrap_or((0, 1, String::new()));
+    // The NCCL watch's failure already names the rank.
+    let named = f.starts_with("watchdog:");
+    let (rank, world, why) = group
+        .map(|g| {
+            let why = if named { String::new() } else { g.diagnosis() };
+            (g.rank, g.world, why)
+        })
+        .unwrap_or((0, 1, String::new()));
     Err(TrainError::Dist {
         rank,
         world,
@@ -146,11 +158,12 @@ fn backward_error(e: tch::TchError, group: Option<&ProcessGroup>) -> TrainError 
     }
 }
 
-/// The loss half of a step: its output, value, the gradient with respect
+/// The loss half of a step: its output, the loss value and FN counts still
+/// on the device (`totals`, summed over the ranks), the gradient with respect
 /// to this rank's embeddings, the bank's new keys, and the collectives' time.
 struct Lossed {
     out: LossOutput,
-    value: f64,
+    totals: Tensor,
     grad_z: Tensor,
     keys: Option<(Tensor, Tensor)>,
     comm_s: f64,
@@ -168,12 +181,11 @@ fn loss_and_grad(
 ) -> Result<Lossed, TrainError> {
     let views = cfg.views() as i64;
     let Some(g) = group else {
-        let (mut out, grad_z) = loss_grad(z, zm.as_ref(), momentum, labels, cfg, None)?;
-        // The step's one host read: the loss value and the FN counts.
-        let value = out.settle()?;
+        let (out, grad_z) = loss_grad(z, zm.as_ref(), momentum, labels, cfg, None)?;
+        let totals = out.totals()?;
         return Ok(Lossed {
             out,
-            value,
+            totals,
             grad_z,
             keys: zm.map(|zm| (zm, labels.shallow_clone())),
             comm_s: 0.0,
@@ -186,7 +198,7 @@ fn loss_and_grad(
     let lg = g.all_gather(labels)?;
     let zm = zm.map(|zm| g.gather_views(&zm, views)).transpose()?;
     let mut comm_s = t.elapsed().as_secs_f64();
-    let (mut out, grad_zg) = loss_grad(&zg.detach(), zm.as_ref(), momentum, &lg, cfg, Some(shard))?;
+    let (out, grad_zg) = loss_grad(&zg.detach(), zm.as_ref(), momentum, &lg, cfg, Some(shard))?;
     // Every rank's part of the gradient reaches its rows: the gather's
     // backward sums the ranks' gradients.
     let t = std::time::Instant::now();
@@ -195,15 +207,14 @@ fn loss_and_grad(
         Err(e) => return Err(backward_error(e, Some(g))),
     };
     // The loss value and the statistics of the global batch: sums of the
-    // parts, on the device (NCCL reduces CUDA tensors only), then the step's
-    // one host read.
+    // parts, on the device (NCCL reduces CUDA tensors only), read after the
+    // backward is queued.
     let totals = out.totals()?;
     g.all_reduce(&totals)?;
     comm_s += t.elapsed().as_secs_f64();
-    let value = out.settle_with(&totals)?;
     Ok(Lossed {
         out,
-        value,
+        totals,
         grad_z,
         keys: zm.map(|zm| (zm, lg)),
         comm_s,

@@ -73,8 +73,11 @@ impl<'g> Reducer<'g> {
     }
 
     fn start(&mut self, grads: Vec<Tensor>) -> Result<(), TrainError> {
-        let flat: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1])).collect();
-        let joined = Tensor::cat(&flat, 0);
+        let flat = grads
+            .iter()
+            .map(|g| g.f_reshape([-1]))
+            .collect::<Result<Vec<Tensor>, _>>()?;
+        let joined = Tensor::f_cat(&flat, 0)?;
         let mut err = vec![0u8; ERR_LEN];
         // SAFETY: `joined` is a live tensor handle, kept alive (in
         // `InFlight`) until the collective is waited for; the shim returns a
@@ -119,7 +122,7 @@ impl<'g> Reducer<'g> {
             for g in &f.grads {
                 let n = g.numel() as i64;
                 let mut g = g.shallow_clone();
-                g.copy_(&f.joined.narrow(0, at, n).view_as(&g));
+                g.f_copy_(&f.joined.f_narrow(0, at, n)?.f_view_as(&g)?)?;
                 at += n;
             }
         }

@@ -69,6 +69,21 @@ extern "C" {
         errlen: usize,
     ) -> c_int;
     pub(crate) fn fnc_dist_host_waits() -> i64;
+    pub(crate) fn fnc_cuda_side_uploads() -> c_int;
+    pub(crate) fn fnc_cuda_upload(
+        host: *mut C_tensor,
+        device: c_int,
+        event: *mut *mut c_void,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> *mut C_tensor;
+    pub(crate) fn fnc_cuda_upload_wait(
+        event: *mut c_void,
+        t: *mut C_tensor,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int;
+    pub(crate) fn fnc_cuda_upload_free(event: *mut c_void);
     pub(crate) fn fnc_dist_all_reduce_start(
         group: *mut c_void,
         t: *mut C_tensor,
@@ -231,6 +246,31 @@ mod off {
     pub(crate) unsafe fn fnc_dist_host_waits() -> i64 {
         0
     }
+    pub(crate) unsafe fn fnc_cuda_side_uploads() -> c_int {
+        0
+    }
+    pub(crate) unsafe fn fnc_cuda_upload(
+        _host: *mut C_tensor,
+        _device: c_int,
+        _event: *mut *mut c_void,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> *mut C_tensor {
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
+        std::ptr::null_mut()
+    }
+    pub(crate) unsafe fn fnc_cuda_upload_wait(
+        _event: *mut c_void,
+        _t: *mut C_tensor,
+        err: *mut c_char,
+        errlen: usize,
+    ) -> c_int {
+        // SAFETY: the caller passes `errlen` writable bytes at `err`.
+        unsafe { say(err, errlen) };
+        1
+    }
+    pub(crate) unsafe fn fnc_cuda_upload_free(_event: *mut c_void) {}
     pub(crate) unsafe fn fnc_dist_all_reduce_start(
         _group: *mut c_void,
         _t: *mut C_tensor,

@@ -35,6 +35,8 @@ pub struct ProcessGroup {
     /// The rank's device: where its model runs and its collectives' tensors live.
     pub device: Device,
     pub backend: &'static str,
+    /// Set when the run is over: the NCCL watch stops looking.
+    pub(super) finished: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the shim's group may be used from any thread: every call into its
@@ -122,6 +124,7 @@ impl ProcessGroup {
                 local_world: launch.local_world,
                 device,
                 backend,
+                finished: std::sync::atomic::AtomicBool::new(false),
             }),
             None => Err(TrainError::Dist {
                 rank: launch.rank,
@@ -313,6 +316,8 @@ impl ProcessGroup {
     /// Shuts the group's backend down (NCCL destroys its communicators);
     /// collectives fail afterwards. Called once a run is over.
     pub fn shutdown(&self) -> Result<(), TrainError> {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut err = vec![0u8; ERR_LEN];
         // SAFETY: the group pointer is live (owned by self); `err` as in `new`.
         let rc = unsafe { fnc_dist_shutdown(self.ptr.as_ptr(), err.as_mut_ptr().cast(), ERR_LEN) };

@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::ffi::*;
@@ -17,8 +18,17 @@ const STORE_GONE: &str =
 /// How often each rank says it is alive in the rendezvous store.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// Beats a rank may miss before the NCCL watch calls it stopped.
+/// Beats a rank may miss (or store reads fail running) before the NCCL
+/// watch calls it stopped.
 const SILENT: u32 = 10;
+
+/// What the NCCL watch remembers between looks: each rank's last beat and
+/// how many looks it stayed the same, and how many looks running the store
+/// could not be reached.
+struct Watch {
+    seen: Vec<(Option<String>, u32)>,
+    unreachable: u32,
+}
 
 impl ProcessGroup {
     fn store_set(&self, key: &str, value: &str) -> Result<(), String> {
@@ -73,31 +83,37 @@ impl ProcessGroup {
     ///
     /// Under NCCL no collective fails on the host (they are waited on the
     /// CUDA stream), so the beats are also watched: rank 0 watches every
-    /// rank and posts which one went silent for [`SILENT`] beats; every rank
-    /// reads that post (or finds rank 0's store gone), notes the failure
-    /// for the step to report, and aborts its communicators so that kernels
-    /// waiting for the dead rank end.
+    /// rank and posts one silent for [`SILENT`] beats; every other rank
+    /// watches rank 0 and reads that post. A rank that learns of a stopped
+    /// rank (or cannot reach the store [`SILENT`] times running) notes the
+    /// failure for the step to report and aborts its communicators, so
+    /// that kernels waiting for the dead rank end. The watch ends with the
+    /// run ([`ProcessGroup::shutdown`]).
     pub fn start_heartbeat(&'static self) {
         let watch = self.backend == "nccl";
         let _ = std::thread::Builder::new()
             .name("fnc-heartbeat".into())
             .spawn(move || {
                 let mut n = 0u64;
-                let mut seen: Vec<(Option<String>, u32)> = vec![(None, 0); self.world];
+                let mut w = Watch {
+                    seen: vec![(None, 0); self.world],
+                    unreachable: 0,
+                };
                 loop {
+                    if self.finished.load(Ordering::Relaxed) {
+                        return;
+                    }
                     n += 1;
                     let beat = self.store_set(&format!("alive/{}", self.rank), &n.to_string());
-                    if watch {
-                        let why = match beat {
-                            Err(_) => Some(STORE_GONE.trim_start_matches("; ").to_string()),
-                            Ok(()) => self.watch(&mut seen),
-                        };
-                        if let Some(why) = why {
-                            super::note_failure(&self.error("watchdog", why));
-                            let _ = self.abort();
+                    if !watch {
+                        if beat.is_err() {
                             return;
                         }
-                    } else if beat.is_err() {
+                    } else if let Some(why) = self.watch(&mut w, beat.is_ok()) {
+                        if !self.finished.load(Ordering::Relaxed) {
+                            super::note_failure(&self.error("watchdog", why));
+                            let _ = self.abort();
+                        }
                         return;
                     }
                     std::thread::sleep(HEARTBEAT);
@@ -105,38 +121,51 @@ impl ProcessGroup {
             });
     }
 
-    /// One look of the NCCL watch (see [`start_heartbeat`]): rank 0 counts
-    /// each rank's unchanged beats in `seen` and posts a silent one; every
-    /// rank reads the post. The failure to report, if any.
+    /// One look of the NCCL watch (see [`start_heartbeat`]): the failure to
+    /// report, if any.
     ///
     /// [`start_heartbeat`]: ProcessGroup::start_heartbeat
-    fn watch(&self, seen: &mut [(Option<String>, u32)]) -> Option<String> {
-        if self.rank == 0 {
-            for (r, (last, quiet)) in seen.iter_mut().enumerate().skip(1) {
-                let now = self.store_get(&format!("alive/{r}")).ok().flatten();
-                *quiet = if now.is_some() && now == *last {
-                    *quiet + 1
-                } else {
-                    0
-                };
-                *last = now;
-                if *quiet >= SILENT {
-                    let why = format!(
-                        "rank {r} stopped (no heartbeat for {} s: it died or hangs)",
-                        SILENT as u64 * HEARTBEAT.as_secs()
-                    );
-                    let _ = self.store_set("failed", &why);
-                    return Some(why);
-                }
-            }
-            None
+    fn watch(&self, w: &mut Watch, beat_ok: bool) -> Option<String> {
+        let mut reached = beat_ok;
+        // Rank 0 watches everyone; the others watch rank 0.
+        let watched: Vec<usize> = if self.rank == 0 {
+            (1..self.world).collect()
         } else {
-            match self.store_get("failed") {
-                Ok(Some(why)) => Some(why),
-                Ok(None) => None,
-                Err(_) => Some(STORE_GONE.trim_start_matches("; ").to_string()),
+            vec![0]
+        };
+        for r in watched {
+            let now = match self.store_get(&format!("alive/{r}")) {
+                Ok(now) => now,
+                Err(_) => {
+                    reached = false;
+                    continue;
+                }
+            };
+            let (last, quiet) = &mut w.seen[r];
+            *quiet = if now.is_some() && now == *last {
+                *quiet + 1
+            } else {
+                0
+            };
+            *last = now;
+            if *quiet >= SILENT {
+                let why = format!(
+                    "rank {r} stopped (no heartbeat for {} s: it died or hangs)",
+                    SILENT as u64 * HEARTBEAT.as_secs()
+                );
+                let _ = self.store_set("failed", &why);
+                return Some(why);
             }
         }
+        if self.rank != 0 {
+            match self.store_get("failed") {
+                Ok(Some(why)) => return Some(why),
+                Ok(None) => {}
+                Err(_) => reached = false,
+            }
+        }
+        w.unreachable = if reached { 0 } else { w.unreachable + 1 };
+        (w.unreachable >= SILENT).then(|| STORE_GONE.trim_start_matches("; ").to_string())
     }
 
     /// Which other ranks stopped beating: their heartbeats are watched for

@@ -70,11 +70,13 @@ pub(super) fn noisy(
     let order_draw = draws.order.f_narrow(0, first, b)?;
     let drop = f.f_logical_and(&keep_draw.f_ge(precision)?)?;
     let kept = f.f_logical_and(&drop.logical_not())?;
-    let n_drop = drop.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?; // [B]
-                                                                                 // A uniformly random order of each row's wrong candidates: random keys,
-                                                                                 // non-members last, sorted, so a row's choice does not depend on the
-                                                                                 // other rows (a rank's shard chooses what the whole batch does). The
-                                                                                 // whole row is sorted: knowing how many to take would cost a host read.
+    // How many each row drops, `[B]`.
+    let n_drop = drop.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)?;
+    // A uniformly random order of each row's wrong candidates: random keys,
+    // non-members last, sorted, so a row's choice does not depend on the
+    // other rows (a rank's shard chooses what the whole batch does). The
+    // whole row is sorted (stably, so exact ties keep key order): knowing
+    // how many to take would cost a host read.
     let keys = order_draw.f_masked_fill(&wrong.logical_not(), -1.0)?;
     let order = keys.f_argsort_stable(true, 1, true)?; // [B, Nk], by key
     let rank = Tensor::f_arange(order.size()[1], (Kind::Int64, dev))?.unsqueeze(0);

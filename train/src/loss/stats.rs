@@ -97,7 +97,13 @@ impl LossOutput {
     /// [`settle`]: LossOutput::settle
     pub(crate) fn settle_with(&mut self, totals: &Tensor) -> Result<f64, tch::TchError> {
         let v = crate::host::read(totals)?;
-        let c = |i: usize| v.get(i).copied().unwrap_or(0.0);
+        if v.len() != 6 {
+            return Err(tch::TchError::Shape(format!(
+                "a loss's totals hold 6 values (the loss and 5 counts), not {}",
+                v.len()
+            )));
+        }
+        let c = |i: usize| v[i];
         self.counts = FnCounts {
             images: c(1),
             detected: c(2),
