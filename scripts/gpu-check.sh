@@ -215,7 +215,8 @@ $BIN/fnc-train $seven --out "$tmp/7-memcut" --precision fp32 --memory 16 --steps
   --checkpoint-every 5 >"$OUT/7-memcut-killed.json" 2>"$OUT/7-memcut-killed.err" &
 victim=$!
 for _ in $(seq 600); do
-  [ "$(cat "$tmp/7-memcut/metrics.jsonl" 2>/dev/null | wc -l)" -ge 12 ] && break; sleep 0.1
+  [ "$(cat "$tmp/7-memcut/metrics.jsonl" 2>/dev/null | wc -l)" -ge 12 ] && break
+  kill -0 $victim 2>/dev/null || break; sleep 0.1
 done
 kill -9 $victim 2>/dev/null; wait $victim 2>/dev/null
 run7 memcut --precision fp32 --memory 16 --steps 40 --checkpoint-every 5 --resume; r7=$?
@@ -285,7 +286,9 @@ PYEOF
   WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29576 \
     timeout 90 $BIN/fnc-train $seven --out "$tmp/7-kill" --steps 2000 >"$OUT/7-kill-0.json" 2>"$OUT/7-kill-0.err" &
   r0=$!
-  for _ in $(seq 60); do [ -s "$tmp/7-kill/metrics.jsonl" ] && break; sleep 1; done
+  for _ in $(seq 60); do
+    [ -s "$tmp/7-kill/metrics.jsonl" ] && break; kill -0 $victim 2>/dev/null || break; sleep 1
+  done
   kill -9 $victim 2>/dev/null; wait $victim 2>/dev/null
   wait $r0
   grep -q "rank 1" "$OUT/7-kill-0.err"
