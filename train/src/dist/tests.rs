@@ -81,6 +81,8 @@ fn moments(x: &Tensor, eps: f64) -> (Tensor, Tensor) {
 
 #[test]
 fn moments_of_uneven_parts_merge_into_the_whole_batch() {
+    // Draws from libtorch's generator: other unit tests seed it.
+    let _held = crate::generator_lock();
     // Parts of 1, 5 and 10 images whose means differ widely: the merged
     // variance must include the spread of the parts' means.
     let x = Tensor::randn([16, 3, 4, 4], (tch::Kind::Float, Device::Cpu))
@@ -117,6 +119,7 @@ fn moments_of_uneven_parts_merge_into_the_whole_batch() {
 #[test]
 fn synchronised_batch_norm_over_one_rank_is_batch_norm() {
     let _turn = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+    let _held = crate::generator_lock();
     let g = world_of_one();
     for channels_last in [false, true] {
         let x = Tensor::randn([6, 4, 5, 5], (tch::Kind::Float, Device::Cpu)) * 2.0 + 0.5;
