@@ -65,16 +65,7 @@ fn to_fed(mut batch: Batch, device: Device) -> Fed {
         .collect();
     host.push(Tensor::from_slice(&labels));
     Fed {
-        uploads: host
-            .iter()
-            .map(|t| {
-                if device.is_cuda() {
-                    upload(t, device)
-                } else {
-                    Upload::here(t)
-                }
-            })
-            .collect(),
+        uploads: host.iter().map(|t| upload(t, device)).collect(),
         epoch: batch.epoch,
         sampler_after: batch.sampler_after,
         bad: std::mem::take(&mut batch.bad),

@@ -148,14 +148,3 @@ impl Drop for Reducer<'_> {
         }
     }
 }
-
-impl ProcessGroup {
-    /// Sums gradients over the ranks in place, in buckets of about 25 MB per
-    /// dtype and device, after the backward (with `--micro-batch`, whose
-    /// chunks all add to every gradient).
-    pub fn all_reduce_grads(&self, grads: &[Tensor]) -> Result<f64, TrainError> {
-        let mut r = Reducer::new(self);
-        r.add(&grads.iter().collect::<Vec<_>>())?;
-        r.finish()
-    }
-}

@@ -25,9 +25,9 @@ pub struct Upload {
 // tensors are Send.
 unsafe impl Send for Upload {}
 
-/// Starts the upload of `host` (a CPU tensor) to `device`, a CUDA device: on
-/// a side stream when the build has them, else from pinned memory without
-/// blocking on the current stream.
+/// Starts the upload of `host` (a CPU tensor) to `device`: on CUDA on a side
+/// stream when the build has them, else from pinned memory without blocking
+/// on the current stream; on the CPU, `host` itself.
 pub fn upload(host: &Tensor, device: Device) -> Upload {
     let Device::Cuda(index) = device else {
         return Upload::here(&host.to_device(device));

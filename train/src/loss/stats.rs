@@ -123,17 +123,6 @@ impl LossOutput {
 }
 
 impl FnCounts {
-    /// Adds `other`'s counts (of other images: another shard, or another
-    /// block of anchors) to these.
-    pub fn add(&mut self, other: &FnCounts) {
-        self.images += other.images;
-        self.detected += other.detected;
-        self.detected_same += other.detected_same;
-        self.candidates_same += other.candidates_same;
-        self.candidates += other.candidates;
-        self.labelled |= other.labelled;
-    }
-
     /// Mean |F_i|, precision, chance rate and recall from the counts.
     pub fn stats(&self) -> (f64, Option<f64>, Option<f64>, Option<f64>) {
         let mean_fn = self.detected / self.images.max(1.0);
