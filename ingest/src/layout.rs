@@ -1,8 +1,11 @@
 //! Finding the images of a source tree, their classes and splits.
+//!
+//! One set of rules reads every [`Tree`]: a directory on disk and the member list
+//! of an archive alike, so that an archive gives exactly the records of its
+//! extracted tree.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fnc_formats::ClassInfo;
 use rand::seq::SliceRandom;
@@ -10,12 +13,15 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 
 use crate::error::IngestError;
+use crate::source::{Origin, SourceArchive};
+use crate::tree::{join, FsTree, Tree, TreeFile};
 
 /// The source layouts fnc-ingest understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// `train/<wnid>/*.JPEG`, `val/` in class folders or flat with
-    /// `LOC_val_solution.csv` (also under the Kaggle `ILSVRC/Data/CLS-LOC/` prefix).
+    /// `LOC_val_solution.csv` (also under the Kaggle `ILSVRC/Data/CLS-LOC/` prefix),
+    /// `test/` in class folders; or ImageNet's official archives.
     Ilsvrc,
     /// `<class>/*.{jpg,jpeg,png,webp}`, one split unless `--val-fraction`.
     ImageFolder,
@@ -33,14 +39,15 @@ impl Layout {
 /// One source file to pack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceItem {
-    pub path: PathBuf,
+    /// Where its bytes are.
+    pub origin: Origin,
     /// Path relative to the source root, `/`-separated: the record's name.
     pub name: String,
     pub label: u32,
     pub size: u64,
 }
 
-/// What a source tree holds.
+/// What a source holds.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub layout: Layout,
@@ -49,104 +56,68 @@ pub struct Plan {
     pub splits: BTreeMap<String, Vec<SourceItem>>,
     /// Things a person should know (ignored folders, files without labels).
     pub notes: Vec<String>,
+    /// The archives the items' [`Origin`]s index (empty for a directory tree).
+    pub archives: Vec<SourceArchive>,
 }
 
 const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 
-fn has_image_extension(p: &Path) -> bool {
-    p.extension()
+pub(crate) fn has_image_extension(name: &str) -> bool {
+    Path::new(name)
+        .extension()
         .and_then(|e| e.to_str())
         .map(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
         .unwrap_or(false)
 }
 
-fn is_hidden(p: &Path) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .map(|n| n.starts_with('.'))
-        .unwrap_or(false)
-}
-
-/// Sorted subdirectories and sorted files of a directory (hidden entries skipped).
-fn list_dir(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), IngestError> {
-    let mut dirs = Vec::new();
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| IngestError::io(dir, e))? {
-        let entry = entry.map_err(|e| IngestError::io(dir, e))?;
-        let path = entry.path();
-        if is_hidden(&path) {
-            continue;
-        }
-        // Follow symlinks: trees are often assembled from links.
-        let meta = fs::metadata(&path).map_err(|e| IngestError::io(&path, e))?;
-        if meta.is_dir() {
-            dirs.push(path);
-        } else if meta.is_file() {
-            files.push(path);
-        }
-    }
-    dirs.sort();
-    files.sort();
-    Ok((dirs, files))
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn rel_name(root: &Path, p: &Path) -> String {
-    let rel = p.strip_prefix(root).unwrap_or(p);
-    rel.components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-struct Listing {
-    items: Vec<SourceItem>,
-    ignored: usize,
+pub(crate) struct Listing {
+    pub items: Vec<SourceItem>,
+    pub ignored: usize,
 }
 
 /// Image files directly inside `dir`, labelled `label`.
-fn class_files(root: &Path, dir: &Path, label: u32) -> Result<Listing, IngestError> {
-    let (_, files) = list_dir(dir)?;
+fn class_files(tree: &dyn Tree, dir: &str, label: u32) -> Result<Listing, IngestError> {
+    let files = tree.folder(dir)?.map(|f| f.files).unwrap_or_default();
     let mut items = Vec::with_capacity(files.len());
     let mut ignored = 0;
     for f in files {
-        if !has_image_extension(&f) {
+        if !has_image_extension(&f.name) {
             ignored += 1;
             continue;
         }
-        let size = fs::metadata(&f).map_err(|e| IngestError::io(&f, e))?.len();
-        items.push(SourceItem {
-            name: rel_name(root, &f),
-            path: f,
-            label,
-            size,
-        });
+        items.push(item(dir, f, label));
     }
     Ok(Listing { items, ignored })
 }
 
+fn item(dir: &str, f: TreeFile, label: u32) -> SourceItem {
+    SourceItem {
+        name: join(dir, &f.name),
+        origin: f.origin,
+        label,
+        size: f.size,
+    }
+}
+
+/// The images of the class folders `dirs` under `parent`.
 fn collect_classes(
-    root: &Path,
-    dirs: &[PathBuf],
+    tree: &dyn Tree,
+    parent: &str,
+    dirs: &[String],
     labels: &HashMap<String, u32>,
 ) -> Result<Listing, IngestError> {
     let per_class: Vec<Listing> = dirs
         .par_iter()
         .map(|d| {
-            let label =
-                labels
-                    .get(&file_name(d))
-                    .copied()
-                    .ok_or_else(|| IngestError::BadSource {
-                        path: d.clone(),
-                        detail: "this class folder is not among the training classes".into(),
-                    })?;
-            class_files(root, d, label)
+            let dir = join(parent, d);
+            let label = labels
+                .get(d)
+                .copied()
+                .ok_or_else(|| IngestError::BadSource {
+                    path: tree.show(&dir),
+                    detail: "this class folder is not among the training classes".into(),
+                })?;
+            class_files(tree, &dir, label)
         })
         .collect::<Result<_, _>>()?;
     let mut items = Vec::new();
@@ -158,13 +129,20 @@ fn collect_classes(
     Ok(Listing { items, ignored })
 }
 
+/// The file names of label lists, read from a tree wherever its root is.
+pub(crate) const LABEL_FILES: [&str; 3] = [
+    "LOC_synset_mapping.txt",
+    "classes.tsv",
+    "LOC_val_solution.csv",
+];
+
 /// Reads `wnid -> human name` from `LOC_synset_mapping.txt` (`wnid name, name`) or
 /// `classes.tsv` (`wnid<TAB>name`) in any of `dirs`.
-fn class_names(dirs: &[&Path]) -> HashMap<String, String> {
+fn class_names(tree: &dyn Tree, dirs: &[&str]) -> Result<HashMap<String, String>, IngestError> {
     let mut names = HashMap::new();
     for d in dirs {
         for (file, sep) in [("LOC_synset_mapping.txt", ' '), ("classes.tsv", '\t')] {
-            if let Ok(text) = fs::read_to_string(d.join(file)) {
+            if let Some(text) = tree.text(&join(d, file))? {
                 for line in text.lines() {
                     if let Some((id, name)) = line.trim_end().split_once(sep) {
                         names
@@ -175,12 +153,11 @@ fn class_names(dirs: &[&Path]) -> HashMap<String, String> {
             }
         }
     }
-    names
+    Ok(names)
 }
 
 /// Reads `ImageId,PredictionString` rows: image id -> wnid (first token).
-fn read_val_solution(path: &Path) -> Result<HashMap<String, String>, IngestError> {
-    let text = fs::read_to_string(path).map_err(|e| IngestError::io(path, e))?;
+fn read_val_solution(path: &Path, text: &str) -> Result<HashMap<String, String>, IngestError> {
     let mut map = HashMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -203,173 +180,235 @@ fn read_val_solution(path: &Path) -> Result<HashMap<String, String>, IngestError
     Ok(map)
 }
 
-fn make_classes(dirs: &[PathBuf], names: &HashMap<String, String>) -> Vec<ClassInfo> {
-    dirs.iter()
+pub(crate) fn make_classes(wnids: &[String], names: &HashMap<String, String>) -> Vec<ClassInfo> {
+    wnids
+        .iter()
         .enumerate()
-        .map(|(i, d)| {
-            let wnid = file_name(d);
-            ClassInfo {
-                index: i as u32,
-                name: names.get(&wnid).cloned(),
-                wnid,
-            }
+        .map(|(i, wnid)| ClassInfo {
+            index: i as u32,
+            name: names.get(wnid).cloned(),
+            wnid: wnid.clone(),
         })
         .collect()
 }
 
-/// Finds the layout, classes and files of `src`.
+/// Finds the layout, classes and files of `src`: a directory tree, a tar or
+/// tar.gz of one, or ImageNet's official archives (see [`crate::IngestOptions`]).
 ///
 /// `val_fraction` carves a validation split out of train (per class, seeded) when
 /// the source has none.
 pub fn discover(src: &Path, val_fraction: f64, seed: u64) -> Result<Plan, IngestError> {
-    if !src.is_dir() {
-        return Err(IngestError::MissingSource {
-            path: src.to_path_buf(),
-        });
-    }
+    crate::archive::discover(src, None, None, val_fraction, seed)
+}
+
+fn check_fraction(val_fraction: f64) -> Result<(), IngestError> {
     if !(0.0..1.0).contains(&val_fraction) {
         return Err(IngestError::BadOption {
             flag: "--val-fraction",
             detail: format!("{val_fraction} is not in [0, 1)"),
         });
     }
-    let kaggle = src.join("ILSVRC").join("Data").join("CLS-LOC");
-    let root = if kaggle.join("train").is_dir() {
+    Ok(())
+}
+
+/// The plan of a directory tree.
+pub(crate) fn discover_dir(src: &Path, val_fraction: f64, seed: u64) -> Result<Plan, IngestError> {
+    if !src.is_dir() {
+        return Err(IngestError::MissingSource {
+            path: src.to_path_buf(),
+        });
+    }
+    let tree = FsTree {
+        root: src.to_path_buf(),
+    };
+    discover_tree(&tree, val_fraction, seed, Vec::new())
+}
+
+/// A labelled split in class folders (`val/`, `test/`) under `root`.
+fn class_split(
+    tree: &dyn Tree,
+    dir: &str,
+    split: &str,
+    labels: &HashMap<String, u32>,
+    notes: &mut Vec<String>,
+) -> Result<Option<Vec<SourceItem>>, IngestError> {
+    let Some(folder) = tree.folder(dir)? else {
+        return Ok(None);
+    };
+    if folder.dirs.is_empty() {
+        return Ok(None);
+    }
+    let l = collect_classes(tree, dir, &folder.dirs, labels)?;
+    if l.ignored > 0 {
+        notes.push(format!(
+            "{split}: {} files without an image extension ignored",
+            l.ignored
+        ));
+    }
+    Ok(Some(l.items))
+}
+
+/// A flat `val/` labelled by `LOC_val_solution.csv` beside it.
+fn flat_val(
+    tree: &dyn Tree,
+    root: &str,
+    files: Vec<TreeFile>,
+    labels: &HashMap<String, u32>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<SourceItem>, IngestError> {
+    let val_dir = join(root, "val");
+    let mut csv = None;
+    for dir in [root, ""] {
+        let rel = join(dir, "LOC_val_solution.csv");
+        if let Some(text) = tree.text(&rel)? {
+            csv = Some((tree.show(&rel), text));
+            break;
+        }
+    }
+    let (csv, text) = csv.ok_or_else(|| IngestError::BadSource {
+        path: tree.show(&val_dir),
+        detail: "val/ is flat (no class folders) and no LOC_val_solution.csv was found beside it to label it".into(),
+    })?;
+    let solution = read_val_solution(&csv, &text)?;
+    let mut items = Vec::new();
+    let (mut unlabelled, mut ignored) = (0usize, 0usize);
+    for f in files {
+        if !has_image_extension(&f.name) {
+            ignored += 1;
+            continue;
+        }
+        let stem = Path::new(&f.name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(label) = solution.get(&stem).and_then(|w| labels.get(w)) else {
+            unlabelled += 1;
+            continue;
+        };
+        items.push(item(&val_dir, f, *label));
+    }
+    if unlabelled > 0 {
+        notes.push(format!(
+            "val: {unlabelled} images without a label in {} ignored",
+            csv.display()
+        ));
+    }
+    if ignored > 0 {
+        notes.push(format!(
+            "val: {ignored} files without an image extension ignored"
+        ));
+    }
+    Ok(items)
+}
+
+/// The plan of any tree; `archives` are those its origins index.
+pub(crate) fn discover_tree(
+    tree: &dyn Tree,
+    val_fraction: f64,
+    seed: u64,
+    archives: Vec<SourceArchive>,
+) -> Result<Plan, IngestError> {
+    check_fraction(val_fraction)?;
+    let kaggle = "ILSVRC/Data/CLS-LOC";
+    let root = if tree.folder(&join(kaggle, "train"))?.is_some() {
         kaggle
     } else {
-        src.to_path_buf()
+        ""
     };
     let mut notes = Vec::new();
-    let train_dir = root.join("train");
-    let mut plan = if train_dir.is_dir() && !list_dir(&train_dir)?.0.is_empty() {
-        let (class_dirs, _) = list_dir(&train_dir)?;
-        let names = class_names(&[src, &root]);
-        let classes = make_classes(&class_dirs, &names);
-        let labels: HashMap<String, u32> =
-            classes.iter().map(|c| (c.wnid.clone(), c.index)).collect();
-        let mut splits = BTreeMap::new();
-        let train = collect_classes(&root, &class_dirs, &labels)?;
-        if train.ignored > 0 {
-            notes.push(format!(
-                "train: {} files without an image extension ignored",
-                train.ignored
-            ));
-        }
-        splits.insert("train".to_string(), train.items);
-        let val_dir = root.join("val");
-        if val_dir.is_dir() {
-            let (vdirs, vfiles) = list_dir(&val_dir)?;
-            if !vdirs.is_empty() {
-                let val = collect_classes(&root, &vdirs, &labels)?;
-                if val.ignored > 0 {
-                    notes.push(format!(
-                        "val: {} files without an image extension ignored",
-                        val.ignored
-                    ));
+    let train = tree.folder(&join(root, "train"))?;
+    let mut plan = match train {
+        Some(train) if !train.dirs.is_empty() => {
+            let names = class_names(tree, &["", root])?;
+            let classes = make_classes(&train.dirs, &names);
+            let labels: HashMap<String, u32> =
+                classes.iter().map(|c| (c.wnid.clone(), c.index)).collect();
+            let mut splits = BTreeMap::new();
+            let train_items = collect_classes(tree, &join(root, "train"), &train.dirs, &labels)?;
+            if train_items.ignored > 0 {
+                notes.push(format!(
+                    "train: {} files without an image extension ignored",
+                    train_items.ignored
+                ));
+            }
+            splits.insert("train".to_string(), train_items.items);
+            let val_dir = join(root, "val");
+            if let Some(val) = class_split(tree, &val_dir, "val", &labels, &mut notes)? {
+                splits.insert("val".to_string(), val);
+            } else if let Some(folder) = tree.folder(&val_dir)? {
+                if !folder.files.is_empty() {
+                    let val = flat_val(tree, root, folder.files, &labels, &mut notes)?;
+                    splits.insert("val".to_string(), val);
                 }
-                splits.insert("val".to_string(), val.items);
-            } else if !vfiles.is_empty() {
-                let csv = [root.join("LOC_val_solution.csv"), src.join("LOC_val_solution.csv")]
-                    .into_iter()
-                    .find(|p| p.is_file())
-                    .ok_or_else(|| IngestError::BadSource {
-                        path: val_dir.clone(),
-                        detail: "val/ is flat (no class folders) and no LOC_val_solution.csv was found beside it to label it".into(),
-                    })?;
-                let solution = read_val_solution(&csv)?;
-                let mut items = Vec::new();
-                let (mut unlabelled, mut ignored) = (0usize, 0usize);
-                for f in vfiles {
-                    if !has_image_extension(&f) {
-                        ignored += 1;
-                        continue;
-                    }
-                    let stem = f
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let Some(label) = solution.get(&stem).and_then(|w| labels.get(w)) else {
-                        unlabelled += 1;
-                        continue;
-                    };
-                    let size = fs::metadata(&f).map_err(|e| IngestError::io(&f, e))?.len();
-                    items.push(SourceItem {
-                        name: rel_name(&root, &f),
-                        path: f,
-                        label: *label,
-                        size,
-                    });
-                }
-                if unlabelled > 0 {
-                    notes.push(format!(
-                        "val: {unlabelled} images without a label in {} ignored",
-                        csv.display()
-                    ));
-                }
-                if ignored > 0 {
-                    notes.push(format!(
-                        "val: {ignored} files without an image extension ignored"
-                    ));
-                }
-                splits.insert("val".to_string(), items);
+            }
+            let test_dir = join(root, "test");
+            if let Some(test) = class_split(tree, &test_dir, "test", &labels, &mut notes)? {
+                splits.insert("test".to_string(), test);
+            } else if tree.folder(&test_dir)?.is_some() {
+                notes.push("test/ ignored: its images have no labels (no class folders)".into());
+            }
+            Plan {
+                layout: Layout::Ilsvrc,
+                classes,
+                splits,
+                notes,
+                archives,
             }
         }
-        if root.join("test").is_dir() {
-            notes.push("test/ ignored: its images have no labels".into());
-        }
-        Plan {
-            layout: Layout::Ilsvrc,
-            classes,
-            splits,
-            notes,
-        }
-    } else {
-        let (dirs, _) = list_dir(src)?;
-        let mut class_dirs = Vec::new();
-        for d in dirs {
-            let (_, files) = list_dir(&d)?;
-            if files.iter().any(|f| has_image_extension(f)) {
-                class_dirs.push(d);
+        _ => {
+            let root_folder = tree.folder("")?.unwrap_or_default();
+            let mut class_dirs = Vec::new();
+            for d in root_folder.dirs {
+                let files = tree.folder(&d)?.map(|f| f.files).unwrap_or_default();
+                if files.iter().any(|f| has_image_extension(&f.name)) {
+                    class_dirs.push(d);
+                }
             }
-        }
-        if class_dirs.is_empty() {
-            return Err(IngestError::UnknownLayout {
-                path: src.to_path_buf(),
-                detail: "expected train/<class>/<images> (ILSVRC2012, optionally with val/) or <class>/<images> (ImageFolder: .jpg .jpeg .png .webp)".into(),
-            });
-        }
-        let names = class_names(&[src]);
-        let classes = make_classes(&class_dirs, &names);
-        let labels: HashMap<String, u32> =
-            classes.iter().map(|c| (c.wnid.clone(), c.index)).collect();
-        let all = collect_classes(src, &class_dirs, &labels)?;
-        if all.ignored > 0 {
-            notes.push(format!(
-                "{} files without an image extension ignored",
-                all.ignored
-            ));
-        }
-        let mut splits = BTreeMap::new();
-        splits.insert("train".to_string(), all.items);
-        Plan {
-            layout: Layout::ImageFolder,
-            classes,
-            splits,
-            notes,
+            if class_dirs.is_empty() {
+                return Err(IngestError::UnknownLayout {
+                    path: tree.show(""),
+                    detail: "expected train/<class>/<images> (ILSVRC2012, optionally with val/ and test/) or <class>/<images> (ImageFolder: .jpg .jpeg .png .webp)".into(),
+                });
+            }
+            let names = class_names(tree, &[""])?;
+            let classes = make_classes(&class_dirs, &names);
+            let labels: HashMap<String, u32> =
+                classes.iter().map(|c| (c.wnid.clone(), c.index)).collect();
+            let all = collect_classes(tree, "", &class_dirs, &labels)?;
+            if all.ignored > 0 {
+                notes.push(format!(
+                    "{} files without an image extension ignored",
+                    all.ignored
+                ));
+            }
+            let mut splits = BTreeMap::new();
+            splits.insert("train".to_string(), all.items);
+            Plan {
+                layout: Layout::ImageFolder,
+                classes,
+                splits,
+                notes,
+                archives,
+            }
         }
     };
+    finish(&mut plan, val_fraction, seed);
+    Ok(plan)
+}
+
+/// Carves val when asked and the source has none; sorts every split by name.
+pub(crate) fn finish(plan: &mut Plan, val_fraction: f64, seed: u64) {
     if val_fraction > 0.0 {
         if plan.splits.contains_key("val") {
             plan.notes
                 .push("--val-fraction ignored: the source has a val split".into());
         } else {
-            carve_val(&mut plan, val_fraction, seed);
+            carve_val(plan, val_fraction, seed);
         }
     }
     for items in plan.splits.values_mut() {
         items.sort_by(|a, b| a.name.cmp(&b.name));
     }
-    Ok(plan)
 }
 
 /// Moves a seeded `fraction` of each class from train to a new val split.

@@ -1,6 +1,7 @@
 //! Packing image trees into fnc shards, and the tools around them.
 //!
-//! [`ingest`] reads an ILSVRC2012 or ImageFolder tree ([`discover`]), converts
+//! [`ingest`] reads an ILSVRC2012 or ImageFolder tree, a tar or tar.gz of one, or
+//! ImageNet's official archives without extracting them ([`discover`]), converts
 //! every file per a [`StoragePolicy`] in parallel, shuffles each split once with a
 //! seed and writes size-bounded shards, resuming an interrupted run. [`inspect`]
 //! and [`verify`] read a finished dataset; [`synth`] writes the embedded default
@@ -20,14 +21,18 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod archive;
 mod convert;
 mod error;
 mod inspect;
 mod jpeg;
 mod layout;
 mod pipeline;
+mod source;
 mod synth;
+mod tree;
 
+pub use archive::{IMAGENET_DEVKIT, IMAGENET_TRAIN, IMAGENET_VAL};
 pub use convert::{
     convert, encode_jpeg, resize_rgb, target_size, Converted, EncodingChoice, ResizeSide,
     StoragePolicy,
@@ -40,4 +45,5 @@ pub use pipeline::{
     ingest, parse_encoding, IngestOptions, IngestReport, NoProgress, Progress, Skipped,
     SplitReport, REPORT_FILE, SKIPPED_FILE, STATE_FILE,
 };
+pub use source::{Origin, SourceArchive};
 pub use synth::{render, synth, synth_class_name, synth_wnid, SynthOptions, SynthReport};

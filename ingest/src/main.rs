@@ -11,7 +11,8 @@ use fnc_ingest::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Pack an image tree (ILSVRC2012 or ImageFolder) into verified, memory-mapped shards.
+/// Pack an image tree (ILSVRC2012 or ImageFolder), a tar or tar.gz of one, or ImageNet's
+/// official archives into verified, memory-mapped shards.
 ///
 /// Exit status: 0 on success, 1 on error, 2 when the dataset was written but some
 /// source files could not be used (they are listed in the report and in
@@ -93,9 +94,18 @@ enum SideArg {
 
 #[derive(Debug, Args)]
 struct IngestArgs {
-    /// Source tree: ILSVRC2012 (train/<wnid>/*.JPEG, val/ in class folders or flat with
-    /// LOC_val_solution.csv) or ImageFolder (<class>/*.{jpg,jpeg,png,webp}).
+    /// Source: a tree, ILSVRC2012 (train/<wnid>/*.JPEG, val/ in class folders or flat
+    /// with LOC_val_solution.csv, test/ in class folders) or ImageFolder
+    /// (<class>/*.{jpg,jpeg,png,webp}); a tar or tar.gz of such a tree (one top folder
+    /// allowed); ImageNet's ILSVRC2012_img_train.tar (with --val and --devkit), or a
+    /// directory holding the three official files. Archives are read in place.
     src: Option<PathBuf>,
+    /// ImageNet's ILSVRC2012_img_val.tar (needs --devkit for its labels).
+    #[arg(long, value_name = "TAR")]
+    val: Option<PathBuf>,
+    /// ImageNet's ILSVRC2012_devkit_t12.tar.gz: the val labels and class names.
+    #[arg(long, value_name = "TAR.GZ")]
+    devkit: Option<PathBuf>,
     /// Output directory for shards and manifest.json.
     #[arg(long, default_value = "out")]
     out: PathBuf,
@@ -161,7 +171,7 @@ fn progress_bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta}",
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
@@ -244,6 +254,8 @@ fn print_report(r: &IngestReport) {
 /// read or written.
 fn ingest_options(a: &IngestArgs, src: &Path) -> Result<IngestOptions> {
     let mut opts = IngestOptions::new(src, &a.out);
+    opts.val_archive.clone_from(&a.val);
+    opts.devkit.clone_from(&a.devkit);
     opts.policy = StoragePolicy {
         max_side: a.max_side,
         resize_side: match a.resize_side {

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert::{convert, Converted, EncodingChoice, ResizeSide, StoragePolicy};
 use crate::error::IngestError;
-use crate::layout::{discover, Plan, SourceItem};
+use crate::layout::{Plan, SourceItem};
+use crate::source::Fetcher;
 
 /// Progress state of an interrupted ingest, next to its shards.
 pub const STATE_FILE: &str = "ingest-state.json";
@@ -29,7 +30,14 @@ const CHUNK: usize = 256;
 /// Everything an ingest run needs. Build with [`IngestOptions::new`] and adjust.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
+    /// A directory tree, a tar or tar.gz of one, ImageNet's
+    /// `ILSVRC2012_img_train.tar`, or a directory holding ImageNet's official files.
     pub src: PathBuf,
+    /// ImageNet's `ILSVRC2012_img_val.tar`, with `devkit` (default: none, or
+    /// the official file beside an official `src` directory's train archive).
+    pub val_archive: Option<PathBuf>,
+    /// ImageNet's `ILSVRC2012_devkit_t12.tar.gz`: val labels, class names.
+    pub devkit: Option<PathBuf>,
     /// Output directory (default `out`).
     pub out: PathBuf,
     pub policy: StoragePolicy,
@@ -53,6 +61,8 @@ impl IngestOptions {
     pub fn new(src: impl Into<PathBuf>, out: impl Into<PathBuf>) -> IngestOptions {
         IngestOptions {
             src: src.into(),
+            val_archive: None,
+            devkit: None,
             out: out.into(),
             policy: StoragePolicy::default(),
             shard_size: 256 << 20,
@@ -162,10 +172,12 @@ pub struct IngestReport {
     pub already_complete: bool,
 }
 
-/// Receives progress; the binary draws a bar with it.
+/// Receives progress, in bytes of the source (of its files, or of an
+/// archive's members); the binary draws a bar with it.
 pub trait Progress: Sync {
-    /// `total` source files, of which `done` were finished by earlier runs.
+    /// `total` source bytes, of which `done` were finished by earlier runs.
     fn start(&self, total: u64, done: u64);
+    /// `n` more bytes of the source were read.
     fn advance(&self, n: u64);
 }
 
@@ -305,16 +317,38 @@ fn save_state(out: &Path, state: &State) -> Result<(), IngestError> {
     Ok(write_atomic(&out.join(STATE_FILE), &text)?)
 }
 
-fn read_and_convert(item: &SourceItem, policy: &StoragePolicy) -> Result<Converted, String> {
-    let bytes = std::fs::read(&item.path).map_err(|e| format!("cannot read: {e}"))?;
-    convert(&bytes, policy)
+fn read_and_convert(
+    fetcher: &Fetcher,
+    item: &SourceItem,
+    policy: &StoragePolicy,
+) -> Result<Converted, String> {
+    convert(&fetcher.read(item)?, policy)
+}
+
+/// Each split's items in the order they are packed: shuffled once, seeded.
+fn packing_orders(plan: &Plan, seed: u64) -> BTreeMap<&str, Vec<&SourceItem>> {
+    plan.splits
+        .iter()
+        .map(|(split, items)| {
+            let mut order: Vec<&SourceItem> = items.iter().collect();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(split_seed(seed, split));
+            order.shuffle(&mut rng);
+            (split.as_str(), order)
+        })
+        .collect()
 }
 
 /// Packs `opts.src` into shards under `opts.out`, resuming an interrupted run.
 pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
     opts.check()?;
-    let plan = discover(&opts.src, opts.val_fraction, opts.seed)?;
+    let plan = crate::archive::discover(
+        &opts.src,
+        opts.val_archive.as_deref(),
+        opts.devkit.as_deref(),
+        opts.val_fraction,
+        opts.seed,
+    )?;
     let id = dataset_id(&plan, opts);
     let out = &opts.out;
     let mut state = match examine_out(out, &id)? {
@@ -338,28 +372,28 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
             detail: e.to_string(),
         })?;
 
-    let total: u64 = plan.splits.values().map(|v| v.len() as u64).sum();
-    let done_before: u64 = plan
-        .splits
+    let orders = packing_orders(&plan, opts.seed);
+    let bytes_of = |items: &[&SourceItem]| items.iter().map(|it| it.size).sum::<u64>();
+    let total: u64 = orders.values().map(|o| bytes_of(o)).sum();
+    let done_before: u64 = orders
         .iter()
-        .map(|(name, items)| match state.splits.get(name) {
-            Some(s) if s.done => items.len() as u64,
-            Some(s) => s.cursor,
+        .map(|(name, order)| match state.splits.get(*name) {
+            Some(s) if s.done => bytes_of(order),
+            Some(s) => bytes_of(&order[..(s.cursor as usize).min(order.len())]),
             None => 0,
         })
         .sum();
     progress.start(total, done_before);
+    let mut fetcher = Fetcher::open(&plan.archives)?;
 
     let mut shards_this_run = 0u64;
     let mut processed = 0u64;
-    for (split, items) in &plan.splits {
+    for (split, order) in &orders {
+        let split = &split.to_string();
         let mut ss = state.splits.get(split).cloned().unwrap_or_default();
         if ss.done {
             continue;
         }
-        let mut order: Vec<&SourceItem> = items.iter().collect();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(split_seed(opts.seed, split));
-        order.shuffle(&mut rng);
 
         let shard_path = |k: usize| out.join(format!("{split}-{k:05}.fncs"));
         let mut writer = ShardWriter::new(shard_path(ss.shards.len()));
@@ -378,13 +412,17 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<IngestRep
 
         let mut pos = ss.cursor as usize;
         while pos < order.len() {
-            let chunk = &order[pos..(pos + CHUNK).min(order.len())];
+            let end = (pos + CHUNK).min(order.len());
+            let chunk = &order[pos..end];
+            // Members of a compressed archive are gathered a shard's worth at a time.
+            fetcher.prepare(chunk, &order[end..], opts.shard_size)?;
+            let fetcher = &fetcher;
             let results: Vec<Result<Converted, String>> = pool.install(|| {
                 chunk
                     .par_iter()
                     .map(|it| {
-                        let r = read_and_convert(it, &opts.policy);
-                        progress.advance(1);
+                        let r = read_and_convert(fetcher, it, &opts.policy);
+                        progress.advance(it.size);
                         r
                     })
                     .collect()
