@@ -17,8 +17,8 @@ use fnc_train::StepMetrics;
 use crate::error::EvalError;
 use crate::features::features;
 use crate::linear::{linear_probe, LinearConfig};
-use crate::report::{panel_chart, register_font};
 use crate::source::resolve;
+use fnc_train::report::{panel_chart, register_font};
 
 /// Config keys that do not change what a run learns, left out of grouping.
 const IGNORED: [&str; 7] = [

@@ -290,6 +290,49 @@ fn output(
     Ok(())
 }
 
+/// Adds an evaluation's results to the run's TensorBoard events (at the
+/// checkpoint's step) when the run writes events; a run directory that cannot
+/// be written to is told, not an error: the results are printed anyway.
+fn to_events(src: &Source, kind: &str, values: &[(String, f64)], about: &serde_json::Value) {
+    if !src.config.tensorboard {
+        return;
+    }
+    let step = src.checkpoint.state().step;
+    let dir = src.run.path();
+    let write = || -> Result<(), fnc_train::TrainError> {
+        let mut ev = fnc_train::events::Events::open(dir, None)?;
+        for (name, v) in values {
+            ev.scalar(step, &format!("eval/{kind}/{name}"), *v)?;
+        }
+        let text = serde_json::to_string_pretty(about).unwrap_or_default();
+        ev.text(
+            step,
+            &format!("eval/{kind}/about"),
+            &format!("```json\n{text}\n```"),
+        )?;
+        ev.flush()
+    };
+    if let Err(e) = write() {
+        eprintln!(
+            "note: the results are not in {}'s TensorBoard events: {e}",
+            dir.display()
+        );
+    }
+}
+
+/// The scalars of a top-1/top-5 result (and its random-init baseline).
+fn accuracy_values(main: &Accuracy, base: Option<&Accuracy>) -> Vec<(String, f64)> {
+    let mut v = vec![
+        ("top1".to_string(), main.top1),
+        ("top5".to_string(), main.top5),
+    ];
+    if let Some(b) = base {
+        v.push(("baseline_top1".into(), b.top1));
+        v.push(("baseline_top5".into(), b.top5));
+    }
+    v
+}
+
 fn pm(s: &fnc_eval::Spread) -> String {
     format!("{:.2} ± {:.2}", s.mean, s.std)
 }
@@ -364,6 +407,12 @@ fn run() -> Result<()> {
                 "arch": src.config.arch.name(),
                 "shards": shards,
             });
+            to_events(
+                &src,
+                "linear",
+                &accuracy_values(&main, base.as_ref()),
+                &extra,
+            );
             output(
                 &which,
                 &format!(
@@ -416,6 +465,12 @@ fn run() -> Result<()> {
                 "train_images": f.train.1.size()[0],
                 "val_images": f.val.1.size()[0],
             });
+            to_events(
+                &src,
+                "linear",
+                &accuracy_values(&main, base.as_ref()),
+                &extra,
+            );
             output(
                 &which,
                 &format!("{} ({})", src.config.arch.name(), src.tag()),
@@ -448,6 +503,23 @@ fn run() -> Result<()> {
                 let b = fnc_eval::features(&src, &shards, Some(which.seed.unwrap_or(0)), device)?;
                 j["baseline"] = serde_json::json!({ "top1": knn(&b) });
             }
+            let mut values = Vec::new();
+            for (prefix, m) in [
+                ("top1", &j["top1"]),
+                ("baseline_top1", &j["baseline"]["top1"]),
+            ] {
+                for (k, v) in m.as_object().into_iter().flatten() {
+                    if let Some(v) = v.as_f64() {
+                        values.push((format!("{prefix}_{k}"), v));
+                    }
+                }
+            }
+            to_events(
+                &src,
+                "knn",
+                &values,
+                &serde_json::json!({ "protocol": "weighted k-NN", "top1": j["top1"] }),
+            );
             if which.json {
                 println!("{}", serde_json::to_string_pretty(&j)?);
             } else {
@@ -501,17 +573,24 @@ fn run() -> Result<()> {
             } else {
                 None
             };
+            let about = serde_json::json!({
+                "labelled": labelled,
+                "protocol": format!("{protocol:?}").to_lowercase(),
+                "from_head_layer": cfg.from_head_layer,
+                "epochs": cfg.epochs,
+            });
+            to_events(
+                &src,
+                "finetune",
+                &accuracy_values(&main, base.as_ref()),
+                &about,
+            );
             output(
                 &which,
                 &format!("fine-tuned on {labelled} images"),
                 main,
                 base,
-                serde_json::json!({
-                    "labelled": labelled,
-                    "protocol": format!("{protocol:?}").to_lowercase(),
-                    "from_head_layer": cfg.from_head_layer,
-                    "epochs": cfg.epochs,
-                }),
+                about,
             )?;
         }
         Command::Compare {

@@ -134,6 +134,9 @@ pub struct TrainConfig {
     /// soon as the backward has finished it (while it goes on through the
     /// earlier layers); false: all of them after the backward.
     pub overlap_grads: bool,
+    /// Rank 0 writes TensorBoard events into the run directory beside
+    /// `metrics.jsonl`.
+    pub tensorboard: bool,
     pub loss: LossConfig,
 }
 
@@ -172,6 +175,7 @@ impl Default for TrainConfig {
             recompute: false,
             micro_batch: 0,
             overlap_grads: true,
+            tensorboard: true,
             loss: LossConfig::default(),
         }
     }
@@ -414,6 +418,8 @@ impl TrainConfig {
         same.loss.block = self.loss.block;
         // The same sums, sooner or later.
         same.overlap_grads = self.overlap_grads;
+        // What is watched, not what is computed.
+        same.tensorboard = self.tensorboard;
         let Some((flag, here, there)) = self.difference(&same) else {
             return Ok(());
         };
@@ -510,6 +516,7 @@ pub fn flag_of_key(key: &str) -> &'static str {
         "recompute" => "--recompute",
         "micro_batch" => "--micro-batch",
         "overlap_grads" => "--overlap-grads",
+        "tensorboard" => "--tensorboard",
         "loss.temperature" => "--temperature",
         "loss.strategy" => "--fn-strategy",
         "loss.aggregate" => "--fn-aggregate",

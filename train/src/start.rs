@@ -14,6 +14,7 @@ use crate::checkpoint::{Checkpoint, CheckpointState, RunDir};
 use crate::config::TrainConfig;
 use crate::dist::ProcessGroup;
 use crate::error::TrainError;
+use crate::events::Events;
 use crate::metrics::MetricsLog;
 use crate::model::Arch;
 use crate::momentum::Momentum;
@@ -37,8 +38,17 @@ pub(crate) struct Started {
     pub state: Option<CheckpointState>,
     /// The checkpoint directory (rank 0 only).
     pub checkpoint: Option<Checkpoint>,
-    /// The run's metrics log, cut back to the checkpoint's step (rank 0).
-    pub metrics: Option<MetricsLog>,
+    /// The run's metrics log and events, cut back to the checkpoint's step
+    /// (rank 0).
+    pub metrics: Option<Logs>,
+}
+
+/// Where rank 0 records a run's steps: `metrics.jsonl`, and TensorBoard
+/// events unless `--tensorboard false`.
+#[derive(Debug)]
+pub(crate) struct Logs {
+    pub metrics: MetricsLog,
+    pub events: Option<Events>,
 }
 
 /// The checkpoint `start` asks for in `run` (rank 0's view of the files).
@@ -111,7 +121,7 @@ fn restore_here(
     vs: &mut nn::VarStore,
     opt: &mut Optimizer,
     momentum: Option<&mut Momentum>,
-) -> Result<(Option<Checkpoint>, MetricsLog), TrainError> {
+) -> Result<(Option<Checkpoint>, Logs), TrainError> {
     let ck = restore_checkpoint(run, start, cfg.arch, world, vs, opt, momentum)?;
     std::fs::create_dir_all(run.path()).map_err(crate::error::io(run.path()))?;
     if *start != Start::New {
@@ -121,7 +131,15 @@ fn restore_here(
     let step = ck.as_ref().map_or(0, |c| c.state().step);
     let keep = (*start != Start::New).then_some(step);
     let metrics = MetricsLog::open(&run.metrics_path(), keep)?;
-    Ok((ck, metrics))
+    let events = if cfg.tensorboard {
+        let mut ev = Events::open(run.path(), keep)?;
+        let config = toml::to_string(cfg).unwrap_or_default();
+        ev.text(step, "config", &format!("```toml\n{config}\n```"))?;
+        Some(ev)
+    } else {
+        None
+    };
+    Ok((ck, Logs { metrics, events }))
 }
 
 /// Rank 0: the checkpoint `start` asks for, restored.

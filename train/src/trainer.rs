@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use fnc_augment::{AugmentError, Loader, Sampler};
+use fnc_augment::{AugmentError, EngineConfig, Loader, Sampler};
 use tch::{nn, Tensor};
 
 use crate::bad_records::BadRecords;
@@ -15,6 +15,7 @@ use crate::config::TrainConfig;
 use crate::device::{parse_device, share_of_cores};
 use crate::dist::ProcessGroup;
 use crate::error::TrainError;
+use crate::events::Events;
 use crate::feed::Feed;
 use crate::loss::Detect;
 use crate::metrics::{MetricsLog, StepMetrics, TrainSummary};
@@ -133,6 +134,8 @@ fn open_data(
 /// collective and all stop together.
 struct Writer {
     metrics: MetricsLog,
+    events: Option<Events>,
+    metrics_path: std::path::PathBuf,
     saver: Saver,
     failed: Option<TrainError>,
 }
@@ -152,16 +155,46 @@ impl Writer {
             .map(|c| c.dir().display().to_string()))
     }
 
+    /// The views of the first images of the run, as the engine makes them,
+    /// into the events (at step 0).
+    fn contact_sheet(&mut self, split: &Arc<fnc_formats::SplitReader>, engine: &EngineConfig) {
+        let Some(ev) = self.events.as_mut() else {
+            return;
+        };
+        let done = fnc_augment::contact_sheet(split.clone(), engine, SHEET_IMAGES)
+            .map_err(|e| TrainError::Io {
+                path: ev.path().to_path_buf(),
+                err: std::io::Error::other(format!("the augmentation sheet: {e}")),
+            })
+            .and_then(|sheet| ev.image(0, "augment/views", &sheet));
+        if let Err(e) = done {
+            self.failed.get_or_insert(e);
+        }
+    }
+
     fn record(&mut self, m: &StepMetrics, checkpoint: Option<(Snapshot, CheckpointState)>) {
-        let done = self.metrics.append(m).and_then(|()| match checkpoint {
-            Some((snap, state)) => self.saver.submit(snap, state),
-            None => self.saver.poll(),
-        });
+        let due = checkpoint.is_some();
+        let done = self
+            .metrics
+            .append(m)
+            .and_then(|()| self.events.as_mut().map_or(Ok(()), |e| e.step(m)))
+            .and_then(|()| match checkpoint {
+                Some((snap, state)) => self.saver.submit(snap, state),
+                None => self.saver.poll(),
+            })
+            .and_then(|()| match (&mut self.events, due) {
+                // The report of the run so far, beside the checkpoint.
+                (Some(ev), true) => crate::report::to_events(ev, &self.metrics_path, m.step),
+                _ => Ok(()),
+            });
         if let Err(e) = done {
             self.failed.get_or_insert(e);
         }
     }
 }
+
+/// Images in the augmentation sheet of a run's TensorBoard events.
+const SHEET_IMAGES: usize = 4;
 
 /// [`train`] as one rank of a data-parallel run over `group`: `--batch-size`
 /// is the global batch, each rank reads its slice, embeddings are gathered so
@@ -232,22 +265,21 @@ pub fn train_parallel(
     if rank == 0 {
         observer.started(step, started.state.is_some());
     }
-    let mut writer = started.metrics.map(|metrics| Writer {
-        metrics,
+    let mut writer = started.metrics.map(|logs| Writer {
+        metrics: logs.metrics,
+        events: logs.events,
+        metrics_path: run.metrics_path(),
         saver: Saver::new(run.clone(), started.checkpoint),
         failed: None,
     });
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = workers_of(cfg.workers, group.map_or(1, |g| g.local_world), cores);
-    let feed = Feed::start(
-        Loader::start(
-            split,
-            cfg.engine_config_for(workers, cfg.batch_size / world, world)?,
-            sampler,
-        )?,
-        device,
-    )?;
+    let engine = cfg.engine_config_for(workers, cfg.batch_size / world, world)?;
+    if let Some(w) = writer.as_mut().filter(|_| step == 0) {
+        w.contact_sheet(&split, &engine);
+    }
+    let feed = Feed::start(Loader::start(split, engine, sampler)?, device)?;
     let (mut wait_sum, mut time_sum, mut final_loss) = (0.0, 0.0, f64::NAN);
     while step < plan.total {
         let t0 = Instant::now();

@@ -34,7 +34,7 @@ pub(super) const CHECKPOINTS: &str = "checkpoints";
 pub(super) const LATEST: &str = "latest";
 pub(super) const FEATURES: &str = "features";
 /// TensorBoard event files of the run start with this.
-pub(super) const EVENTS_PREFIX: &str = "events.out.tfevents";
+pub(super) use crate::events::EVENTS_PREFIX;
 pub(super) const STATE: &str = "state.json";
 pub(super) const MODEL: &str = "model.safetensors";
 pub(super) const OPTIMIZER: &str = "optimizer.safetensors";

@@ -322,6 +322,12 @@ pub struct TrainArgs {
     /// (the same sums, later) [default: true].
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub overlap_grads: Option<bool>,
+    /// Write TensorBoard events (RUN/events.out.tfevents.*: every scalar of
+    /// metrics.jsonl, the config, the augmentation sheet, the report at each
+    /// checkpoint) for `tensorboard --logdir runs/`; may change on resume
+    /// [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub tensorboard: Option<bool>,
     #[command(flatten)]
     pub loss: LossArgs,
     /// Data-parallel training on this machine: spawn N ranks of this command

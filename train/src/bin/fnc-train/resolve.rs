@@ -199,7 +199,8 @@ fn merged_config(a: &TrainArgs, recorded: Option<&TrainConfig>) -> Result<TrainC
         max_bad_records,
         recompute,
         micro_batch,
-        overlap_grads
+        overlap_grads,
+        tensorboard
     );
     if let Some(v) = a.support_size {
         cfg.support_size = Some(v);
