@@ -56,10 +56,10 @@ pub fn open_dataset(shards: &Path) -> Result<Dataset, EvalError> {
         what: format!("--shards {}", shards.display()),
         detail: e.to_string(),
     })?;
-    if !ds.manifest().splits.contains_key("val") {
+    if ds.manifest().evaluation_split().is_none() {
         return Err(EvalError::Input {
             what: format!("--shards {}", shards.display()),
-            detail: "has no val split to evaluate on (ingest with a val/ folder or --val-fraction)"
+            detail: "has no val or test split to evaluate on (ingest with a val/ or test/ folder of classes, or --val-fraction)"
                 .into(),
         });
     }
@@ -100,7 +100,8 @@ pub fn features(
         src.checkpoint.restore_model(&mut vs, cfg.arch)?;
     }
     let mut out = Vec::new();
-    for split in ["train", "val"] {
+    let eval_split = ds.manifest().evaluation_split().unwrap_or("val");
+    for split in ["train", eval_split] {
         let key = cache_key(&ds, split, cfg.arch.name(), cfg.image_size);
         let p = cache_path(&src.run.features_dir(), &tag, split, &key);
         if let Some(c) = load_cached(&p) {

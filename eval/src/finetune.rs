@@ -276,7 +276,9 @@ fn supervised(
         detail: e.to_string(),
     };
     let train = Arc::new(ds.split("train").map_err(split_err)?);
-    let val = ds.split("val").map_err(split_err)?;
+    let val = ds
+        .split(ds.manifest().evaluation_split().unwrap_or("val"))
+        .map_err(split_err)?;
     let subset = subset.unwrap_or_else(|| (0..train.len()).collect());
     let mut tcfg = src.config.clone();
     tcfg.seed = cfg.seed;

@@ -201,3 +201,61 @@ fn tensorboard_false_writes_no_events() {
     assert!(names.iter().any(|n| n == "metrics.jsonl"));
     assert!(!names.iter().any(|n| n.contains("tfevents")), "{names:?}");
 }
+
+/// A dataset whose labelled held-out split is `test/` (no `val/`), as CIFAR-10
+/// ships: the k-NN monitor and fnc-eval evaluate on it.
+#[test]
+fn a_test_split_is_evaluated_when_there_is_no_val() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    let opts = fnc_ingest::SynthOptions {
+        classes: 4,
+        per_class: 16,
+        val_per_class: 4,
+        size: 40,
+        seed: 3,
+    };
+    fnc_ingest::synth(&src, &opts).unwrap();
+    std::fs::rename(src.join("val"), src.join("test")).unwrap();
+    let data = t.path().join("shards");
+    let report = fnc_ingest::ingest(
+        &fnc_ingest::IngestOptions::new(&src, &data),
+        &fnc_ingest::NoProgress,
+    )
+    .unwrap();
+    assert_eq!(report.splits["test"].records, 16);
+    assert!(!report.splits.contains_key("val"));
+    let run = t.path().join("run");
+    let mut a: Vec<&str> = SMALL_MODEL.to_vec();
+    a.extend([
+        "--shards",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--knn-every",
+        "2",
+    ]);
+    train(&a);
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("knn_top1"), "{metrics}");
+    let o = Command::new(assert_cmd::cargo::cargo_bin("fnc-eval"))
+        .args([
+            "knn",
+            "--run",
+            run.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(j["top1"]["k20"].as_f64().is_some(), "{j}");
+}

@@ -38,7 +38,7 @@ pub use dataset::{Dataset, SplitReader};
 pub use error::FormatError;
 pub use fingerprint::Fingerprint;
 pub use layout::{Encoding, FORMAT_VERSION, MAGIC, RECORD_ALIGN, TRAILER_MAGIC};
-pub use manifest::{ClassInfo, Manifest, ShardInfo, SplitInfo, MANIFEST_FILE};
+pub use manifest::{ClassInfo, Manifest, ShardInfo, SplitInfo, EVALUATION_SPLITS, MANIFEST_FILE};
 pub use reader::{Record, Shard};
 pub use writer::{RecordMeta, ShardWriter};
 

@@ -71,7 +71,18 @@ pub struct Manifest {
     pub params: serde_json::Value,
 }
 
+/// The splits evaluation reads, in order of preference: a dataset's `val`,
+/// else its labelled `test` (an ImageFolder's `test/CLASS/`).
+pub const EVALUATION_SPLITS: [&str; 2] = ["val", "test"];
+
 impl Manifest {
+    /// The split to evaluate on ([`EVALUATION_SPLITS`]), if the dataset has one.
+    pub fn evaluation_split(&self) -> Option<&'static str> {
+        EVALUATION_SPLITS
+            .into_iter()
+            .find(|s| self.splits.contains_key(*s))
+    }
+
     pub fn read(path: &Path) -> Result<Manifest, FormatError> {
         let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
         let m: Manifest = serde_json::from_str(&text).map_err(|e| FormatError::Manifest {

@@ -113,9 +113,10 @@ fn open_data(
     cfg.check_split(split.len())?;
     // The k-NN monitor reads the training split through the same reader.
     let monitor = if cfg.knn_every > 0 {
-        let val = ds.split("val").map_err(|e| TrainError::Config {
+        let eval_split = ds.manifest().evaluation_split().unwrap_or("val");
+        let val = ds.split(eval_split).map_err(|e| TrainError::Config {
             flag: "--knn-every",
-            detail: format!("needs a val split: {e}"),
+            detail: format!("needs a val or test split: {e}"),
         })?;
         Some(Monitor {
             train: split.clone(),
