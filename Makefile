@@ -7,7 +7,7 @@ DEMO  ?= demo
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/.venv
 
-.PHONY: all setup build test demo bench-ingest bench-augment bench-train compare-real fmt lint clean
+.PHONY: all setup build test demo bench-ingest bench-archive bench-augment bench-train compare-real fmt lint clean
 
 all: build
 
@@ -34,6 +34,10 @@ demo: build
 ## bench-ingest: fnc-ingest against PIL on real photos (markdown table on stdout)
 bench-ingest: build
 	bash bench/ingest.sh
+
+## bench-archive: ingest from archives against extract-then-ingest (same files, one run)
+bench-archive: build
+	bash bench/archive.sh
 
 ## bench-augment: fnc-augment against PIL + torchvision on real photos
 bench-augment: build
