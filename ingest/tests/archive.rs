@@ -196,6 +196,13 @@ fn imagenets_official_archives_give_the_shards_of_the_extracted_tree() {
     let v = run(&["verify", p(&by_name)]);
     assert!(v.status.success(), "{}", stderr(&v));
 
+    // The train tar alone is recognised as a tar of per-class tars.
+    let alone = t.path().join("alone");
+    let r = ingest(&[&[p(&train), "--out", p(&alone)], &opts[..]].concat());
+    assert_eq!(r["splits"]["train"]["records"], 36);
+    assert_eq!(r["classes"], 4);
+    assert!(r["splits"].get("val").is_none());
+
     // Interrupted after one shard, resumed to the same bytes.
     let part = t.path().join("part");
     let o = run(&[

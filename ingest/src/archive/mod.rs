@@ -70,7 +70,7 @@ pub(crate) fn discover(
             path: src.to_path_buf(),
         });
     }
-    if val.is_some() || devkit.is_some() || is_tar_of_tars(src)? {
+    if val.is_some() || devkit.is_some() {
         return imagenet(src, val, devkit, val_fraction, seed);
     }
     image_tree(src, val_fraction, seed)
@@ -86,25 +86,11 @@ fn origin(m: &walk::Member, archive: usize) -> Origin {
     }
 }
 
-/// Whether every file member of the archive's top level is a tar (ImageNet's
-/// train archive), read without opening them.
-fn is_tar_of_tars(path: &Path) -> Result<bool, IngestError> {
-    let (mut tars, mut others) = (0usize, 0usize);
-    walk::walk(path, false, &mut |_| false, &mut |m, _| {
-        if m.regular && walk::is_nested_tar(&m.name) {
-            tars += 1;
-        } else {
-            others += 1;
-        }
-        Ok(())
-    })?;
-    Ok(tars > 0 && others == 0)
-}
-
-/// A tar or tar.gz of an image tree (one top folder allowed).
+/// A tar or tar.gz of an image tree (one top folder allowed); a tar whose
+/// members are all tars is ImageNet's train archive.
 fn image_tree(path: &Path, val_fraction: f64, seed: u64) -> Result<Plan, IngestError> {
     let mut tree = MemTree::new(path);
-    let mut special = 0usize;
+    let (mut special, mut tars, mut files) = (0usize, 0usize, 0usize);
     walk::walk(
         path,
         false,
@@ -114,6 +100,11 @@ fn image_tree(path: &Path, val_fraction: f64, seed: u64) -> Result<Plan, IngestE
                 special += 1;
                 return Ok(());
             }
+            if walk::is_nested_tar(&m.name) {
+                tars += 1;
+            } else {
+                files += 1;
+            }
             if let Some(b) = bytes {
                 tree.add_text(&m.name, String::from_utf8_lossy(&b).into_owned());
             }
@@ -121,6 +112,9 @@ fn image_tree(path: &Path, val_fraction: f64, seed: u64) -> Result<Plan, IngestE
             Ok(())
         },
     )?;
+    if tars > 0 && files == 0 {
+        return imagenet(path, None, None, val_fraction, seed);
+    }
     tree.finish();
     let (tree, top) = tree.strip_single_top();
     let archives = vec![SourceArchive {
