@@ -358,7 +358,11 @@ fn commands_end_to_end_and_their_errors() {
     m["splits"].as_object_mut().unwrap().remove("val");
     std::fs::write(noval.join("manifest.json"), m.to_string()).unwrap();
     let o = eval(&["linear", "--run", r, "--shards", noval.to_str().unwrap()]);
-    assert!(stderr(&o).contains("no val split"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no val or test split"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

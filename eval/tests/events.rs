@@ -65,6 +65,29 @@ fn read_events(run: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// Trains the small model on `data` into `run` for `steps` steps, with `extra`.
+fn train_small(data: &Path, run: &Path, steps: &str, extra: &[&str]) {
+    let mut a: Vec<&str> = SMALL_MODEL.to_vec();
+    a.extend([
+        "--shards",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--fn-topk",
+        "2",
+        "--steps",
+        steps,
+    ]);
+    a.extend(extra);
+    train(&a);
+}
+
 fn train(args: &[&str]) {
     let o = Command::new(assert_cmd::cargo::cargo_bin("fnc-train"))
         .args(args)
@@ -78,39 +101,13 @@ fn tensorboard_reads_every_scalar_of_metrics_once_after_a_resume() {
     let t = tempfile::tempdir().unwrap();
     let data = fnc_tests::synth_shards(t.path(), 4, 16, 4, 40, 3);
     let run = t.path().join("run");
-    let args = |steps: &str, extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = SMALL_MODEL.iter().map(|s| s.to_string()).collect();
-        for s in [
-            "--shards",
-            data.to_str().unwrap(),
-            "--out",
-            run.to_str().unwrap(),
-            "--batch-size",
-            "16",
-            "--device",
-            "cpu",
-            "--workers",
-            "1",
-            "--fn-topk",
-            "2",
-            "--steps",
-            steps,
-            "--checkpoint-every",
-            "2",
-            "--knn-every",
-            "2",
-        ] {
-            a.push(s.into());
-        }
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
-    let go = |v: Vec<String>| train(&v.iter().map(String::as_str).collect::<Vec<_>>());
-    go(args("4", &[]));
+    let every = ["--checkpoint-every", "2", "--knn-every", "2"];
+    train_small(&data, &run, "4", &every);
     // Back to step 2 and on to 6: steps 3 and 4 are redone, and must not
     // appear twice in the events either.
     let older = run.join("checkpoints/step-00000002");
-    go(args("6", &["--resume-from", older.to_str().unwrap()]));
+    let resume = [&every[..], &["--resume-from", older.to_str().unwrap()]].concat();
+    train_small(&data, &run, "6", &resume);
 
     let o = Command::new(assert_cmd::cargo::cargo_bin("fnc-eval"))
         .args(["knn", "--run", run.to_str().unwrap(), "--device", "cpu"])
@@ -177,22 +174,7 @@ fn tensorboard_false_writes_no_events() {
     let t = tempfile::tempdir().unwrap();
     let data = fnc_tests::synth_shards(t.path(), 4, 16, 4, 40, 3);
     let run = t.path().join("run");
-    let mut a: Vec<&str> = SMALL_MODEL.to_vec();
-    a.extend([
-        "--shards",
-        data.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--steps",
-        "2",
-        "--tensorboard",
-        "false",
-    ]);
-    train(&a);
+    train_small(&data, &run, "2", &["--tensorboard", "false"]);
     let names: Vec<String> = std::fs::read_dir(&run)
         .unwrap()
         .flatten()
@@ -226,22 +208,7 @@ fn a_test_split_is_evaluated_when_there_is_no_val() {
     assert_eq!(report.splits["test"].records, 16);
     assert!(!report.splits.contains_key("val"));
     let run = t.path().join("run");
-    let mut a: Vec<&str> = SMALL_MODEL.to_vec();
-    a.extend([
-        "--shards",
-        data.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--steps",
-        "2",
-        "--knn-every",
-        "2",
-    ]);
-    train(&a);
+    train_small(&data, &run, "2", &["--knn-every", "2"]);
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(metrics.contains("knn_top1"), "{metrics}");
     let o = Command::new(assert_cmd::cargo::cargo_bin("fnc-eval"))

@@ -10,7 +10,7 @@ pub enum IngestError {
     // printed once both by Display and by anyhow's `{:#}`.
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: std::io::Error },
-    #[error("source {path} does not exist or is not a directory")]
+    #[error("source {path} does not exist (or is neither a directory nor a file)")]
     MissingSource { path: PathBuf },
     #[error("{path}: unknown layout: {detail}")]
     UnknownLayout { path: PathBuf, detail: String },

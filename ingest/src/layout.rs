@@ -13,52 +13,8 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 
 use crate::error::IngestError;
-use crate::source::{Origin, SourceArchive};
+use crate::plan::{Layout, Plan, SourceArchive, SourceItem};
 use crate::tree::{join, FsTree, Tree, TreeFile};
-
-/// The source layouts fnc-ingest understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// `train/<wnid>/*.JPEG`, `val/` in class folders or flat with
-    /// `LOC_val_solution.csv` (also under the Kaggle `ILSVRC/Data/CLS-LOC/` prefix),
-    /// `test/` in class folders; or ImageNet's official archives.
-    Ilsvrc,
-    /// `<class>/*.{jpg,jpeg,png,webp}`, one split unless `--val-fraction`.
-    ImageFolder,
-}
-
-impl Layout {
-    pub fn name(self) -> &'static str {
-        match self {
-            Layout::Ilsvrc => "ilsvrc",
-            Layout::ImageFolder => "imagefolder",
-        }
-    }
-}
-
-/// One source file to pack.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceItem {
-    /// Where its bytes are.
-    pub origin: Origin,
-    /// Path relative to the source root, `/`-separated: the record's name.
-    pub name: String,
-    pub label: u32,
-    pub size: u64,
-}
-
-/// What a source holds.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub layout: Layout,
-    pub classes: Vec<ClassInfo>,
-    /// Items of each split, sorted by name (shuffling happens later, seeded).
-    pub splits: BTreeMap<String, Vec<SourceItem>>,
-    /// Things a person should know (ignored folders, files without labels).
-    pub notes: Vec<String>,
-    /// The archives the items' [`Origin`]s index (empty for a directory tree).
-    pub archives: Vec<SourceArchive>,
-}
 
 const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 
@@ -190,15 +146,6 @@ pub(crate) fn make_classes(wnids: &[String], names: &HashMap<String, String>) ->
             wnid: wnid.clone(),
         })
         .collect()
-}
-
-/// Finds the layout, classes and files of `src`: a directory tree, a tar or
-/// tar.gz of one, or ImageNet's official archives (see [`crate::IngestOptions`]).
-///
-/// `val_fraction` carves a validation split out of train (per class, seeded) when
-/// the source has none.
-pub fn discover(src: &Path, val_fraction: f64, seed: u64) -> Result<Plan, IngestError> {
-    crate::archive::discover(src, None, None, val_fraction, seed)
 }
 
 fn check_fraction(val_fraction: f64) -> Result<(), IngestError> {
@@ -342,10 +289,22 @@ pub(crate) fn discover_tree(
                 }
             }
             let test_dir = join(root, "test");
-            if let Some(test) = class_split(tree, &test_dir, "test", &labels, &mut notes)? {
-                splits.insert("test".to_string(), test);
-            } else if tree.folder(&test_dir)?.is_some() {
-                notes.push("test/ ignored: its images have no labels (no class folders)".into());
+            match tree.folder(&test_dir)? {
+                Some(f) if !f.dirs.is_empty() => {
+                    match f.dirs.iter().find(|d| !labels.contains_key(*d)) {
+                        Some(other) => notes.push(format!(
+                            "test/ ignored: its folder {other} is not a training class"
+                        )),
+                        None => {
+                            let test = class_split(tree, &test_dir, "test", &labels, &mut notes)?;
+                            splits.insert("test".to_string(), test.unwrap_or_default());
+                        }
+                    }
+                }
+                Some(_) => {
+                    notes.push("test/ ignored: its images have no labels (no class folders)".into())
+                }
+                None => {}
             }
             Plan {
                 layout: Layout::Ilsvrc,

@@ -27,12 +27,14 @@ mod error;
 mod inspect;
 mod jpeg;
 mod layout;
+mod options;
 mod pipeline;
+mod plan;
 mod source;
 mod synth;
 mod tree;
 
-pub use archive::{IMAGENET_DEVKIT, IMAGENET_TRAIN, IMAGENET_VAL};
+pub use archive::{discover_source as discover, IMAGENET_DEVKIT, IMAGENET_TRAIN, IMAGENET_VAL};
 pub use convert::{
     convert, encode_jpeg, resize_rgb, target_size, Converted, EncodingChoice, ResizeSide,
     StoragePolicy,
@@ -40,10 +42,10 @@ pub use convert::{
 pub use error::IngestError;
 pub use inspect::{inspect, verify, ClassCount, Inspection, SplitInspection, Stat, VerifyReport};
 pub use jpeg::{probe as probe_jpeg, JpegInfo};
-pub use layout::{discover, Layout, Plan, SourceItem};
+pub use options::IngestOptions;
 pub use pipeline::{
-    ingest, parse_encoding, IngestOptions, IngestReport, NoProgress, Progress, Skipped,
-    SplitReport, REPORT_FILE, SKIPPED_FILE, STATE_FILE,
+    ingest, parse_encoding, IngestReport, NoProgress, Progress, Skipped, SplitReport, REPORT_FILE,
+    SKIPPED_FILE, STATE_FILE,
 };
-pub use source::{Origin, SourceArchive};
+pub use plan::{Layout, Origin, Plan, SourceArchive, SourceItem};
 pub use synth::{render, synth, synth_class_name, synth_wnid, SynthOptions, SynthReport};

@@ -5,33 +5,10 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 
 use crate::archive::walk;
 use crate::error::IngestError;
-use crate::layout::SourceItem;
-
-/// Where a source file's bytes are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// A file on disk.
-    File(PathBuf),
-    /// `size` bytes at byte `offset` of the uncompressed tar `archive` (an
-    /// index into [`crate::Plan::archives`]); members of nested tars included.
-    Member { archive: usize, offset: u64 },
-    /// The `seq`-th file member of the compressed tar `archive`, counted in
-    /// the order of the stream.
-    Streamed { archive: usize, seq: u64 },
-}
-
-/// An archive that a plan's items are read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceArchive {
-    pub path: PathBuf,
-    /// Its top-level `*.tar` members are tars of their own (ImageNet's train
-    /// archive).
-    pub nested: bool,
-}
+use crate::plan::{Origin, SourceArchive, SourceItem};
 
 /// Reads the bytes of source items; one per ingest run.
 #[derive(Debug)]

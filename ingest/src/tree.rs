@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::IngestError;
-use crate::source::Origin;
+use crate::plan::Origin;
 
 /// A file of a tree.
 #[derive(Debug, Clone)]
@@ -143,8 +143,29 @@ impl MemTree {
         if parts.iter().any(|p| is_hidden(p)) {
             return;
         }
+        let dir = dirs.join("/");
+        self.add_dir(&dir);
+        self.folders.entry(dir).or_default().files.push(TreeFile {
+            name: name.to_string(),
+            size,
+            origin,
+        });
+    }
+
+    /// Whether some component of `rel` is hidden (left out of the tree).
+    pub fn is_hidden_path(rel: &str) -> bool {
+        rel.split('/').any(is_hidden)
+    }
+
+    /// Adds the folder at `rel` and its parents (an archive's empty folders are
+    /// folders of its extracted tree too).
+    pub fn add_dir(&mut self, rel: &str) {
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        if parts.iter().any(|p| is_hidden(p)) {
+            return;
+        }
         let mut dir = String::new();
-        for d in dirs {
+        for d in parts {
             let child = join(&dir, d);
             if !self.folders.contains_key(&child) {
                 self.folders
@@ -156,11 +177,6 @@ impl MemTree {
             }
             dir = child;
         }
-        self.folders.entry(dir).or_default().files.push(TreeFile {
-            name: name.to_string(),
-            size,
-            origin,
-        });
     }
 
     /// Keeps the text of a small member for [`Tree::text`].
@@ -197,6 +213,10 @@ impl MemTree {
             true => root.dirs[0].clone(),
             false => return (self, None),
         };
+        // A tar of `train/` (or of the Kaggle `ILSVRC/`) is that tree already.
+        if ["train", "val", "test", "ILSVRC"].contains(&top.as_str()) {
+            return (self, None);
+        }
         if self.folders.get(&top).is_none_or(|f| f.dirs.is_empty()) {
             return (self, None);
         }

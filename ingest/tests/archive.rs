@@ -81,6 +81,16 @@ fn imagenet(root: &Path, val_extra: &[(String, Vec<u8>)]) -> (PathBuf, PathBuf) 
     // A file without an image extension in a class, as real trees have.
     fs::write(tree.join("train/n90000001/notes.txt"), b"not an image").unwrap();
     let mut train = Vec::new();
+    // An empty class (an empty per-class tar; an empty folder once extracted),
+    // which takes a class index all the same.
+    fs::create_dir_all(tree.join("train/n90000009")).unwrap();
+    // A name longer than a tar header holds (a GNU long-name member).
+    let long = format!("n90000002_{}.JPEG", "x".repeat(120));
+    fs::copy(
+        files_of(&tree.join("train/n90000002"))[0].1.clone(),
+        tree.join("train/n90000002").join(&long),
+    )
+    .unwrap();
     for (wnid, dir) in files_or_dirs(&tree.join("train")) {
         let members: Vec<_> = files_of(&dir)
             .into_iter()
@@ -199,8 +209,8 @@ fn imagenets_official_archives_give_the_shards_of_the_extracted_tree() {
     // The train tar alone is recognised as a tar of per-class tars.
     let alone = t.path().join("alone");
     let r = ingest(&[&[p(&train), "--out", p(&alone)], &opts[..]].concat());
-    assert_eq!(r["splits"]["train"]["records"], 36);
-    assert_eq!(r["classes"], 4);
+    assert_eq!(r["splits"]["train"]["records"], 37);
+    assert_eq!(r["classes"], 5, "the empty class tar is a class");
     assert!(r["splits"].get("val").is_none());
 
     // Interrupted after one shard, resumed to the same bytes.
@@ -245,6 +255,12 @@ fn folder_tree(root: &Path) -> PathBuf {
         }
     }
     fs::write(top.join("README.txt"), b"about this set").unwrap();
+    // An empty class folder, a hidden file, and a GNU long name.
+    fs::create_dir_all(top.join("train/n90000007")).unwrap();
+    fs::write(top.join("train/n90000001/.DS_Store"), b"finder").unwrap();
+    let first = files_of(&top.join("train/n90000000"))[0].1.clone();
+    let long = format!("{}.jpg", "long".repeat(40));
+    fs::copy(first, top.join("train/n90000000").join(long)).unwrap();
     top
 }
 
@@ -303,6 +319,46 @@ fn a_tar_or_tar_gz_of_an_image_tree_gives_the_shards_of_the_tree_with_test() {
         assert_eq!(shard_bytes(&out), want, "{name}");
         assert_eq!(r["splits"]["test"]["records"], 12, "{name}");
     }
+}
+
+#[test]
+fn a_tar_of_train_alone_and_a_test_folder_that_is_no_split() {
+    let t = tempfile::tempdir().unwrap();
+    let top = folder_tree(t.path());
+    // A test/ folder whose folders are not training classes is left out, as
+    // before test/ splits were read.
+    fs::create_dir_all(top.join("test/unknown")).unwrap();
+    fs::copy(
+        files_of(&top.join("val/n90000000"))[0].1.clone(),
+        top.join("test/unknown/x.jpg"),
+    )
+    .unwrap();
+    let r = ingest(&[p(&top), "--out", p(&t.path().join("o1"))]);
+    assert!(r["splits"].get("test").is_none(), "{r}");
+    assert!(r["notes"].to_string().contains("test/ ignored"), "{r}");
+    // `tar cf t.tar -C set train`: the tree train/... (not stripped to an
+    // ImageFolder of its classes).
+    let only = t.path().join("only");
+    fs::create_dir_all(&only).unwrap();
+    std::os::unix::fs::symlink(top.join("train"), only.join("train")).unwrap();
+    let want = ingest(&[p(&only), "--out", p(&t.path().join("o2"))]);
+    let file = t.path().join("train.tar");
+    let o = std::process::Command::new("tar")
+        .args(["chf", p(&file), "-C", p(&top), "train"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = ingest(&[p(&file), "--out", p(&t.path().join("o3"))]);
+    assert_eq!(got["layout"], "ilsvrc");
+    assert_eq!(got["dataset_id"], want["dataset_id"]);
+    assert_eq!(
+        shard_bytes(&t.path().join("o3")),
+        shard_bytes(&t.path().join("o2"))
+    );
 }
 
 fn error_of(args: &[&str]) -> String {

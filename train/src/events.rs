@@ -68,9 +68,7 @@ impl Events {
     /// cut back to that step.
     pub fn open(dir: &Path, keep_through: Option<u64>) -> Result<Events, TrainError> {
         if let Some(step) = keep_through {
-            for f in event_files(dir)? {
-                cut_back(&f, step)?;
-            }
+            cut_back_all(dir, step)?;
         }
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         // A name of our own (time, host-free, pid, a counter) so that two
@@ -172,6 +170,14 @@ pub fn event_files(dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
         .collect();
     v.sort();
     Ok(v)
+}
+
+/// Cuts every event file of the run directory `dir` back to `step`.
+pub fn cut_back_all(dir: &Path, step: u64) -> Result<(), TrainError> {
+    for f in event_files(dir)? {
+        cut_back(&f, step)?;
+    }
+    Ok(())
 }
 
 /// Rewrites the event file `path` without its events past `step`. A torn last

@@ -137,6 +137,11 @@ fn restore_here(
         ev.text(step, "config", &format!("```toml\n{config}\n```"))?;
         Some(ev)
     } else {
+        // Events of an earlier part of the run are cut back all the same, so
+        // that turning them on again later finds no abandoned steps.
+        if let Some(step) = keep {
+            crate::events::cut_back_all(run.path(), step)?;
+        }
         None
     };
     Ok((ck, Logs { metrics, events }))

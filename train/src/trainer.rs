@@ -39,6 +39,9 @@ pub trait Observer {
     /// it continues a checkpoint, false for a new run or a `--resume` of a
     /// run that had none yet.
     fn started(&self, _step: u64, _resumed: bool) {}
+    /// Something a person should know that does not stop the run (an image
+    /// of the TensorBoard events that could not be made, say).
+    fn warning(&self, _text: &str) {}
 }
 
 impl<F: Fn(&StepMetrics, u64)> Observer for F {
@@ -157,23 +160,35 @@ impl Writer {
     }
 
     /// The views of the first images of the run, as the engine makes them,
-    /// into the events (at step 0).
-    fn contact_sheet(&mut self, split: &Arc<fnc_formats::SplitReader>, engine: &EngineConfig) {
+    /// into the events (at step 0). Images are for people: one that cannot be
+    /// made (a bad record among the first, say) is a warning, not a stop.
+    fn contact_sheet(
+        &mut self,
+        split: &Arc<fnc_formats::SplitReader>,
+        engine: &EngineConfig,
+        observer: &dyn Observer,
+    ) {
         let Some(ev) = self.events.as_mut() else {
             return;
         };
-        let done = fnc_augment::contact_sheet(split.clone(), engine, SHEET_IMAGES)
-            .map_err(|e| TrainError::Io {
-                path: ev.path().to_path_buf(),
-                err: std::io::Error::other(format!("the augmentation sheet: {e}")),
-            })
-            .and_then(|sheet| ev.image(0, "augment/views", &sheet));
-        if let Err(e) = done {
-            self.failed.get_or_insert(e);
+        match fnc_augment::contact_sheet(split.clone(), engine, SHEET_IMAGES) {
+            Ok(sheet) => {
+                if let Err(e) = ev.image(0, "augment/views", &sheet) {
+                    self.failed.get_or_insert(e);
+                }
+            }
+            Err(e) => observer.warning(&format!(
+                "no augmentation sheet in the TensorBoard events: {e}"
+            )),
         }
     }
 
-    fn record(&mut self, m: &StepMetrics, checkpoint: Option<(Snapshot, CheckpointState)>) {
+    fn record(
+        &mut self,
+        m: &StepMetrics,
+        checkpoint: Option<(Snapshot, CheckpointState)>,
+        observer: &dyn Observer,
+    ) {
         let due = checkpoint.is_some();
         let done = self
             .metrics
@@ -182,14 +197,15 @@ impl Writer {
             .and_then(|()| match checkpoint {
                 Some((snap, state)) => self.saver.submit(snap, state),
                 None => self.saver.poll(),
-            })
-            .and_then(|()| match (&mut self.events, due) {
-                // The report of the run so far, beside the checkpoint.
-                (Some(ev), true) => crate::report::to_events(ev, &self.metrics_path, m.step),
-                _ => Ok(()),
             });
         if let Err(e) = done {
             self.failed.get_or_insert(e);
+        }
+        if let (Some(ev), true) = (&mut self.events, due) {
+            // The report of the run so far, beside the checkpoint.
+            if let Err(e) = crate::report::to_events(ev, &self.metrics_path, m.step) {
+                observer.warning(&format!("no report in the TensorBoard events: {e}"));
+            }
         }
     }
 }
@@ -278,7 +294,7 @@ pub fn train_parallel(
     let workers = workers_of(cfg.workers, group.map_or(1, |g| g.local_world), cores);
     let engine = cfg.engine_config_for(workers, cfg.batch_size / world, world)?;
     if let Some(w) = writer.as_mut().filter(|_| step == 0) {
-        w.contact_sheet(&split, &engine);
+        w.contact_sheet(&split, &engine, observer);
     }
     let feed = Feed::start(Loader::start(split, engine, sampler)?, device)?;
     let (mut wait_sum, mut time_sum, mut final_loss) = (0.0, 0.0, f64::NAN);
@@ -382,7 +398,7 @@ pub fn train_parallel(
                 };
                 (Snapshot::take(&vs, &opt, momentum.as_ref()), state)
             });
-            w.record(&m, checkpoint);
+            w.record(&m, checkpoint, observer);
         }
     }
     let checkpoint = match writer {

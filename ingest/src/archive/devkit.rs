@@ -12,6 +12,8 @@ use crate::error::IngestError;
 
 const META: &str = "data/meta.mat";
 const TRUTH: &str = "data/ILSVRC2012_validation_ground_truth.txt";
+/// The devkit's files are read when no larger than this (meta.mat is 2.5 MB).
+const MAX_FILE: u64 = 256 << 20;
 
 /// What the devkit says about the classes and the validation images.
 #[derive(Debug, Clone, Default)]
@@ -48,7 +50,7 @@ pub(crate) fn read(path: &Path) -> Result<Devkit, IngestError> {
     walk::walk(
         path,
         false,
-        &mut |m| m.name.ends_with(META) || m.name.ends_with(TRUTH),
+        &mut |m| m.size <= MAX_FILE && (m.name.ends_with(META) || m.name.ends_with(TRUTH)),
         &mut |m, bytes| {
             if let Some(b) = bytes {
                 if m.name.ends_with(META) {
@@ -57,7 +59,7 @@ pub(crate) fn read(path: &Path) -> Result<Devkit, IngestError> {
                     truth = Some((m.name, b));
                 }
             }
-            Ok(())
+            Ok(walk::Flow::Go)
         },
     )?;
     let missing = |what: &str| {
@@ -70,11 +72,10 @@ pub(crate) fn read(path: &Path) -> Result<Devkit, IngestError> {
     let (truth_name, truth) = truth.ok_or_else(|| missing(TRUTH))?;
     let mut kit = synsets(&meta).map_err(|e| bad(path, format!("{meta_name}: {e}")))?;
     let text = String::from_utf8_lossy(&truth);
-    for (n, line) in text.lines().enumerate() {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    for (n, line) in lines.iter().enumerate() {
+        // Line k labels image k: a blank line inside would shift the rest.
         let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
         let id: u32 = line.parse().map_err(|_| {
             bad(
                 path,

@@ -29,6 +29,8 @@ const MX_CHAR: u8 = 4;
 /// The largest array (elements) and nesting read; `meta.mat` is far below both.
 const MAX_ELEMENTS: usize = 1 << 24;
 const MAX_DEPTH: usize = 16;
+/// The most bytes a compressed variable may inflate to.
+const MAX_INFLATED: u64 = 1 << 30;
 
 /// A value of a MAT file.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +77,12 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<(String, Value)>, String> {
     if bytes.len() < 128 {
         return Err("shorter than a MAT-file header (128 bytes)".into());
     }
+    if bytes[124..126] != [0x00, 0x01] && bytes[124..126] != [0x01, 0x00] {
+        return Err(
+            "not a level-5 MAT-file (version field); MATLAB 7.3 files are HDF5: save with -v7"
+                .into(),
+        );
+    }
     let big = match &bytes[126..128] {
         b"IM" => false,
         b"MI" => true,
@@ -93,8 +101,14 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<(String, Value)>, String> {
             MI_COMPRESSED => {
                 let mut inflated = Vec::new();
                 ZlibDecoder::new(data)
+                    .take(MAX_INFLATED)
                     .read_to_end(&mut inflated)
                     .map_err(|e| format!("compressed variable: {e}"))?;
+                if inflated.len() as u64 == MAX_INFLATED {
+                    return Err(format!(
+                        "a compressed variable inflates past {MAX_INFLATED} bytes"
+                    ));
+                }
                 let mut inner = Reader {
                     bytes: &inflated,
                     pos: 0,
@@ -262,7 +276,8 @@ fn matrix(data: &[u8], big: bool, depth: usize) -> Result<(String, Value), Strin
                     String::from_utf8_lossy(&c[..end]).into_owned()
                 })
                 .collect();
-            let mut elements = Vec::with_capacity(count);
+            // Each element takes at least a tag: no reservation beyond the bytes.
+            let mut elements = Vec::with_capacity(count.min(data.len() / 8));
             for _ in 0..count {
                 let mut values = Vec::with_capacity(fields.len());
                 for _ in 0..fields.len() {
@@ -277,7 +292,7 @@ fn matrix(data: &[u8], big: bool, depth: usize) -> Result<(String, Value), Strin
             Value::Struct { fields, elements }
         }
         MX_CELL => {
-            let mut cells = Vec::with_capacity(count);
+            let mut cells = Vec::with_capacity(count.min(data.len() / 8));
             for _ in 0..count {
                 let (ty, d) = r.element()?;
                 if ty != MI_MATRIX {

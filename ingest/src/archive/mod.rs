@@ -15,9 +15,10 @@ pub(crate) mod walk;
 use std::path::Path;
 
 use crate::error::IngestError;
-use crate::layout::{discover_dir, discover_tree, has_image_extension, Plan, LABEL_FILES};
-use crate::source::{Origin, SourceArchive};
+use crate::layout::{discover_dir, discover_tree, has_image_extension, LABEL_FILES};
+use crate::plan::{Origin, Plan, SourceArchive};
 use crate::tree::MemTree;
+use walk::{Flow, Kind};
 
 /// The official file names, looked for in a source directory.
 pub const IMAGENET_TRAIN: &str = "ILSVRC2012_img_train.tar";
@@ -26,6 +27,16 @@ pub const IMAGENET_DEVKIT: &str = "ILSVRC2012_devkit_t12.tar.gz";
 
 /// Label lists inside an archive are kept when no larger than this.
 const MAX_TEXT: u64 = 64 << 20;
+
+/// Finds the layout, classes and files of `src`: a directory tree, a tar or
+/// tar.gz of one, or ImageNet's official archives (the train tar, or a
+/// directory holding the three; see [`crate::IngestOptions`]).
+///
+/// `val_fraction` carves a validation split out of train (per class, seeded) when
+/// the source has none.
+pub fn discover_source(src: &Path, val_fraction: f64, seed: u64) -> Result<Plan, IngestError> {
+    discover(src, None, None, val_fraction, seed)
+}
 
 /// The plan of `src` (a directory, an archive, or a directory holding
 /// ImageNet's official archives), with ImageNet's `val` archive and `devkit`
@@ -96,20 +107,22 @@ fn image_tree(path: &Path, val_fraction: f64, seed: u64) -> Result<Plan, IngestE
         false,
         &mut |m| m.size <= MAX_TEXT && is_label_file(&m.name),
         &mut |m, bytes| {
-            if !m.regular {
-                special += 1;
-                return Ok(());
+            match m.kind {
+                Kind::Dir => tree.add_dir(&m.name),
+                Kind::Other | Kind::Container => special += 1,
+                Kind::File => {
+                    if walk::is_nested_tar(&m.name) {
+                        tars += 1;
+                    } else if !MemTree::is_hidden_path(&m.name) {
+                        files += 1;
+                    }
+                    if let Some(b) = bytes {
+                        tree.add_text(&m.name, String::from_utf8_lossy(&b).into_owned());
+                    }
+                    tree.add(&m.name, m.size, origin(&m, 0));
+                }
             }
-            if walk::is_nested_tar(&m.name) {
-                tars += 1;
-            } else {
-                files += 1;
-            }
-            if let Some(b) = bytes {
-                tree.add_text(&m.name, String::from_utf8_lossy(&b).into_owned());
-            }
-            tree.add(&m.name, m.size, origin(&m, 0));
-            Ok(())
+            Ok(Flow::Go)
         },
     )?;
     if tars > 0 && files == 0 {
@@ -165,20 +178,27 @@ fn imagenet(
     let mut tree = MemTree::new(train);
     let mut notes = Vec::new();
     let mut loose = Vec::new();
+    let class_of = |tar: &str| {
+        let base = tar.rsplit('/').next().unwrap_or(tar);
+        base[..base.len() - ".tar".len()].to_string()
+    };
     walk::walk(train, true, &mut |_| false, &mut |m, _| {
-        match (&m.container, m.regular) {
-            (Some(c), true) => {
-                let wnid = &c[..c.len() - ".tar".len()];
-                let wnid = wnid.rsplit('/').next().unwrap_or(wnid);
-                tree.add(&format!("train/{wnid}/{}", m.name), m.size, origin(&m, 0));
+        match (&m.container, m.kind) {
+            // An empty class tar is an empty class folder once extracted.
+            (None, Kind::Container) => tree.add_dir(&format!("train/{}", class_of(&m.name))),
+            (Some(c), Kind::File) => {
+                let rel = format!("train/{}/{}", class_of(c), m.name);
+                tree.add(&rel, m.size, origin(&m, 0));
             }
+            (Some(c), Kind::Dir) => tree.add_dir(&format!("train/{}/{}", class_of(c), m.name)),
+            (None, Kind::Dir) => {}
             _ => loose.push(m.name),
         }
-        Ok(())
+        Ok(Flow::Go)
     })?;
     if !loose.is_empty() {
         notes.push(format!(
-            "{}: {} members that are not per-class tars ignored (the first: {})",
+            "{}: {} members that are neither per-class tars nor their images ignored (the first: {})",
             train.display(),
             loose.len(),
             loose[0]
@@ -195,8 +215,8 @@ fn imagenet(
         });
         let (mut unlabelled, mut ignored) = (0usize, 0usize);
         walk::walk(val, false, &mut |_| false, &mut |m, _| {
-            if !m.regular {
-                return Ok(());
+            if m.kind != Kind::File || MemTree::is_hidden_path(&m.name) {
+                return Ok(Flow::Go);
             }
             let base = m.name.rsplit('/').next().unwrap_or(&m.name).to_string();
             match kit.val_wnid(&base) {
@@ -204,7 +224,7 @@ fn imagenet(
                 None if has_image_extension(&base) => unlabelled += 1,
                 None => ignored += 1,
             }
-            Ok(())
+            Ok(Flow::Go)
         })?;
         if unlabelled > 0 {
             notes.push(format!(

@@ -17,6 +17,19 @@ use crate::error::IngestError;
 
 const BLOCK: u64 = 512;
 
+/// What a member is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A regular file: the only kind that is read.
+    File,
+    /// A folder (an empty one is a folder of the extracted tree too).
+    Dir,
+    /// A nested tar that the walk opens; its members follow it.
+    Container,
+    /// Links, devices and the like: reported so that they can be counted.
+    Other,
+}
+
 /// A member of an archive as a walk reports it.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
@@ -29,9 +42,15 @@ pub(crate) struct Member {
     pub size: u64,
     /// Byte offset of its data in the archive file (uncompressed tars only).
     pub offset: Option<u64>,
-    /// A regular file; other members (links, devices) are reported so that
-    /// they can be counted, never read.
-    pub regular: bool,
+    pub kind: Kind,
+}
+
+/// Whether the walk goes on after a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Go,
+    /// Everything wanted was seen: the rest is not read (nor checked).
+    Stop,
 }
 
 /// Whether `path` is gzip-compressed (by its first bytes, not its name).
@@ -43,9 +62,11 @@ pub(crate) fn is_compressed(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether `name` is a tar that a nested walk opens.
+/// Whether `name` is a tar that a nested walk opens (hidden names, such as
+/// macOS's `._n01440764.tar`, are not).
 pub(crate) fn is_nested_tar(name: &str) -> bool {
-    name.to_ascii_lowercase().ends_with(".tar")
+    let base = name.rsplit('/').next().unwrap_or(name);
+    !base.starts_with('.') && base.to_ascii_lowercase().ends_with(".tar")
 }
 
 fn bad(path: &Path, where_: &str, detail: impl std::fmt::Display) -> IngestError {
@@ -69,14 +90,50 @@ fn normalise(raw: &[u8]) -> String {
         .join("/")
 }
 
+/// What a walk needs of an entry: its normalised name, kind, the size of its
+/// data as stored (a sparse member's stored size, not its expanded one) and
+/// the position of its data in its tar.
+struct Head {
+    name: String,
+    kind: Kind,
+    stored: u64,
+    pos: u64,
+}
+
+fn head<R: Read>(entry: &tar::Entry<'_, R>, nest: bool) -> Head {
+    let ty = entry.header().entry_type();
+    let name = normalise(&entry.path_bytes());
+    let regular = ty.is_file() || ty.is_contiguous();
+    let kind = if ty.is_dir() {
+        Kind::Dir
+    } else if regular && nest && is_nested_tar(&name) {
+        Kind::Container
+    } else if regular {
+        Kind::File
+    } else {
+        Kind::Other
+    };
+    let stored = if ty.is_gnu_sparse() {
+        entry.header().entry_size().unwrap_or(0)
+    } else {
+        entry.size()
+    };
+    Head {
+        name,
+        kind,
+        stored,
+        pos: entry.raw_file_position(),
+    }
+}
+
 /// Calls `visit` for each member of the archive at `path`, in order, with its
-/// bytes when `wants` says so. `nested`: members named `*.tar` at the top level
-/// are walked as tars.
+/// bytes when `wants` says so, until `visit` says stop. `nested`: members named
+/// `*.tar` at the top level are walked as tars (reported first as containers).
 pub(crate) fn walk(
     path: &Path,
     nested: bool,
     wants: &mut dyn FnMut(&Member) -> bool,
-    visit: &mut dyn FnMut(Member, Option<Vec<u8>>) -> Result<(), IngestError>,
+    visit: &mut dyn FnMut(Member, Option<Vec<u8>>) -> Result<Flow, IngestError>,
 ) -> Result<(), IngestError> {
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
     let mut seq = 0u64;
@@ -89,7 +146,9 @@ pub(crate) fn walk(
     };
     if is_compressed(path) {
         let mut gz = MultiGzDecoder::new(io::BufReader::new(file));
-        w.stream(&mut gz, None)?;
+        if w.stream(&mut gz, None)? == Flow::Stop {
+            return Ok(());
+        }
         // The gzip trailer (its CRC and length) is checked only when the stream
         // is read to its end.
         io::copy(&mut gz, &mut io::sink())
@@ -97,7 +156,7 @@ pub(crate) fn walk(
         Ok(())
     } else {
         let len = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
-        w.plain(&file, 0, len, None)
+        w.plain(&file, 0, len, None).map(|_| ())
     }
 }
 
@@ -106,14 +165,38 @@ struct Walk<'a> {
     nested: bool,
     seq: &'a mut u64,
     wants: &'a mut dyn FnMut(&Member) -> bool,
-    visit: &'a mut dyn FnMut(Member, Option<Vec<u8>>) -> Result<(), IngestError>,
+    visit: &'a mut dyn FnMut(Member, Option<Vec<u8>>) -> Result<Flow, IngestError>,
 }
 
+/// Bytes read ahead of a member's data for its buffer; the rest grows as it
+/// arrives, so a header's size never allocates by itself.
+const READ_AHEAD: u64 = 1 << 20;
+
 impl Walk<'_> {
-    fn next_seq(&mut self) -> u64 {
-        let s = *self.seq;
-        *self.seq += 1;
-        s
+    fn member(&mut self, h: &Head, container: Option<&str>, offset: Option<u64>) -> Member {
+        let seq = if h.kind == Kind::File {
+            let s = *self.seq;
+            *self.seq += 1;
+            s
+        } else {
+            u64::MAX
+        };
+        Member {
+            seq,
+            container: container.map(str::to_string),
+            name: h.name.clone(),
+            size: h.stored,
+            offset,
+            kind: h.kind,
+        }
+    }
+
+    fn truncated(&self, at: &str, last: &str) -> IngestError {
+        bad(
+            self.path,
+            at,
+            format!("ends after member {last} without tar's end-of-archive blocks: the archive is truncated"),
+        )
     }
 
     /// The uncompressed tar in bytes `start..start + len` of `file`.
@@ -123,7 +206,7 @@ impl Walk<'_> {
         start: u64,
         len: u64,
         container: Option<&str>,
-    ) -> Result<(), IngestError> {
+    ) -> Result<Flow, IngestError> {
         let path = self.path;
         let at = inside(container);
         let window = Window {
@@ -146,59 +229,52 @@ impl Walk<'_> {
                     format!("not a readable tar after member {last}: {e}"),
                 )
             })?;
-            let kind = entry.header().entry_type();
-            let name = normalise(&entry.path_bytes());
-            let size = entry.size();
-            let rel = entry.raw_file_position();
-            let member_end = rel.saturating_add(size);
+            let h = head(&entry, self.nested && container.is_none());
+            let member_end = h.pos.saturating_add(h.stored);
             if member_end > len {
                 return Err(bad(
                     path,
                     &at,
                     format!(
-                        "member {name} needs bytes up to {member_end} but the tar holds {len}: the archive is truncated"
+                        "member {} needs bytes up to {member_end} but the tar holds {len}: the archive is truncated",
+                        h.name
                     ),
                 ));
             }
             end = member_end.div_ceil(BLOCK) * BLOCK;
-            last.clone_from(&name);
-            if kind.is_dir() {
+            last.clone_from(&h.name);
+            let m = self.member(&h, container, Some(start + h.pos));
+            if h.kind == Kind::Container {
+                if (self.visit)(m, None)? == Flow::Stop
+                    || self.plain(file, start + h.pos, h.stored, Some(&h.name))? == Flow::Stop
+                {
+                    return Ok(Flow::Stop);
+                }
                 continue;
             }
-            let regular = kind.is_file() || kind.is_contiguous();
-            if regular && self.nested && container.is_none() && is_nested_tar(&name) {
-                self.plain(file, start + rel, size, Some(&name))?;
-                continue;
-            }
-            let m = Member {
-                seq: if regular { self.next_seq() } else { u64::MAX },
-                container: container.map(str::to_string),
-                name,
-                size,
-                offset: Some(start + rel),
-                regular,
-            };
-            let bytes = if regular && (self.wants)(&m) {
-                let n = usize::try_from(size).map_err(|_| bad(path, &at, "member too large"))?;
-                let mut buf = vec![0u8; n];
-                file.read_exact_at(&mut buf, start + rel)
+            let bytes = if h.kind == Kind::File && (self.wants)(&m) {
+                let n =
+                    usize::try_from(h.stored).map_err(|_| bad(path, &at, "member too large"))?;
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(n)
+                    .map_err(|_| bad(path, &at, format!("member {} too large to read", h.name)))?;
+                buf.resize(n, 0);
+                file.read_exact_at(&mut buf, start + h.pos)
                     .map_err(|e| IngestError::io(path, e))?;
                 Some(buf)
             } else {
                 None
             };
-            (self.visit)(m, bytes)?;
+            if (self.visit)(m, bytes)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
         }
         // A tar ends with zero blocks; a file that stops right after a member
         // was cut there.
         if end + BLOCK > len {
-            return Err(bad(
-                path,
-                &at,
-                format!("ends after member {last} without tar's end-of-archive blocks: the archive is truncated"),
-            ));
+            return Err(self.truncated(&at, &last));
         }
-        Ok(())
+        Ok(Flow::Go)
     }
 
     /// A tar read as a stream, up to its end-of-archive blocks.
@@ -206,7 +282,7 @@ impl Walk<'_> {
         &mut self,
         reader: &mut dyn Read,
         container: Option<&str>,
-    ) -> Result<(), IngestError> {
+    ) -> Result<Flow, IngestError> {
         let path = self.path;
         let at = inside(container);
         let reader = Counted::new(reader);
@@ -225,40 +301,33 @@ impl Walk<'_> {
                     format!("not a readable tar after member {last}: {e}"),
                 )
             })?;
-            let kind = entry.header().entry_type();
-            let name = normalise(&entry.path_bytes());
-            let size = entry.size();
-            end = (entry.raw_file_position().saturating_add(size)).div_ceil(BLOCK) * BLOCK;
-            last.clone_from(&name);
-            if kind.is_dir() {
+            let h = head(&entry, self.nested && container.is_none());
+            end = h.pos.saturating_add(h.stored).div_ceil(BLOCK) * BLOCK;
+            last.clone_from(&h.name);
+            let m = self.member(&h, container, None);
+            if h.kind == Kind::Container {
+                if (self.visit)(m, None)? == Flow::Stop
+                    || self.stream(&mut entry, Some(&h.name))? == Flow::Stop
+                {
+                    return Ok(Flow::Stop);
+                }
                 continue;
             }
-            let regular = kind.is_file() || kind.is_contiguous();
-            if regular && self.nested && container.is_none() && is_nested_tar(&name) {
-                self.stream(&mut entry, Some(&name))?;
-                continue;
-            }
-            let m = Member {
-                seq: if regular { self.next_seq() } else { u64::MAX },
-                container: container.map(str::to_string),
-                name,
-                size,
-                offset: None,
-                regular,
-            };
-            let bytes = if regular && (self.wants)(&m) {
-                let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-                entry
+            let bytes = if h.kind == Kind::File && (self.wants)(&m) {
+                let mut buf = Vec::with_capacity(h.stored.min(READ_AHEAD) as usize);
+                (&mut entry)
+                    .take(h.stored)
                     .read_to_end(&mut buf)
-                    .map_err(|e| bad(path, &at, format!("member {}: {e}", m.name)))?;
-                if buf.len() as u64 != size {
+                    .map_err(|e| bad(path, &at, format!("member {}: {e}", h.name)))?;
+                if buf.len() as u64 != h.stored {
                     return Err(bad(
                         path,
                         &at,
                         format!(
-                            "member {} has {} of its {size} bytes: the archive is truncated",
-                            m.name,
-                            buf.len()
+                            "member {} has {} of its {} bytes: the archive is truncated",
+                            h.name,
+                            buf.len(),
+                            h.stored
                         ),
                     ));
                 }
@@ -266,16 +335,14 @@ impl Walk<'_> {
             } else {
                 None
             };
-            (self.visit)(m, bytes)?;
+            if (self.visit)(m, bytes)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
         }
         if count.get() < end + BLOCK {
-            return Err(bad(
-                path,
-                &at,
-                format!("ends after member {last} without tar's end-of-archive blocks: the archive is truncated"),
-            ));
+            return Err(self.truncated(&at, &last));
         }
-        Ok(())
+        Ok(Flow::Go)
     }
 }
 
@@ -295,7 +362,12 @@ pub(crate) fn gather(
             if let Some(b) = bytes {
                 got.insert(m.seq, b);
             }
-            Ok(())
+            // The archive was checked whole when it was listed.
+            Ok(if got.len() == wanted.len() {
+                Flow::Stop
+            } else {
+                Flow::Go
+            })
         },
     )?;
     Ok(got)

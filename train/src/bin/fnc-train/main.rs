@@ -284,6 +284,10 @@ impl fnc_train::Observer for Progress<'_> {
             .suspend(|| eprintln!("warning: bad record replaced: {err}"));
     }
 
+    fn warning(&self, text: &str) {
+        self.bar.suspend(|| eprintln!("warning: {text}"));
+    }
+
     fn started(&self, step: u64, resumed: bool) {
         let text = match (step, resumed, self.resuming) {
             (_, true, _) => format!("resuming from the checkpoint of step {step}"),
