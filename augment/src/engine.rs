@@ -445,6 +445,27 @@ fn fill_batch(
     Ok(bad.into_iter().flatten().collect())
 }
 
+/// What an evaluation view of an image is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EvalView {
+    /// The centre square of this fraction of the shorter side (0.875 in the
+    /// reference).
+    Centre(f64),
+    /// The whole image, its aspect not kept: the reference's evaluation at
+    /// 32 px and below, where it takes no crop.
+    Whole,
+}
+
+impl EvalView {
+    /// How the view is named in results and cache keys.
+    pub fn describe(self) -> String {
+        match self {
+            EvalView::Centre(c) => format!("centre crop {c}"),
+            EvalView::Whole => "whole image, no crop".into(),
+        }
+    }
+}
+
 /// Evaluation views: the centre `crop` fraction of each image's shorter side
 /// (0.875 in the reference), resized to `side` x `side` (bilinear,
 /// antialiased), no other augmentation, for the records `indices`, written
@@ -457,7 +478,22 @@ pub fn centre_crops(
     crop: f64,
     out: &mut [u8],
 ) -> Result<Vec<u32>, AugmentError> {
+    eval_views(split, indices, side, EvalView::Centre(crop), out)
+}
+
+/// [`centre_crops`] for any [`EvalView`].
+pub fn eval_views(
+    split: &SplitReader,
+    indices: &[u64],
+    side: u32,
+    view: EvalView,
+    out: &mut [u8],
+) -> Result<Vec<u32>, AugmentError> {
     let per = (side * side * 3) as usize;
+    let crop = match view {
+        EvalView::Centre(c) => c,
+        EvalView::Whole => 1.0,
+    };
     if side == 0 || out.len() != per * indices.len() || !(crop > 0.0 && crop <= 1.0) {
         return Err(AugmentError::Config {
             flag: "centre crop",
@@ -476,13 +512,18 @@ pub fn centre_crops(
                 let (buf, scratch) = &mut *w.borrow_mut();
                 let rec = split.get(i).map_err(|e| read_error(split, i, e))?;
                 let (w, h) = decode_into(&rec, buf).map_err(|e| record_error(split, i, e))?;
-                let short = w.min(h);
-                let s = ((short as f64 * crop).round() as u32).clamp(1, short);
-                let bx = CropBox {
-                    x: (w - s) / 2,
-                    y: (h - s) / 2,
-                    w: s,
-                    h: s,
+                let bx = match view {
+                    EvalView::Whole => CropBox { x: 0, y: 0, w, h },
+                    EvalView::Centre(_) => {
+                        let short = w.min(h);
+                        let s = ((short as f64 * crop).round() as u32).clamp(1, short);
+                        CropBox {
+                            x: (w - s) / 2,
+                            y: (h - s) / 2,
+                            w: s,
+                            h: s,
+                        }
+                    }
                 };
                 crop_resize(buf, w, h, bx, side, slot, scratch)
                     .map_err(|e| record_error(split, i, e))?;

@@ -48,7 +48,8 @@ pub mod simd;
 
 pub use decode::decode_into;
 pub use engine::{
-    centre_crops, make_views, Batch, EngineConfig, EngineConfigBuilder, Loader, OnError, ViewGroup,
+    centre_crops, eval_views, make_views, Batch, EngineConfig, EngineConfigBuilder, EvalView,
+    Loader, OnError, ViewGroup,
 };
 pub use error::AugmentError;
 pub use params::{

@@ -506,3 +506,49 @@ fn a_bad_randaugment_setting_names_the_flag() {
     let err = EngineConfig::builder().recipe(bad).build().unwrap_err();
     assert!(err.to_string().contains("--randaugment"), "{err}");
 }
+
+/// The reference evaluates images of 32 px and below uncropped: the whole
+/// image resized, its aspect not kept. A 64 x 32 image whose left quarter is
+/// red: the whole view keeps the red, the centre square has none.
+#[test]
+fn whole_image_views_keep_what_a_centre_crop_cuts() {
+    let t = tempfile::tempdir().unwrap();
+    let (w, h) = (64u32, 32u32);
+    let mut px = Vec::new();
+    for _y in 0..h {
+        for x in 0..w {
+            px.extend(if x < 16 {
+                [220u8, 20, 20]
+            } else {
+                [128, 128, 128]
+            });
+        }
+    }
+    let jpg = fnc_ingest::encode_jpeg(&px, w, h, 95).unwrap();
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(t.path().join("src").join(class)).unwrap();
+        std::fs::write(t.path().join("src").join(class).join("x.jpg"), &jpg).unwrap();
+    }
+    let out = t.path().join("out");
+    fnc_ingest::ingest(
+        &fnc_ingest::IngestOptions::new(t.path().join("src"), &out),
+        &fnc_ingest::NoProgress,
+    )
+    .unwrap();
+    let split = Dataset::open(&out).unwrap().split("train").unwrap();
+    let side = 16usize;
+    let red_columns = |view: fnc_augment::EvalView| -> usize {
+        let mut o = vec![0u8; side * side * 3];
+        fnc_augment::eval_views(&split, &[0], side as u32, view, &mut o).unwrap();
+        (0..side)
+            .filter(|&x| {
+                let p = &o[(side / 2 * side + x) * 3..][..3];
+                p[0] > 170 && p[1] < 80
+            })
+            .count()
+    };
+    // A quarter of 16 columns, give or take the resampling at the edge.
+    let whole = red_columns(fnc_augment::EvalView::Whole);
+    assert!((3..=5).contains(&whole), "{whole} red columns");
+    assert_eq!(red_columns(fnc_augment::EvalView::Centre(1.0)), 0);
+}

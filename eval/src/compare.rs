@@ -3,6 +3,8 @@
 //! workers, checkpoint and monitor cadence, the run directory) form a group;
 //! each group reports the mean and spread of its final linear and k-NN
 //! accuracy, and one PNG draws every group's training curves with their spread.
+//! Each run's probe takes the weight decay that a held-out slice of its train
+//! features prefers (`choose_weight_decay`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,9 @@ use fnc_train::StepMetrics;
 
 use crate::error::EvalError;
 use crate::features::features;
-use crate::linear::{linear_probe, LinearConfig};
+use crate::linear::{
+    accuracy, choose_weight_decay, linear_probe_logits, LinearConfig, WEIGHT_DECAYS,
+};
 use crate::source::resolve;
 use fnc_train::report::{panel_chart, register_font};
 
@@ -66,8 +70,13 @@ pub struct RunResult {
     pub fn_chance: Option<f64>,
     pub fn_recall: Option<f64>,
     pub steps: u64,
+    /// The probe's weight decay, chosen on a held-out slice of train.
+    pub weight_decay: f64,
     #[serde(skip)]
     pub metrics: Vec<StepMetrics>,
+    /// Whether the linear probe got each evaluation image right (paired tests).
+    #[serde(skip)]
+    pub linear_correct: Vec<bool>,
 }
 
 /// Runs that differ only in their seed.
@@ -158,7 +167,20 @@ pub fn compare(
             flat.remove(k);
         }
         let f = features(&src, &src.config.shards, None, device)?;
-        let linear = linear_probe(&f.train, &f.val, f.classes, probe)?;
+        let choice = choose_weight_decay(&f.train, f.classes, probe, &WEIGHT_DECAYS)?;
+        let cfg = LinearConfig {
+            weight_decay: choice.chosen,
+            ..*probe
+        };
+        let logits = linear_probe_logits(&f.train, &f.val, f.classes, &cfg)?;
+        let linear = accuracy(&logits, &f.val.1);
+        let linear_correct: Vec<bool> = Vec::try_from(
+            logits
+                .argmax(1, false)
+                .eq_tensor(&f.val.1)
+                .to_device(tch::Device::Cpu),
+        )
+        .unwrap_or_default();
         let knn = fnc_train::knn_top1(
             &f.train.0,
             &f.train.1,
@@ -180,7 +202,9 @@ pub fn compare(
                 fn_chance: tail_mean(&metrics, |s| s.fn_chance),
                 fn_recall: tail_mean(&metrics, |s| s.fn_recall),
                 steps: metrics.last().map(|s| s.step).unwrap_or(0),
+                weight_decay: choice.chosen,
                 metrics,
+                linear_correct,
             },
         ));
     }

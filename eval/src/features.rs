@@ -13,8 +13,11 @@ use crate::source::Source;
 #[derive(Debug)]
 pub struct FeatureSet {
     pub train: (Tensor, Tensor),
+    /// Features of the evaluation split (`val`, or `test` without one).
     pub val: (Tensor, Tensor),
     pub classes: i64,
+    /// Which split `val` holds.
+    pub eval_split: &'static str,
 }
 
 /// What makes features differ besides the encoder: the dataset (its id and
@@ -28,7 +31,7 @@ fn cache_key(ds: &Dataset, split: &str, arch: &str, size: u32) -> String {
         .field(split.as_bytes())
         .field(arch.as_bytes())
         .field(&size.to_le_bytes())
-        .field(&fnc_train::EVAL_CROP.to_le_bytes());
+        .field(fnc_train::eval_view(size).describe().as_bytes());
     for sh in m.splits.get(split).map(|i| &i.shards[..]).unwrap_or(&[]) {
         key.field(sh.checksum.as_bytes());
     }
@@ -132,5 +135,6 @@ pub fn features(
         train,
         val,
         classes,
+        eval_split,
     })
 }

@@ -19,6 +19,7 @@ mod error;
 mod features;
 mod finetune;
 mod linear;
+mod paired;
 mod report;
 mod source;
 
@@ -29,6 +30,10 @@ pub use finetune::{
     balanced_subset, finetune, linear_reference, named_subset, FinetuneConfig,
     ReferenceLinearConfig,
 };
-pub use linear::{accuracy, linear_probe, Accuracy, LinearConfig};
+pub use linear::{
+    accuracy, choose_weight_decay, linear_probe, linear_probe_logits, Accuracy, LinearConfig,
+    WeightDecayChoice, HELD_OUT, WEIGHT_DECAYS,
+};
+pub use paired::{paired, Paired, PairedDiff, BOOTSTRAP};
 pub use report::{read_metrics, report};
 pub use source::{latest_run, resolve, Source};

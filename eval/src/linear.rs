@@ -30,6 +30,64 @@ impl Default for LinearConfig {
     }
 }
 
+/// The weight decays the fast probe chooses among.
+pub const WEIGHT_DECAYS: [f64; 5] = [0.0, 1e-6, 1e-5, 1e-4, 1e-3];
+/// The share of the train features held out to choose the weight decay.
+pub const HELD_OUT: f64 = 0.2;
+
+/// How the probe's weight decay was chosen: each candidate's top-1 on a
+/// seeded held-out slice of train, when fitted on the rest.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WeightDecayChoice {
+    pub chosen: f64,
+    /// Train images held out, and those the candidates were fitted on.
+    pub held_out: usize,
+    pub fitted_on: usize,
+    /// (weight decay, held-out top-1 %) of each candidate.
+    pub tried: Vec<(f64, f64)>,
+}
+
+/// Chooses the weight decay among `candidates` by the held-out top-1 of a
+/// probe fitted on the rest of train ([`HELD_OUT`], drawn from `cfg.seed`);
+/// the highest wins, the smaller decay on a tie. Evaluation data is not
+/// touched.
+pub fn choose_weight_decay(
+    train: &(Tensor, Tensor),
+    classes: i64,
+    cfg: &LinearConfig,
+    candidates: &[f64],
+) -> Result<WeightDecayChoice, tch::TchError> {
+    let n = train.0.size()[0];
+    let held = ((n as f64 * HELD_OUT).round() as i64).clamp(1, (n - 1).max(1));
+    tch::manual_seed(cfg.seed as i64 ^ 0x5eed);
+    let perm = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
+    let pick = |t: &Tensor, from: i64, len: i64| t.index_select(0, &perm.narrow(0, from, len));
+    let fit = (
+        pick(&train.0, held, n - held),
+        pick(&train.1, held, n - held),
+    );
+    let hold = (pick(&train.0, 0, held), pick(&train.1, 0, held));
+    let mut tried = Vec::with_capacity(candidates.len());
+    let mut best = (f64::NEG_INFINITY, cfg.weight_decay);
+    for &wd in candidates {
+        let c = LinearConfig {
+            weight_decay: wd,
+            ..*cfg
+        };
+        let top1 = linear_probe(&fit, &hold, classes, &c)?.top1;
+        tried.push((wd, top1));
+        if top1 > best.0 {
+            best = (top1, wd);
+        }
+    }
+    Ok(WeightDecayChoice {
+        chosen: best.1,
+        held_out: held as usize,
+        fitted_on: (n - held) as usize,
+        tried,
+    })
+}
+
 /// Top-1 and top-5 accuracy in percent.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Accuracy {
@@ -56,9 +114,20 @@ pub fn linear_probe(
     classes: i64,
     cfg: &LinearConfig,
 ) -> Result<Accuracy, tch::TchError> {
+    let logits = linear_probe_logits(train, val, classes, cfg)?;
+    Ok(accuracy(&logits, &val.1))
+}
+
+/// [`linear_probe`]'s logits on `val` (`[N, classes]`), for per-image analyses.
+pub fn linear_probe_logits(
+    train: &(Tensor, Tensor),
+    val: &(Tensor, Tensor),
+    classes: i64,
+    cfg: &LinearConfig,
+) -> Result<Tensor, tch::TchError> {
     tch::manual_seed(cfg.seed as i64);
     let (tf, tl) = train;
-    let (vf, vl) = val;
+    let (vf, _) = val;
     let mean = tf.mean_dim([0i64].as_slice(), true, Kind::Float);
     let std = tf.std_dim([0i64].as_slice(), true, true) + 1e-6;
     let x = (tf - &mean) / &std;
@@ -89,6 +158,5 @@ pub fn linear_probe(
             step += 1;
         }
     }
-    let logits = tch::no_grad(|| lin.forward(&xv));
-    Ok(accuracy(&logits, vl))
+    Ok(tch::no_grad(|| lin.forward(&xv)))
 }

@@ -129,6 +129,44 @@ fn commands_end_to_end_and_their_errors() {
     // 3 classes x 24 train and x 6 val images.
     assert_eq!(lin["train_images"], 72, "{lin}");
     assert_eq!(lin["val_images"], 18, "{lin}");
+    // The weight decay was chosen on a held-out fifth of train (never on
+    // val), recorded with every candidate's held-out top-1.
+    let choice = &lin["weight_decay_choice"];
+    assert_eq!(choice["held_out"], 14, "{lin}");
+    assert_eq!(choice["fitted_on"], 58, "{lin}");
+    let tried = choice["tried"].as_array().unwrap();
+    assert_eq!(tried.len(), fnc_eval::WEIGHT_DECAYS.len());
+    let best = tried
+        .iter()
+        .map(|c| c[1].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    let chosen = lin["weight_decay"].as_f64().unwrap();
+    let first_best = tried
+        .iter()
+        .find(|c| c[1].as_f64().unwrap() == best)
+        .unwrap()[0]
+        .as_f64()
+        .unwrap();
+    assert_eq!(chosen, first_best, "{lin}");
+    assert_eq!(lin["eval_split"], "val");
+    // A 32 px run is evaluated on whole images, as the reference does.
+    assert_eq!(lin["eval_view"], "whole image, no crop", "{lin}");
+    let fixed = json(&eval(&[
+        "linear",
+        "--run",
+        r,
+        "--epochs",
+        "5",
+        "--weight-decay",
+        "0.001",
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!(fixed["weight_decay"], 0.001);
+    assert!(fixed["weight_decay_choice"].is_null());
+    let o = eval(&["linear", "--run", r, "--weight-decay", "lots"]);
+    assert!(stderr(&o).contains("--weight-decay"), "{}", stderr(&o));
     let cached = |run: &Path| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(run.join("features"))
             .map(|d| {
@@ -469,4 +507,54 @@ fn compare_groups_runs_that_differ_only_in_the_seed() {
         table.contains("loss.strategy=attraction") && table.contains("2 (0, 1)"),
         "{table}"
     );
+
+    // Paired by seed against SimCLR: the differences are the runs' own.
+    let mut args = vec!["compare"];
+    args.extend(runs.iter().map(String::as_str));
+    args.extend([
+        "--out",
+        png.to_str().unwrap(),
+        "--epochs",
+        "10",
+        "--device",
+        "cpu",
+        "--json",
+        "--paired",
+        "--baseline",
+        "loss.strategy=none",
+    ]);
+    let p = json(&eval(&args));
+    assert_eq!(p["paired"]["baseline"], "loss.strategy=none", "{p}");
+    let diffs = p["paired"]["diffs"].as_array().unwrap();
+    assert_eq!(diffs.len(), 2, "linear and k-NN of the one other arm: {p}");
+    let lin = &diffs[0];
+    assert_eq!(lin["metric"], "linear_top1");
+    let runs_of = |g: usize| -> Vec<f64> {
+        p["groups"][g]["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["linear_top1"].as_f64().unwrap())
+            .collect()
+    };
+    let (base, arm) = (runs_of(0), runs_of(1));
+    for k in 0..2 {
+        let d = lin["diffs"][k].as_f64().unwrap();
+        assert!((d - (arm[k] - base[k])).abs() < 1e-9, "{lin}");
+    }
+    let pv = lin["p"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&pv), "{lin}");
+    let ci = lin["bootstrap_ci95"].as_array().unwrap();
+    assert!(ci[0].as_f64() <= ci[1].as_f64(), "{lin}");
+    assert_eq!(lin["mcnemar"].as_array().unwrap().len(), 2, "{lin}");
+    let o = eval(&[
+        "compare",
+        runs[0].as_str(),
+        "--paired",
+        "--baseline",
+        "nope=1",
+        "--device",
+        "cpu",
+    ]);
+    assert!(stderr(&o).contains("--baseline nope=1"), "{}", stderr(&o));
 }

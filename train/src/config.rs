@@ -90,6 +90,12 @@ pub struct TrainConfig {
     pub epochs: f64,
     /// Training length in steps; 0 = from `epochs`.
     pub steps: u64,
+    /// Stop after this step (`--stop-at-step`, checkpointed there), the run
+    /// resumable to its full length with the schedule of its full length:
+    /// where FNC arms branch from a SimCLR run; 0 = run to the end. Not kept
+    /// by a resume.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stop_at_step: u64,
     pub lr: f64,
     pub lr_scaling: LrScaling,
     pub optimizer: OptimizerKind,
@@ -153,6 +159,7 @@ impl Default for TrainConfig {
             batch_size: 256,
             epochs: 100.0,
             steps: 0,
+            stop_at_step: 0,
             lr: 0.1,
             lr_scaling: LrScaling::Sqrt,
             optimizer: OptimizerKind::Lars,
@@ -182,6 +189,18 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The config of logged step `step` (from 1): this one, or before
+    /// `--fn-start-step` the same with `--fn-strategy none`.
+    pub fn at_step(&self, step: u64) -> std::borrow::Cow<'_, TrainConfig> {
+        match self.loss.at_step(step) {
+            std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(self),
+            std::borrow::Cow::Owned(loss) => std::borrow::Cow::Owned(TrainConfig {
+                loss,
+                ..self.clone()
+            }),
+        }
+    }
+
     /// Peak learning rate after batch-size scaling.
     pub fn peak_lr(&self) -> f64 {
         let b = self.batch_size as f64;
@@ -409,6 +428,7 @@ impl TrainConfig {
         let mut same = recorded.clone();
         same.steps = self.steps;
         same.epochs = self.epochs;
+        same.stop_at_step = self.stop_at_step;
         same.checkpoint_every = self.checkpoint_every;
         same.knn_every = self.knn_every;
         same.workers = self.workers;
@@ -431,6 +451,39 @@ impl TrainConfig {
                  --workers, --max-bad-records, --dist-timeout, --recompute, --loss-block \
                  and --overlap-grads may change on resume: start a new run (another --out) to change it"
             ),
+        })
+    }
+
+    /// Checks that a run branching from `parent`'s latest checkpoint
+    /// (`--init-from`) continues what the parent learned: besides what may
+    /// change on resume, only how false negatives are detected and cancelled
+    /// may differ (`--fn-*`); anything else is refused, naming its flag.
+    pub fn check_branch(&self, parent: &TrainConfig) -> Result<(), TrainError> {
+        let mut same = parent.clone();
+        let (mine, theirs) = (&self.loss, &mut same.loss);
+        theirs.strategy = mine.strategy;
+        theirs.aggregate = mine.aggregate;
+        theirs.topk = mine.topk;
+        theirs.threshold = mine.threshold;
+        theirs.anchors = mine.anchors;
+        theirs.support_set = mine.support_set;
+        theirs.detect = mine.detect;
+        theirs.oracle_filter = mine.oracle_filter;
+        theirs.oracle_precision = mine.oracle_precision;
+        theirs.start_step = mine.start_step;
+        self.check_resume(&same).map_err(|e| match e {
+            TrainError::Config { flag, .. } => {
+                let (_, here, there) = self.difference(&same).unwrap_or_default();
+                TrainError::Config {
+                    flag,
+                    detail: format!(
+                        "--init-from branches from the parent run, where it is {there} (here \
+                         {here}); a branch may change the --fn-* options and what may change \
+                         on resume, nothing else"
+                    ),
+                }
+            }
+            other => other,
         })
     }
 
@@ -510,6 +563,7 @@ pub fn flag_of_key(key: &str) -> &'static str {
         "seed" => "--seed",
         "checkpoint_every" => "--checkpoint-every",
         "knn_every" => "--knn-every",
+        "stop_at_step" => "--stop-at-step",
         "memory" => "--memory",
         "ema_decay" => "--ema-decay",
         "max_bad_records" => "--max-bad-records",
@@ -519,6 +573,7 @@ pub fn flag_of_key(key: &str) -> &'static str {
         "tensorboard" => "--tensorboard",
         "loss.temperature" => "--temperature",
         "loss.strategy" => "--fn-strategy",
+        "loss.start_step" => "--fn-start-step",
         "loss.aggregate" => "--fn-aggregate",
         "loss.topk" => "--fn-topk",
         "loss.threshold" => "--fn-threshold",
@@ -540,4 +595,8 @@ fn train_flag_of_engine(flag: &'static str) -> &'static str {
         "--seconds" | "--consumer-rate" | "--images" => "--config",
         other => other,
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -1,4 +1,4 @@
-//! Frozen-encoder features (centre crop, no augmentation) and weighted k-NN:
+//! Frozen-encoder features (the evaluation view, no augmentation) and weighted k-NN:
 //! what evaluation and the training-time monitor share.
 
 use fnc_formats::SplitReader;
@@ -11,14 +11,25 @@ use crate::model::{normalise, Model};
 /// (0.875, as the reference's evaluation).
 pub const EVAL_CROP: f64 = 0.875;
 
+/// The evaluation view of images of side `size`: the reference's centre crop
+/// ([`EVAL_CROP`]), except at 32 px and below, where the reference takes the
+/// whole image (its `data.py` turns the test crop off there: CIFAR).
+pub fn eval_view(size: u32) -> fnc_augment::EvalView {
+    if size <= 32 {
+        fnc_augment::EvalView::Whole
+    } else {
+        fnc_augment::EvalView::Centre(EVAL_CROP)
+    }
+}
+
 /// The k-NN monitor's and `fnc-eval knn`'s defaults: k 20 neighbours weighted
 /// by exp(sim / 0.07).
 pub const KNN_K: i64 = 20;
 /// See [`KNN_K`].
 pub const KNN_T: f64 = 0.07;
 
-/// Encoder features of a whole split (eval mode, no gradient) on centre crops
-/// ([`EVAL_CROP`]) of side `size`, on the CPU as `[N, d]` float, with `[N]`
+/// Encoder features of a whole split (eval mode, no gradient) on the
+/// evaluation views ([`eval_view`]) of side `size`, on the CPU as `[N, d]` float, with `[N]`
 /// int64 labels.
 pub fn extract_features(
     model: &Model,
@@ -47,7 +58,7 @@ pub fn extract_range(
         let end = (start + batch.max(1) as u64).min(end_all);
         let idx: Vec<u64> = (start..end).collect();
         let mut px = vec![0u8; idx.len() * (size * size * 3) as usize];
-        let l = fnc_augment::centre_crops(split, &idx, size, EVAL_CROP, &mut px)?;
+        let l = fnc_augment::eval_views(split, &idx, size, eval_view(size), &mut px)?;
         let x = Tensor::from_slice(&px)
             .view([idx.len() as i64, size as i64, size as i64, 3])
             .to_device(device);
@@ -174,4 +185,17 @@ pub fn knn_top1(
     let k = k.min(train_f.size()[0]);
     let (sims, labels) = knn_neighbours(train_f, train_l, val_f, k);
     knn_vote(&sims, &labels, val_l, t, classes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluation_is_uncropped_at_32_px_and_below_as_the_reference() {
+        assert_eq!(eval_view(32), fnc_augment::EvalView::Whole);
+        assert_eq!(eval_view(24), fnc_augment::EvalView::Whole);
+        assert_eq!(eval_view(33), fnc_augment::EvalView::Centre(EVAL_CROP));
+        assert_eq!(eval_view(224), fnc_augment::EvalView::Centre(0.875));
+    }
 }

@@ -73,8 +73,8 @@ pub use device::{cores_per_rank, host_memory, parse_device, rank_device, sync};
 pub use error::TrainError;
 pub use export::export_encoder;
 pub use features::{
-    extract_features, extract_range, knn_neighbours, knn_top1, knn_vote, merge_neighbours,
-    EVAL_CROP, KNN_K, KNN_T,
+    eval_view, extract_features, extract_range, knn_neighbours, knn_top1, knn_vote,
+    merge_neighbours, EVAL_CROP, KNN_K, KNN_T,
 };
 pub use loss::{
     fnc_loss, fnc_loss_grad, fnc_loss_memory, fnc_loss_memory_grad, fnc_loss_memory_shard,

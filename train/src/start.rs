@@ -15,7 +15,7 @@ use crate::config::TrainConfig;
 use crate::dist::ProcessGroup;
 use crate::error::TrainError;
 use crate::events::Events;
-use crate::metrics::MetricsLog;
+use crate::metrics::{read_metrics, MetricsLog, StepMetrics};
 use crate::model::Arch;
 use crate::momentum::Momentum;
 use crate::optim::Optimizer;
@@ -30,6 +30,12 @@ pub enum Start {
     Resume,
     /// `--resume-from CHECKPOINT`: from this checkpoint of the run.
     From(PathBuf),
+    /// `--init-from RUN`: a new run (`--out` holds no run files) that starts
+    /// from another run's latest complete checkpoint: its weights, optimiser,
+    /// momentum encoder and bank, step and sampler position, with the parent's
+    /// log up to that step copied in, so a branch shares its parent's first
+    /// part exactly.
+    InitFrom(PathBuf),
 }
 
 /// What rank 0 found: the checkpoint restored (`None`: step 0).
@@ -54,6 +60,20 @@ pub(crate) struct Logs {
 /// The checkpoint `start` asks for in `run` (rank 0's view of the files).
 fn find(run: &RunDir, start: &Start) -> Result<Option<Checkpoint>, TrainError> {
     match start {
+        Start::InitFrom(parent) => {
+            find(run, &Start::New)?;
+            let parent = RunDir::new(parent);
+            parent
+                .latest()?
+                .map(Some)
+                .ok_or_else(|| TrainError::Config {
+                    flag: "--init-from",
+                    detail: format!(
+                        "{} has no complete checkpoint to start from",
+                        parent.path().display()
+                    ),
+                })
+        }
         Start::New => {
             let files = run.run_files();
             if files.is_empty() {
@@ -130,9 +150,24 @@ fn restore_here(
     run.write_config(cfg)?;
     let step = ck.as_ref().map_or(0, |c| c.state().step);
     let keep = (*start != Start::New).then_some(step);
-    let metrics = MetricsLog::open(&run.metrics_path(), keep)?;
+    let mut metrics = MetricsLog::open(&run.metrics_path(), keep)?;
+    // A branch's log begins with its parent's, up to the step it starts from.
+    let inherited = match start {
+        Start::InitFrom(parent) => {
+            let lines = read_metrics(&RunDir::new(parent).metrics_path())?;
+            let lines: Vec<StepMetrics> = lines.into_iter().filter(|m| m.step <= step).collect();
+            for m in &lines {
+                metrics.append(m)?;
+            }
+            lines
+        }
+        _ => Vec::new(),
+    };
     let events = if cfg.tensorboard {
         let mut ev = Events::open(run.path(), keep)?;
+        for m in &inherited {
+            ev.step(m)?;
+        }
         let config = toml::to_string(cfg).unwrap_or_default();
         ev.text(step, "config", &format!("```toml\n{config}\n```"))?;
         Some(ev)
@@ -165,6 +200,7 @@ fn restore_checkpoint(
         return Err(TrainError::Config {
             flag: match start {
                 Start::From(_) => "--resume-from",
+                Start::InitFrom(_) => "--init-from",
                 _ => "--resume",
             },
             detail: format!(

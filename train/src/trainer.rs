@@ -298,7 +298,12 @@ pub fn train_parallel(
     }
     let feed = Feed::start(Loader::start(split, engine, sampler)?, device)?;
     let (mut wait_sum, mut time_sum, mut final_loss) = (0.0, 0.0, f64::NAN);
-    while step < plan.total {
+    // --stop-at-step ends this command early, checkpointed, on the full schedule.
+    let stop = match cfg.stop_at_step {
+        0 => plan.total,
+        k => k.min(plan.total),
+    };
+    while step < stop {
         let t0 = Instant::now();
         let syncs0 = crate::host::syncs();
         let batch = feed.next().ok_or(TrainError::EngineStopped)??;
@@ -325,13 +330,15 @@ pub fn train_parallel(
                 crate::plan::advice(cfg, world, device_total(&a, device), device.is_cuda());
             out_of_memory(a, step + 1, device, advice, last_good(w))
         };
+        // Before --fn-start-step, the step of --fn-strategy none.
+        let step_cfg = cfg.at_step(step + 1);
         let stepped = match guard(|| {
             train_step(
                 &model,
                 momentum.as_ref(),
                 &groups,
                 &batch.labels,
-                cfg,
+                &step_cfg,
                 group,
                 &opt.parameters(),
                 false,
@@ -386,7 +393,7 @@ pub fn train_parallel(
         };
         observer.step(&m, plan.total);
         if let Some(w) = writer.as_mut() {
-            let due = step.is_multiple_of(cfg.checkpoint_every) || step == plan.total;
+            let due = step.is_multiple_of(cfg.checkpoint_every) || step == stop;
             let checkpoint = due.then(|| {
                 let state = CheckpointState {
                     step,

@@ -87,15 +87,38 @@ pub struct LossConfig {
     /// a resumed run may change it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block: Option<i64>,
+    /// The first step (as logged, from 1) that cancels false negatives; the
+    /// steps before it are those of `strategy = none` (`--fn-start-step`): FNC
+    /// switched on once the encoder can detect.
+    pub start_step: u64,
 }
 
 impl LossConfig {
+    /// The loss of logged step `step` (from 1): this one, or before
+    /// [`LossConfig::start_step`] the same without cancellation.
+    pub fn at_step(&self, step: u64) -> std::borrow::Cow<'_, LossConfig> {
+        if step >= self.start_step || self.strategy == Strategy::None {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            std::borrow::Cow::Owned(LossConfig {
+                strategy: Strategy::None,
+                ..*self
+            })
+        }
+    }
+
     /// Checks the options for `views` views per image; an error names the flag.
     pub fn validate(&self, views: i64) -> Result<(), LossError> {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return Err(LossError::Option {
                 flag: "--temperature",
                 detail: format!("{} is not a positive number", self.temperature),
+            });
+        }
+        if self.start_step == 0 {
+            return Err(LossError::Option {
+                flag: "--fn-start-step",
+                detail: "0: steps count from 1 (1 = from the start)".into(),
             });
         }
         if self.topk < 0 {
@@ -186,6 +209,7 @@ impl Default for LossConfig {
             oracle_filter: false,
             oracle_precision: 1.0,
             block: None,
+            start_step: 1,
         }
     }
 }

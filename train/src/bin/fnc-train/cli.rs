@@ -135,6 +135,12 @@ pub struct LossArgs {
     /// as fit in about 1 GiB].
     #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub loss_block: Option<i64>,
+    /// The first step (as logged, from 1) that cancels false negatives; the
+    /// steps before it are exactly those of --fn-strategy none (detection
+    /// still measured): FNC switched on once the encoder can detect
+    /// [default: 1].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub fn_start_step: Option<u64>,
 }
 
 impl LossArgs {
@@ -147,6 +153,9 @@ impl LossArgs {
         }
         if let Some(v) = self.fn_aggregate {
             c.aggregate = v;
+        }
+        if let Some(v) = self.fn_start_step {
+            c.start_step = v;
         }
         if let Some(v) = self.fn_topk {
             c.topk = v;
@@ -207,6 +216,13 @@ pub struct TrainArgs {
     /// to that step.
     #[arg(long, value_name = "CHECKPOINT", conflicts_with = "resume")]
     pub resume_from: Option<PathBuf>,
+    /// Start a new run (in --out) from another run's latest complete
+    /// checkpoint: weights, optimiser, step and sampler position, its log up
+    /// to there copied in. A branch may change the --fn-* options (FNC arms
+    /// branching from a SimCLR run) and what may change on resume, nothing
+    /// else.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["resume", "resume_from"])]
+    pub init_from: Option<PathBuf>,
     /// Encoder: small, resnet18, resnet50 [default: resnet50].
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
@@ -229,6 +245,11 @@ pub struct TrainArgs {
     /// Training length in steps (overrides --epochs).
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Stop after step K, checkpointed there, with the schedule of the full
+    /// --steps/--epochs: `--resume` continues to the end, and `--init-from`
+    /// branches start there (FNC arms from the middle of a SimCLR run).
+    #[arg(long, value_name = "K")]
+    pub stop_at_step: Option<u64>,
     /// Base learning rate, scaled by --lr-scaling [default: 0.1].
     #[arg(long)]
     pub lr: Option<f64>,

@@ -70,15 +70,29 @@ pub fn resolve(a: &TrainArgs, follower: bool) -> Result<Resolved> {
     let (recorded, partial) = recorded_config(a, out.as_deref(), resuming, follower)?;
     let mut cfg = merged_config(a, recorded.as_ref())?;
     a.loss.apply(&mut cfg.loss)?;
+    // A stop is this command's, never inherited from the run's config.
+    cfg.stop_at_step = a.stop_at_step.unwrap_or(0);
     cfg.validate()?;
     if let Some(r) = &recorded {
         cfg.check_resume(r)?;
     }
+    // (A launched rank other than 0 may not see the parent: rank 0 checks.)
+    if let (Some(parent), false) = (&a.init_from, follower) {
+        let run = fnc_train::RunDir::new(parent);
+        if !run.config_path().is_file() {
+            return Err(invalid(
+                "--init-from",
+                format!("{} holds no run (no config.toml)", parent.display()),
+            ));
+        }
+        cfg.check_branch(&run.read_config()?)?;
+    }
     let (nproc, secs) = launch_flags(a, &cfg)?;
-    let start = match (&a.resume_from, a.resume) {
-        (Some(ck), _) => fnc_train::Start::From(ck.clone()),
-        (None, true) => fnc_train::Start::Resume,
-        (None, false) => fnc_train::Start::New,
+    let start = match (&a.resume_from, a.resume, &a.init_from) {
+        (Some(ck), _, _) => fnc_train::Start::From(ck.clone()),
+        (None, true, _) => fnc_train::Start::Resume,
+        (None, false, Some(parent)) => fnc_train::Start::InitFrom(parent.clone()),
+        (None, false, None) => fnc_train::Start::New,
     };
     let out = out.unwrap_or_else(|| {
         let now = std::time::SystemTime::now()
@@ -273,8 +287,10 @@ pub fn unused_by_bench(a: &TrainArgs) -> Option<&'static str> {
         (a.out.is_some(), "--out"),
         (a.resume, "--resume"),
         (a.resume_from.is_some(), "--resume-from"),
+        (a.init_from.is_some(), "--init-from"),
         (a.epochs.is_some(), "--epochs"),
         (a.steps.is_some(), "--steps"),
+        (a.stop_at_step.is_some(), "--stop-at-step"),
         (a.workers.is_some(), "--workers"),
         (a.checkpoint_every.is_some(), "--checkpoint-every"),
         (a.knn_every.is_some(), "--knn-every"),
