@@ -93,10 +93,12 @@ pub fn paired(c: &Comparison, baseline: Option<&str>) -> Result<Paired, EvalErro
             let (t, p) = match d.len() {
                 0 | 1 => (None, None),
                 n => {
-                    let t = if se > 0.0 {
-                        mean / se
-                    } else {
-                        f64::INFINITY * mean.signum()
+                    // Equal differences: no spread; t is 0 when they are all 0
+                    // (p 1), unbounded otherwise (p 0).
+                    let t = match (se > 0.0, mean == 0.0) {
+                        (true, _) => mean / se,
+                        (false, true) => 0.0,
+                        (false, false) => f64::INFINITY * mean.signum(),
                     };
                     (Some(t), Some(t_two_sided(t, (n - 1) as f64)))
                 }
