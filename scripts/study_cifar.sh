@@ -19,6 +19,7 @@
 # ../shared/datasets/cifar10-jpg.tar.gz when absent), STEPS (must be set for a
 # and b: see calibrate), ARCH (resnet18), BATCH (256), SUPPORT (2), TEMP (0.2),
 # TOPK (5), PRECISIONS ("0.5 0.8"), DEVICE (auto), BIN (target/release).
+# Paths (WORK, SHARDS) must not contain spaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHAT=${1:?usage: scripts/study_cifar.sh calibrate|a|b|all [WORK]}
@@ -54,14 +55,13 @@ done_step() {
 train() {
   local out=$1 until=$2; shift 2
   if [ "$(done_step "$out")" -ge "$until" ]; then echo "done    $out (step $until)"; return; fi
-  local start=()
-  [ -e "$out/config.toml" ] && start=(--resume)
-  local stop=()
-  [ "$until" -lt "$STEPS" ] && stop=(--stop-at-step "$until")
+  local more=()
+  [ -e "$out/config.toml" ] && more+=(--resume)
+  [ "$until" -lt "$STEPS" ] && more+=(--stop-at-step "$until")
   echo "running $out to step $until ($(date +%H:%M:%S))"
   # shellcheck disable=SC2046
-  "$BIN/fnc-train" $(common) --steps "$STEPS" --checkpoint-every "$((STEPS / 4))" \
-    --knn-every "$((STEPS / 4))" --out "$out" "${start[@]}" "${stop[@]}" "$@" >/dev/null
+  "$BIN/fnc-train" $(common) --steps "$STEPS" --checkpoint-every "$EVERY" \
+    --knn-every "$EVERY" --out "$out" ${more[@]+"${more[@]}"} "$@" >/dev/null
 }
 
 # branch OUT PARENT SEED FLAGS...: OUT starts from PARENT's half-way checkpoint
@@ -79,8 +79,8 @@ branch() {
   fi
   echo "branch  $out from $parent ($(date +%H:%M:%S))"
   # shellcheck disable=SC2046
-  "$BIN/fnc-train" $(common) --steps "$STEPS" --checkpoint-every "$((STEPS / 4))" \
-    --knn-every "$((STEPS / 4))" --out "$out" --init-from "$parent" --seed "$seed" \
+  "$BIN/fnc-train" $(common) --steps "$STEPS" --checkpoint-every "$EVERY" \
+    --knn-every "$EVERY" --out "$out" --init-from "$parent" --seed "$seed" \
     --fn-start-step $((half + 1)) "$@" >/dev/null
 }
 
@@ -92,6 +92,8 @@ compare() { # phase runs...
 
 need_steps() {
   [ -n "${STEPS:-}" ] || { echo "set STEPS (scripts/study_cifar.sh calibrate says how many)" >&2; exit 2; }
+  [ "$STEPS" -ge 4 ] || { echo "STEPS=$STEPS: at least 4" >&2; exit 2; }
+  EVERY=$((STEPS / 4))
 }
 
 phase_a() {

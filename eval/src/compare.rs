@@ -25,8 +25,9 @@ use crate::source::resolve;
 use fnc_train::report::{panel_chart, register_font};
 
 /// Config keys that do not change what a run learns, left out of grouping.
-const IGNORED: [&str; 7] = [
+const IGNORED: [&str; 8] = [
     "seed",
+    "stop_at_step",
     "device",
     "workers",
     "checkpoint_every",
@@ -72,6 +73,8 @@ pub struct RunResult {
     pub steps: u64,
     /// The probe's weight decay, chosen on a held-out slice of train.
     pub weight_decay: f64,
+    /// The dataset evaluated on (pairs must share it, image by image).
+    pub dataset_id: String,
     #[serde(skip)]
     pub metrics: Vec<StepMetrics>,
     /// Whether the linear probe got each evaluation image right (paired tests).
@@ -94,18 +97,46 @@ pub struct Group {
 impl Group {
     /// `flag=value ...`, or `all` when no flag differs.
     pub fn label(&self) -> String {
-        if self.flags.is_empty() {
-            return "all".into();
-        }
-        self.flags
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => format!("{k}={s}"),
-                other => format!("{k}={other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        label_of(&self.flags)
     }
+}
+
+/// The one arm that `name` names: a label, or one `flag=value` of a label; an
+/// arm named by none or by several is an error listing the arms.
+pub(crate) fn arm_index(labels: &[String], name: &str) -> Result<usize, EvalError> {
+    let exact: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == name).collect();
+    let found: Vec<usize> = if exact.is_empty() {
+        (0..labels.len())
+            .filter(|&i| labels[i].split(' ').any(|f| f == name))
+            .collect()
+    } else {
+        exact
+    };
+    match found[..] {
+        [i] => Ok(i),
+        _ => Err(EvalError::Input {
+            what: format!("--baseline {name}"),
+            detail: format!(
+                "names {} of the arms (one is needed): {}",
+                if found.is_empty() { "none" } else { "several" },
+                labels.join("; ")
+            ),
+        }),
+    }
+}
+
+fn label_of(flags: &BTreeMap<String, Value>) -> String {
+    if flags.is_empty() {
+        return "all".into();
+    }
+    flags
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The comparison of some runs.
@@ -148,13 +179,25 @@ pub fn compare(
     probe: &LinearConfig,
     device: Device,
 ) -> Result<Comparison, EvalError> {
+    compare_against(runs, probe, device, None)
+}
+
+/// [`compare`], checking first (before anything is evaluated) that
+/// `baseline`, when given, names exactly one arm ([`crate::paired`]).
+pub fn compare_against(
+    runs: &[PathBuf],
+    probe: &LinearConfig,
+    device: Device,
+    baseline: Option<&str>,
+) -> Result<Comparison, EvalError> {
     if runs.is_empty() {
         return Err(EvalError::Input {
             what: "fnc-eval compare".into(),
             detail: "name at least one run directory".into(),
         });
     }
-    let mut keyed: Vec<(BTreeMap<String, Value>, RunResult)> = Vec::new();
+    // The runs' configs first: the groups, and the baseline among them.
+    let mut configs = Vec::with_capacity(runs.len());
     for run in runs {
         let src = resolve(Some(run), None)?;
         let cfg = serde_json::to_value(&src.config).map_err(|e| EvalError::Input {
@@ -166,7 +209,38 @@ pub fn compare(
         for k in IGNORED {
             flat.remove(k);
         }
+        configs.push((run, src, flat));
+    }
+    let mut keys: Vec<&BTreeMap<String, Value>> = Vec::new();
+    for (_, _, flat) in &configs {
+        if !keys.contains(&flat) {
+            keys.push(flat);
+        }
+    }
+    let all_keys: std::collections::BTreeSet<&String> =
+        keys.iter().flat_map(|k| k.keys()).collect();
+    let differing: Vec<String> = all_keys
+        .into_iter()
+        .filter(|k| keys.iter().any(|g| g.get(*k) != keys[0].get(*k)))
+        .cloned()
+        .collect();
+    let flags_of = |key: &BTreeMap<String, Value>| -> BTreeMap<String, Value> {
+        differing
+            .iter()
+            .map(|k| (k.clone(), key.get(k).cloned().unwrap_or(Value::Null)))
+            .collect()
+    };
+    if let Some(name) = baseline {
+        let labels: Vec<String> = keys.iter().map(|k| label_of(&flags_of(k))).collect();
+        arm_index(&labels, name)?;
+    }
+    let mut keyed: Vec<(BTreeMap<String, Value>, RunResult)> = Vec::new();
+    for (run, src, flat) in configs {
         let f = features(&src, &src.config.shards, None, device)?;
+        let dataset_id = crate::features::open_dataset(&src.config.shards)?
+            .manifest()
+            .dataset_id
+            .clone();
         let choice = choose_weight_decay(&f.train, f.classes, probe, &WEIGHT_DECAYS)?;
         let cfg = LinearConfig {
             weight_decay: choice.chosen,
@@ -180,7 +254,10 @@ pub fn compare(
                 .eq_tensor(&f.val.1)
                 .to_device(tch::Device::Cpu),
         )
-        .unwrap_or_default();
+        .map_err(|e| EvalError::Input {
+            what: run.display().to_string(),
+            detail: format!("the probe's per-image results: {e}"),
+        })?;
         let knn = fnc_train::knn_top1(
             &f.train.0,
             &f.train.1,
@@ -203,6 +280,7 @@ pub fn compare(
                 fn_recall: tail_mean(&metrics, |s| s.fn_recall),
                 steps: metrics.last().map(|s| s.step).unwrap_or(0),
                 weight_decay: choice.chosen,
+                dataset_id,
                 metrics,
                 linear_correct,
             },
@@ -216,16 +294,6 @@ pub fn compare(
             None => groups.push((key, vec![r])),
         }
     }
-    let all_keys: std::collections::BTreeSet<&String> =
-        groups.iter().flat_map(|(k, _)| k.keys()).collect();
-    let differing: Vec<String> = all_keys
-        .into_iter()
-        .filter(|k| {
-            let first = groups[0].0.get(*k);
-            groups.iter().any(|(g, _)| g.get(*k) != first)
-        })
-        .cloned()
-        .collect();
     let spread_of = |rs: &[RunResult], f: &dyn Fn(&RunResult) -> Option<f64>| {
         let v: Vec<f64> = rs.iter().filter_map(f).collect();
         (!v.is_empty()).then(|| Spread::of(v))
@@ -233,10 +301,7 @@ pub fn compare(
     let groups = groups
         .into_iter()
         .map(|(key, runs)| Group {
-            flags: differing
-                .iter()
-                .map(|k| (k.clone(), key.get(k).cloned().unwrap_or(Value::Null)))
-                .collect(),
+            flags: flags_of(&key),
             linear_top1: Spread::of(runs.iter().map(|r| r.linear_top1).collect()),
             knn_top1: Spread::of(runs.iter().map(|r| r.knn_top1).collect()),
             fn_precision: spread_of(&runs, &|r| r.fn_precision),

@@ -232,7 +232,7 @@ pub fn finetune(
 /// SimCLR's linear evaluation: a zero-initialised linear classifier trained on
 /// the frozen encoder (BatchNorm in inference mode) over random resized crops
 /// (area 0.2-1) and flips of the whole train split, SGD with Nesterov
-/// momentum, cosine decay, no weight decay; top-1/top-5 on val centre crops.
+/// momentum, cosine decay, no weight decay; top-1/top-5 on the evaluation views of val (or test).
 pub fn linear_reference(
     src: &Source,
     shards: &Path,

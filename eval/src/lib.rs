@@ -23,7 +23,7 @@ mod paired;
 mod report;
 mod source;
 
-pub use compare::{compare, compare_plot, Comparison, Group, RunResult, Spread};
+pub use compare::{compare, compare_against, compare_plot, Comparison, Group, RunResult, Spread};
 pub use error::EvalError;
 pub use features::{features, open_dataset, FeatureSet};
 pub use finetune::{

@@ -49,8 +49,8 @@ pub struct WeightDecayChoice {
 
 /// Chooses the weight decay among `candidates` by the held-out top-1 of a
 /// probe fitted on the rest of train ([`HELD_OUT`], drawn from `cfg.seed`);
-/// the highest wins, the smaller decay on a tie. Evaluation data is not
-/// touched.
+/// the highest wins, the earlier candidate on a tie (the smaller decay, for
+/// candidates in ascending order). Evaluation data is not touched.
 pub fn choose_weight_decay(
     train: &(Tensor, Tensor),
     classes: i64,
@@ -58,7 +58,16 @@ pub fn choose_weight_decay(
     candidates: &[f64],
 ) -> Result<WeightDecayChoice, tch::TchError> {
     let n = train.0.size()[0];
-    let held = ((n as f64 * HELD_OUT).round() as i64).clamp(1, (n - 1).max(1));
+    if n < 2 {
+        // Nothing to hold out: the configured decay, untried.
+        return Ok(WeightDecayChoice {
+            chosen: cfg.weight_decay,
+            held_out: 0,
+            fitted_on: n.max(0) as usize,
+            tried: Vec::new(),
+        });
+    }
+    let held = ((n as f64 * HELD_OUT).round() as i64).clamp(1, n - 1);
     tch::manual_seed(cfg.seed as i64 ^ 0x5eed);
     let perm = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
     let pick = |t: &Tensor, from: i64, len: i64| t.index_select(0, &perm.narrow(0, from, len));

@@ -385,7 +385,7 @@ fn pct(s: &Option<fnc_eval::Spread>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// The comparison as a markdown table.
+/// The paired analysis as a markdown table.
 fn print_paired(p: &fnc_eval::Paired) {
     println!("\npaired by seed against {}:", p.baseline);
     println!("| arm | metric | pairs | mean diff (pp) | SE | t | p | bootstrap 95% CI | McNemar p per pair |");
@@ -419,6 +419,7 @@ fn print_paired(p: &fnc_eval::Paired) {
     }
 }
 
+/// The comparison as a markdown table.
 fn print_comparison(c: &fnc_eval::Comparison) {
     println!(
         "differing flags: {}",
@@ -549,12 +550,14 @@ fn run() -> Result<()> {
                 })
             };
             let choice = choose(&f, &mut cfg)?;
+            let mut baseline_wd = None;
             let main = fnc_eval::linear_probe(&f.train, &f.val, f.classes, &cfg)?;
             let base = if which.baseline {
                 let b = fnc_eval::features(&src, &shards, Some(seed), device)
                     .context("features of the random encoder")?;
                 let mut bcfg = cfg;
                 choose(&b, &mut bcfg)?;
+                baseline_wd = Some(bcfg.weight_decay);
                 Some(fnc_eval::linear_probe(&b.train, &b.val, b.classes, &bcfg)?)
             } else {
                 None
@@ -573,6 +576,7 @@ fn run() -> Result<()> {
                 "eval_view": fnc_train::eval_view(src.config.image_size).describe(),
                 "weight_decay": cfg.weight_decay,
                 "weight_decay_choice": choice,
+                "baseline_weight_decay": baseline_wd,
             });
             to_events(
                 &src,
@@ -717,7 +721,8 @@ fn run() -> Result<()> {
                 epochs,
                 ..LinearConfig::default()
             };
-            let c = fnc_eval::compare(&runs, &probe, device)?;
+            let check = baseline.as_deref().filter(|_| paired);
+            let c = fnc_eval::compare_against(&runs, &probe, device, check)?;
             fnc_eval::compare_plot(&c, &out)?;
             let p = paired
                 .then(|| fnc_eval::paired(&c, baseline.as_deref()))

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::compare::{Comparison, Group};
+use crate::compare::{arm_index, Comparison, Group};
 use crate::error::EvalError;
 
 /// Bootstrap resamples of the evaluation images.
@@ -30,7 +30,8 @@ pub struct PairedDiff {
     pub t: Option<f64>,
     pub p: Option<f64>,
     /// 95% interval of the mean difference from resampling the evaluation
-    /// images (linear probe only).
+    /// images, the trained encoders held fixed (test-set sampling only, not
+    /// training's seed-to-seed spread; linear probe only).
     pub bootstrap_ci95: Option<(f64, f64)>,
     /// McNemar's exact two-sided test per pair (linear probe only): seed,
     /// images only the baseline got right, only the arm got right, p.
@@ -44,28 +45,34 @@ pub struct Paired {
     pub diffs: Vec<PairedDiff>,
 }
 
+// The bootstrap interval and McNemar's test resample the evaluation images
+// with the trained encoders held fixed: they measure the test set's sampling,
+// not the seed-to-seed spread of training, which only the t-test over seeds
+// sees. The t-test is the primary one.
+
 /// Pairs the runs of every group with the baseline group's by seed.
 /// `baseline`: a group's label, or a `key=value` among its flags; default the
 /// group of the first run.
 pub fn paired(c: &Comparison, baseline: Option<&str>) -> Result<Paired, EvalError> {
+    let labels: Vec<String> = c.groups.iter().map(Group::label).collect();
     let base = match baseline {
         None => 0,
-        Some(name) => c
-            .groups
-            .iter()
-            .position(|g| g.label() == name || g.label().split(' ').any(|f| f == name))
-            .ok_or_else(|| EvalError::Input {
-                what: format!("--baseline {name}"),
-                detail: format!(
-                    "is none of the arms: {}",
-                    c.groups
-                        .iter()
-                        .map(Group::label)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            })?,
+        Some(name) => arm_index(&labels, name)?,
     };
+    for g in &c.groups {
+        let mut seeds: Vec<u64> = g.runs.iter().map(|r| r.seed).collect();
+        seeds.sort_unstable();
+        if let Some(w) = seeds.windows(2).find(|w| w[0] == w[1]) {
+            return Err(EvalError::Input {
+                what: "fnc-eval compare --paired".into(),
+                detail: format!(
+                    "arm {} has two runs of seed {}: runs pair by seed, one each",
+                    g.label(),
+                    w[0]
+                ),
+            });
+        }
+    }
     let b = &c.groups[base];
     let mut diffs = Vec::new();
     for (k, g) in c.groups.iter().enumerate() {
@@ -77,6 +84,14 @@ pub fn paired(c: &Comparison, baseline: Option<&str>) -> Result<Paired, EvalErro
             .iter()
             .filter_map(|r| b.runs.iter().find(|x| x.seed == r.seed).map(|x| (x, r)))
             .collect();
+        for (x, r) in &pairs {
+            if x.dataset_id != r.dataset_id || x.linear_correct.len() != r.linear_correct.len() {
+                return Err(EvalError::Input {
+                    what: format!("{} and {}", x.run.display(), r.run.display()),
+                    detail: "were evaluated on other datasets: a pair needs the same images".into(),
+                });
+            }
+        }
         if pairs.is_empty() {
             continue;
         }
@@ -100,7 +115,8 @@ pub fn paired(c: &Comparison, baseline: Option<&str>) -> Result<Paired, EvalErro
                         (false, true) => 0.0,
                         (false, false) => f64::INFINITY * mean.signum(),
                     };
-                    (Some(t), Some(t_two_sided(t, (n - 1) as f64)))
+                    let p = (!t.is_nan()).then(|| t_two_sided(t, (n - 1) as f64));
+                    (Some(t), p)
                 }
             };
             let (bootstrap_ci95, mcnemar) = if metric == "linear_top1" {

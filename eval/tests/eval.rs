@@ -547,6 +547,8 @@ fn compare_groups_runs_that_differ_only_in_the_seed() {
     let ci = lin["bootstrap_ci95"].as_array().unwrap();
     assert!(ci[0].as_f64() <= ci[1].as_f64(), "{lin}");
     assert_eq!(lin["mcnemar"].as_array().unwrap().len(), 2, "{lin}");
+    // A baseline that names no arm is refused before anything is evaluated.
+    let stray = t.path().join("stray.png");
     let o = eval(&[
         "compare",
         runs[0].as_str(),
@@ -555,6 +557,9 @@ fn compare_groups_runs_that_differ_only_in_the_seed() {
         "nope=1",
         "--device",
         "cpu",
+        "--out",
+        stray.to_str().unwrap(),
     ]);
     assert!(stderr(&o).contains("--baseline nope=1"), "{}", stderr(&o));
+    assert!(!stray.exists());
 }

@@ -457,7 +457,10 @@ impl TrainConfig {
     /// Checks that a run branching from `parent`'s latest checkpoint
     /// (`--init-from`) continues what the parent learned: besides what may
     /// change on resume, only how false negatives are detected and cancelled
-    /// may differ (`--fn-*`); anything else is refused, naming its flag.
+    /// may differ (`--fn-*` but `--fn-anchors`, which changes the loss even
+    /// without cancellation); anything else is refused, naming its flag.
+    /// Where the branch starts, [`crate::Start::InitFrom`] also checks that
+    /// its config describes the parent's steps as they ran.
     pub fn check_branch(&self, parent: &TrainConfig) -> Result<(), TrainError> {
         let mut same = parent.clone();
         let (mine, theirs) = (&self.loss, &mut same.loss);
@@ -465,7 +468,6 @@ impl TrainConfig {
         theirs.aggregate = mine.aggregate;
         theirs.topk = mine.topk;
         theirs.threshold = mine.threshold;
-        theirs.anchors = mine.anchors;
         theirs.support_set = mine.support_set;
         theirs.detect = mine.detect;
         theirs.oracle_filter = mine.oracle_filter;

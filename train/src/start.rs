@@ -1,5 +1,6 @@
 //! Where a run starts: a new run directory, the latest checkpoint of a run
-//! (`--resume`), or a named one (`--resume-from`). Rank 0 alone reads the run
+//! (`--resume`), a named one (`--resume-from`), or another run's latest
+//! checkpoint in a new directory (`--init-from`, a branch). Rank 0 alone reads the run
 //! directory and restores; in a data-parallel run it then hands every rank the
 //! same model, optimiser, momentum encoder, bank and bookkeeping, so ranks
 //! that see other files (no shared file system, a stale `latest`) still train
@@ -15,6 +16,7 @@ use crate::config::TrainConfig;
 use crate::dist::ProcessGroup;
 use crate::error::TrainError;
 use crate::events::Events;
+use crate::loss::{LossConfig, Strategy};
 use crate::metrics::{read_metrics, MetricsLog, StepMetrics};
 use crate::model::Arch;
 use crate::momentum::Momentum;
@@ -143,6 +145,10 @@ fn restore_here(
     momentum: Option<&mut Momentum>,
 ) -> Result<(Option<Checkpoint>, Logs), TrainError> {
     let ck = restore_checkpoint(run, start, cfg.arch, world, vs, opt, momentum)?;
+    if let (Start::InitFrom(parent), Some(ck)) = (start, &ck) {
+        let recorded = RunDir::new(parent).read_config()?;
+        same_history(cfg, &recorded, ck.state().step)?;
+    }
     std::fs::create_dir_all(run.path()).map_err(crate::error::io(run.path()))?;
     if *start != Start::New {
         run.remove_partial_checkpoints();
@@ -180,6 +186,34 @@ fn restore_here(
         None
     };
     Ok((ck, Logs { metrics, events }))
+}
+
+/// A branch's config must describe its first `k` steps (its parent's) as the
+/// parent ran them: the same loss at each, cancelling the same way where
+/// either cancels. So a branch from a SimCLR run starts cancelling after `k`.
+fn same_history(cfg: &TrainConfig, parent: &TrainConfig, k: u64) -> Result<(), TrainError> {
+    let effective = |l: &LossConfig, s: u64| {
+        let e = *l.at_step(s);
+        (e.strategy != Strategy::None).then_some(LossConfig {
+            start_step: 1,
+            block: None,
+            ..e
+        })
+    };
+    for s in 1..=k {
+        if effective(&cfg.loss, s) != effective(&parent.loss, s) {
+            return Err(TrainError::Config {
+                flag: "--fn-start-step",
+                detail: format!(
+                    "the branch starts from step {k} of a run whose step {s} cancelled \
+                     otherwise than this config says it would; start cancelling after the \
+                     branch point (--fn-start-step {}) or keep the parent's --fn-* options",
+                    k + 1
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Rank 0: the checkpoint `start` asks for, restored.

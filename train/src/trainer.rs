@@ -210,6 +210,14 @@ impl Writer {
     }
 }
 
+/// The step this command stops at: `--stop-at-step`, or the run's end.
+fn stop_of(cfg: &TrainConfig, total: u64) -> u64 {
+    match cfg.stop_at_step {
+        0 => total,
+        k => k.min(total),
+    }
+}
+
 /// Images in the augmentation sheet of a run's TensorBoard events.
 const SHEET_IMAGES: usize = 4;
 
@@ -286,9 +294,37 @@ pub fn train_parallel(
         metrics: logs.metrics,
         events: logs.events,
         metrics_path: run.metrics_path(),
-        saver: Saver::new(run.clone(), started.checkpoint),
+        // A branch's checkpoints are its own: it starts with none.
+        saver: Saver::new(
+            run.clone(),
+            started
+                .checkpoint
+                .filter(|_| !matches!(start, Start::InitFrom(_))),
+        ),
         failed: None,
     });
+    if let (Start::InitFrom(parent), Some(state)) = (start, &started.state) {
+        if step >= stop_of(cfg, plan.total) {
+            return Err(TrainError::Config {
+                flag: "--init-from",
+                detail: format!(
+                    "{} stops at step {step}, where the branch would start: give the branch \
+                     more --steps (or a later --stop-at-step)",
+                    parent.display()
+                ),
+            });
+        }
+        // The state it starts from, as its own first checkpoint: a resume
+        // of the branch continues the branch, never its parent's files.
+        if let Some(w) = writer.as_mut() {
+            let own = CheckpointState {
+                files: Default::default(),
+                ..state.clone()
+            };
+            w.saver
+                .submit(Snapshot::take(&vs, &opt, momentum.as_ref()), own)?;
+        }
+    }
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = workers_of(cfg.workers, group.map_or(1, |g| g.local_world), cores);
@@ -299,10 +335,16 @@ pub fn train_parallel(
     let feed = Feed::start(Loader::start(split, engine, sampler)?, device)?;
     let (mut wait_sum, mut time_sum, mut final_loss) = (0.0, 0.0, f64::NAN);
     // --stop-at-step ends this command early, checkpointed, on the full schedule.
-    let stop = match cfg.stop_at_step {
-        0 => plan.total,
-        k => k.min(plan.total),
-    };
+    let stop = stop_of(cfg, plan.total);
+    if cfg.stop_at_step > 0 && stop <= step {
+        return Err(TrainError::Config {
+            flag: "--stop-at-step",
+            detail: format!(
+                "{}: the run is at step {step} already; stop later, or resume without it",
+                cfg.stop_at_step
+            ),
+        });
+    }
     while step < stop {
         let t0 = Instant::now();
         let syncs0 = crate::host::syncs();

@@ -71,6 +71,7 @@ fn steps_before_the_start_are_simclrs_bit_for_bit() {
         fnc_tests::stderr(&o)
     );
     let o = run(&args(&data, &late, "6", &["--fn-start-step", "0"]));
+    assert!(!o.status.success());
     assert!(
         fnc_tests::stderr(&o).contains("--fn-start-step"),
         "{}",
@@ -100,10 +101,32 @@ fn a_branch_from_a_simclr_run_is_the_run_that_switches_fnc_on_there() {
         &[
             "--fn-strategy",
             "attraction",
+            "--fn-start-step",
+            "4",
             "--init-from",
             parent.to_str().unwrap(),
         ],
     ));
+    // Its first checkpoint is its own, at the branch point.
+    assert!(branch.join("checkpoints/step-00000003").is_dir());
+    // A branch must say that its first three steps were SimCLR's.
+    let o = run(&args(
+        &data,
+        &t.path().join("liar"),
+        "5",
+        &[
+            "--fn-strategy",
+            "attraction",
+            "--init-from",
+            parent.to_str().unwrap(),
+        ],
+    ));
+    assert!(!o.status.success());
+    assert!(
+        fnc_tests::stderr(&o).contains("--fn-start-step 4"),
+        "{}",
+        fnc_tests::stderr(&o)
+    );
     // The same in one run.
     train(&args(
         &data,

@@ -100,8 +100,10 @@ impl LossConfig {
         if step >= self.start_step || self.strategy == Strategy::None {
             std::borrow::Cow::Borrowed(self)
         } else {
+            // The loss of a `--fn-strategy none` run, start and all.
             std::borrow::Cow::Owned(LossConfig {
                 strategy: Strategy::None,
+                start_step: 1,
                 ..*self
             })
         }
@@ -119,6 +121,15 @@ impl LossConfig {
             return Err(LossError::Option {
                 flag: "--fn-start-step",
                 detail: "0: steps count from 1 (1 = from the start)".into(),
+            });
+        }
+        if self.start_step > 1 && self.strategy == Strategy::None {
+            return Err(LossError::Option {
+                flag: "--fn-start-step",
+                detail: format!(
+                    "{}: with --fn-strategy none nothing starts; give the strategy that starts there",
+                    self.start_step
+                ),
             });
         }
         if self.topk < 0 {

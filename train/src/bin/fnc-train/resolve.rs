@@ -71,6 +71,12 @@ pub fn resolve(a: &TrainArgs, follower: bool) -> Result<Resolved> {
     let mut cfg = merged_config(a, recorded.as_ref())?;
     a.loss.apply(&mut cfg.loss)?;
     // A stop is this command's, never inherited from the run's config.
+    if a.stop_at_step == Some(0) {
+        return Err(invalid(
+            "--stop-at-step",
+            "0: steps count from 1 (leave it out to run to the end)",
+        ));
+    }
     cfg.stop_at_step = a.stop_at_step.unwrap_or(0);
     cfg.validate()?;
     if let Some(r) = &recorded {
