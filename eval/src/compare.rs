@@ -237,10 +237,6 @@ pub fn compare_against(
     let mut keyed: Vec<(BTreeMap<String, Value>, RunResult)> = Vec::new();
     for (run, src, flat) in configs {
         let f = features(&src, &src.config.shards, None, device)?;
-        let dataset_id = crate::features::open_dataset(&src.config.shards)?
-            .manifest()
-            .dataset_id
-            .clone();
         let choice = choose_weight_decay(&f.train, f.classes, probe, &WEIGHT_DECAYS)?;
         let cfg = LinearConfig {
             weight_decay: choice.chosen,
@@ -280,7 +276,7 @@ pub fn compare_against(
                 fn_recall: tail_mean(&metrics, |s| s.fn_recall),
                 steps: metrics.last().map(|s| s.step).unwrap_or(0),
                 weight_decay: choice.chosen,
-                dataset_id,
+                dataset_id: f.dataset_id.clone(),
                 metrics,
                 linear_correct,
             },

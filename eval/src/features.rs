@@ -18,6 +18,8 @@ pub struct FeatureSet {
     pub classes: i64,
     /// Which split `val` holds.
     pub eval_split: &'static str,
+    /// The dataset the features are of.
+    pub dataset_id: String,
 }
 
 /// What makes features differ besides the encoder: the dataset (its id and
@@ -136,5 +138,6 @@ pub fn features(
         val,
         classes,
         eval_split,
+        dataset_id: ds.manifest().dataset_id.clone(),
     })
 }
