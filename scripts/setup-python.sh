@@ -20,7 +20,7 @@ for pkg in $want; do
   .venv/bin/python -c "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec('$mod') else 1)" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check $missing
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-cache-dir $missing
 fi
 # PROTOC in .cargo/config.toml names .venv/bin/protoc.
 if [ "${1:-}" = "--torch" ] && [ ! -x .venv/bin/protoc ]; then
@@ -31,6 +31,6 @@ fi
 if [ "${1:-}" = "--torch" ]; then
   cu=$(echo .venv/lib/python3*/site-packages/nvidia/cu13/include)
   if [ -d "$cu" ] && { [ ! -d "$cu/crt" ] || [ ! -e "$cu/nv/target" ]; }; then
-    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'nvidia-cuda-crt==13.0.88' 'nvidia-cuda-cccl==13.0.85'
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-cache-dir --no-deps 'nvidia-cuda-crt==13.0.88' 'nvidia-cuda-cccl==13.0.85'
   fi
 fi
