@@ -84,10 +84,62 @@ enum Command {
         /// --batch-size / --seconds, so that one batch's work fits the measurement.
         #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
         consumer_rate: f64,
+        /// Time one op: the crop (with decoding and resizing, which every view
+        /// needs) alone, or the crop and one op at its recipe probability;
+        /// `all` is the whole recipe. A per-op cost is the difference
+        /// against `crop`.
+        #[arg(long, value_enum, default_value_t = BenchOp::All)]
+        op: BenchOp,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `bench --op` keeps of the recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchOp {
+    All,
+    Crop,
+    Flip,
+    Jitter,
+    Grey,
+    Blur,
+}
+
+impl BenchOp {
+    /// `recipe` with every op but the crop and this one switched off.
+    fn keep(self, mut recipe: Recipe) -> Recipe {
+        if self == BenchOp::All {
+            return recipe;
+        }
+        if self != BenchOp::Flip {
+            recipe.flip_p = 0.0;
+        }
+        if self != BenchOp::Jitter {
+            recipe.jitter_p = 0.0;
+        }
+        if self != BenchOp::Grey {
+            recipe.grey_p = 0.0;
+        }
+        if self != BenchOp::Blur {
+            recipe.blur_p = 0.0;
+        }
+        recipe.solarize_p = 0.0;
+        recipe.randaugment = None;
+        recipe
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BenchOp::All => "all",
+            BenchOp::Crop => "crop",
+            BenchOp::Flip => "flip",
+            BenchOp::Jitter => "jitter",
+            BenchOp::Grey => "grey",
+            BenchOp::Blur => "blur",
+        }
+    }
 }
 
 /// The most worker threads `--threads` may ask for.
@@ -106,7 +158,7 @@ fn bad(flag: &str, detail: impl std::fmt::Display) -> anyhow::Error {
 /// documented range (the engine's builder judges those it owns and names
 /// them), before anything is read or written. Returns the engine config.
 fn validate(command: &Command) -> Result<EngineConfig> {
-    let (common, batch) = match command {
+    let (common, batch, op) = match command {
         Command::Preview { common, images, .. } => {
             if !(1..=MAX_IMAGES).contains(images) {
                 return Err(bad(
@@ -114,13 +166,14 @@ fn validate(command: &Command) -> Result<EngineConfig> {
                     format!("{images} is not in 1..={MAX_IMAGES}"),
                 ));
             }
-            (common, 1)
+            (common, 1, BenchOp::All)
         }
         Command::Bench {
             common,
             seconds,
             batch_size,
             consumer_rate,
+            op,
             ..
         } => {
             if !(*seconds > 0.0 && *seconds <= MAX_SECONDS) {
@@ -143,7 +196,7 @@ fn validate(command: &Command) -> Result<EngineConfig> {
                     ),
                 ));
             }
-            (common, *batch_size)
+            (common, *batch_size, *op)
         }
     };
     if common.threads > MAX_THREADS {
@@ -152,14 +205,14 @@ fn validate(command: &Command) -> Result<EngineConfig> {
             format!("{} is not in 0..={MAX_THREADS}", common.threads),
         ));
     }
-    let recipe = Recipe {
+    let recipe = op.keep(Recipe {
         solarize_p: common.solarize,
         jitter_strength: common.color_strength,
         implementation: common.augment_impl,
         randaugment: fnc_augment::parse_randaugment(&common.randaugment)
             .map_err(|e| bad("--randaugment", format!("{}: {e}", common.randaugment)))?,
         ..Recipe::default()
-    };
+    });
     Ok(EngineConfig::builder()
         .batch_size(batch)
         .support(common.support)
@@ -206,6 +259,7 @@ fn run() -> Result<()> {
             seconds,
             batch_size: _,
             consumer_rate,
+            op,
             json,
         } => {
             let split = open(&common)?;
@@ -251,6 +305,7 @@ fn run() -> Result<()> {
                 "seconds": secs,
                 "consumer_wait_fraction": wait,
                 "consumer_rate": consumer_rate,
+                "op": op.name(),
             });
             if json {
                 println!("{r}");
