@@ -10,7 +10,8 @@
 #   a          Phase A: simclr, oracle-attr, oracle-top5; seeds 0 1 (SEEDS_A)
 #   b          Phase B: simclr; fnc-attr and fnc-elim from half-way (branched);
 #              fnc-attr from step 1; noisy oracles at detection's |F_i| (oracle
-#              filter + top-k) at precisions PRECISIONS; seeds 0 1 2 (SEEDS_B)
+#              filter + top-k) at precisions PRECISIONS, from half-way
+#              (branched); seeds 0 1 2 (SEEDS_B)
 #   all        a then b
 # Each phase ends with `fnc-eval compare --paired --baseline loss.strategy=none`
 # (WORK/phase-X.md, .json, .png).
@@ -116,14 +117,17 @@ phase_b() {
     local simclr=$W/runs/b-simclr-s$s
     branch "$W/runs/b-fnc-attr-half-s$s" "$simclr" "$s" --fn-strategy attraction
     branch "$W/runs/b-fnc-elim-half-s$s" "$simclr" "$s" --fn-strategy elimination
+    runs+=("$simclr" "$W/runs/b-fnc-attr-half-s$s" "$W/runs/b-fnc-elim-half-s$s")
+    # The break-even: oracle attraction at detection's |F_i| and precision P,
+    # switched on where real FNC is (half-way).
+    for p in $PRECISIONS; do
+      branch "$W/runs/b-noisy-$p-half-s$s" "$simclr" "$s" --fn-strategy attraction \
+        --fn-detect oracle --fn-oracle-filter --fn-oracle-precision "$p"
+      runs+=("$W/runs/b-noisy-$p-half-s$s")
+    done
     train "$simclr" "$STEPS" --seed "$s" --fn-strategy none
     train "$W/runs/b-fnc-attr-s$s" "$STEPS" --seed "$s" --fn-strategy attraction
-    runs+=("$simclr" "$W/runs/b-fnc-attr-half-s$s" "$W/runs/b-fnc-elim-half-s$s" "$W/runs/b-fnc-attr-s$s")
-    for p in $PRECISIONS; do
-      train "$W/runs/b-noisy-$p-s$s" "$STEPS" --seed "$s" --fn-strategy attraction \
-        --fn-detect oracle --fn-oracle-filter --fn-oracle-precision "$p"
-      runs+=("$W/runs/b-noisy-$p-s$s")
-    done
+    runs+=("$W/runs/b-fnc-attr-s$s")
   done
   compare b "${runs[@]}"
 }
