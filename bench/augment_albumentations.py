@@ -12,9 +12,7 @@ Usage: augment_albumentations.py TREE [--views 10] [--size 224] [--seconds 10]
        [--op all|decode|crop|flip|jitter|grey|blur]
 Prints JSON with images_per_s and views_per_s (the bench/augment.sh format).
 """
-import argparse
 import json
-import os
 import random
 import time
 
@@ -26,15 +24,9 @@ cv2.ocl.setUseOpenCL(False)
 
 import albumentations as A  # noqa: E402  (after OpenCV's thread setting)
 import simplejpeg  # noqa: E402
+from anchor_common import parse_args, read_jpegs  # noqa: E402
 
-ap = argparse.ArgumentParser()
-ap.add_argument("tree")
-ap.add_argument("--views", type=int, default=10)
-ap.add_argument("--size", type=int, default=224)
-ap.add_argument("--seconds", type=float, default=10.0)
-ap.add_argument("--op", default="all",
-                choices=["all", "decode", "crop", "flip", "jitter", "grey", "blur"])
-args = ap.parse_args()
+args = parse_args()
 random.seed(0)
 np.random.seed(0)
 
@@ -57,11 +49,7 @@ else:
     chain = [crop, ops[args.op]]
 pipeline = A.Compose(chain, seed=0)
 
-paths = sorted(os.path.join(r, f) for r, _, fs in os.walk(args.tree) for f in fs
-               if f.lower().endswith((".jpg", ".jpeg")))
-if not paths:
-    raise SystemExit(f"{args.tree}: no JPEG files")
-blobs = [open(p, "rb").read() for p in paths]
+blobs = read_jpegs(args.tree)
 
 t0 = time.perf_counter()
 images = 0

@@ -17,21 +17,13 @@ Prints JSON with images_per_s and views_per_s (the bench/augment.sh format).
 --op times the crop plus that one op (decode: decoding alone), so per-op costs
 are differences against `crop`.
 """
-import argparse
 import json
-import os
 import time
 
 import tensorflow as tf
+from anchor_common import parse_args, read_jpegs
 
-ap = argparse.ArgumentParser()
-ap.add_argument("tree")
-ap.add_argument("--views", type=int, default=10)
-ap.add_argument("--size", type=int, default=224)
-ap.add_argument("--seconds", type=float, default=10.0)
-ap.add_argument("--op", default="all",
-                choices=["all", "decode", "crop", "flip", "jitter", "grey", "blur"])
-args = ap.parse_args()
+args = parse_args()
 tf.config.threading.set_inter_op_parallelism_threads(1)
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.random.set_seed(0)
@@ -112,11 +104,7 @@ def views(blob):
     return tf.stack(out)
 
 
-paths = sorted(os.path.join(r, f) for r, _, fs in os.walk(args.tree) for f in fs
-               if f.lower().endswith((".jpg", ".jpeg")))
-if not paths:
-    raise SystemExit(f"{args.tree}: no JPEG files")
-blobs = [open(p, "rb").read() for p in paths]
+blobs = read_jpegs(args.tree)
 opts = tf.data.Options()
 opts.threading.private_threadpool_size = 1
 opts.threading.max_intra_op_parallelism = 1

@@ -108,7 +108,9 @@ enum BenchOp {
 }
 
 impl BenchOp {
-    /// `recipe` with every op but the crop and this one switched off.
+    /// `recipe` with every op but the crop and this one switched off (the
+    /// optional ones, RandAugment and solarize, are refused with `--op` by
+    /// `validate`).
     fn keep(self, mut recipe: Recipe) -> Recipe {
         if self == BenchOp::All {
             return recipe;
@@ -125,8 +127,6 @@ impl BenchOp {
         if self != BenchOp::Blur {
             recipe.blur_p = 0.0;
         }
-        recipe.solarize_p = 0.0;
-        recipe.randaugment = None;
         recipe
     }
 
@@ -193,6 +193,15 @@ fn validate(command: &Command) -> Result<EngineConfig> {
                         "{consumer_rate} images/s is not 0 (a consumer that only pops) nor at least \
                          --batch-size / --seconds = {} (one batch's work must fit the measurement)",
                         *batch_size as f64 / seconds
+                    ),
+                ));
+            }
+            if *op != BenchOp::All && (common.randaugment != "off" || common.solarize != 0.0) {
+                return Err(bad(
+                    "--op",
+                    format!(
+                        "{} times the crop and one op of the base recipe: leave out --randaugment and --solarize, or use --op all",
+                        op.name()
                     ),
                 ));
             }
@@ -311,14 +320,15 @@ fn run() -> Result<()> {
                 println!("{r}");
             } else {
                 println!(
-                    "{:.0} images/s, {:.0} views/s ({} views/image: 2x{} + {}x{}), {} threads",
+                    "{:.0} images/s, {:.0} views/s ({} views/image: 2x{} + {}x{}), {} threads, --op {}",
                     images as f64 / secs,
                     (images * views as u64) as f64 / secs,
                     views,
                     common.size,
                     common.support,
                     common.support_size,
-                    threads
+                    threads,
+                    op.name()
                 );
             }
         }

@@ -80,6 +80,40 @@ fn bench_reports_images_and_views_per_second() {
 }
 
 #[test]
+fn bench_op_names_itself_and_refuses_optional_ops() {
+    let t = tempfile::tempdir().unwrap();
+    let out = shards(t.path());
+    let base = [
+        "bench",
+        "--shards",
+        out.to_str().unwrap(),
+        "--seconds",
+        "0.2",
+        "--batch-size",
+        "8",
+        "--support",
+        "0",
+        "--size",
+        "32",
+        "--json",
+        "--op",
+        "blur",
+    ];
+    let o = augment(&base);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["op"], "blur");
+    // RandAugment would be dropped from a one-op timing: refused, not ignored.
+    let o = augment(&[&base[..], &["--randaugment", "2,7"]].concat());
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--op") && err.contains("--randaugment"),
+        "{err}"
+    );
+}
+
+#[test]
 fn missing_shards_name_the_flag() {
     let o = augment(&["bench", "--shards", "/nonexistent/x"]);
     assert!(!o.status.success());
