@@ -37,6 +37,7 @@
 mod decode;
 mod engine;
 mod error;
+pub mod jitter;
 pub mod ops;
 mod params;
 pub mod randaugment;

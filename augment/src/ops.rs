@@ -94,97 +94,6 @@ pub fn flip_horizontal(img: &mut [u8], side: usize) {
     }
 }
 
-const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
-
-// The colour ops work on three float planes (R, G, B) so that every loop runs
-// over contiguous lanes and vectorises; hue is written without branches.
-
-#[inline(always)]
-fn brightness(planes: &mut [f32], f: f32) {
-    for v in planes.iter_mut() {
-        *v = (*v * f).clamp(0.0, 1.0);
-    }
-}
-
-#[inline(always)]
-fn split3(planes: &mut [f32]) -> (&mut [f32], &mut [f32], &mut [f32]) {
-    let n = planes.len() / 3;
-    let (r, gb) = planes.split_at_mut(n);
-    let (g, b) = gb.split_at_mut(n);
-    (r, g, b)
-}
-
-#[inline(always)]
-fn contrast(planes: &mut [f32], f: f32) {
-    let n = planes.len() / 3;
-    let mean = {
-        let (r, g, b) = (&planes[..n], &planes[n..2 * n], &planes[2 * n..]);
-        let mut acc = [0f32; 8];
-        for (k, ((r, g), b)) in r.iter().zip(g).zip(b).enumerate() {
-            acc[k % 8] += LUMA[0] * r + LUMA[1] * g + LUMA[2] * b;
-        }
-        acc.iter().sum::<f32>() / n.max(1) as f32
-    };
-    let off = (1.0 - f) * mean;
-    for v in planes.iter_mut() {
-        *v = (f * *v + off).clamp(0.0, 1.0);
-    }
-}
-
-#[inline(always)]
-fn saturation(planes: &mut [f32], f: f32) {
-    let (r, g, b) = split3(planes);
-    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
-        let grey = (1.0 - f) * (LUMA[0] * *r + LUMA[1] * *g + LUMA[2] * *b);
-        *r = (f * *r + grey).clamp(0.0, 1.0);
-        *g = (f * *g + grey).clamp(0.0, 1.0);
-        *b = (f * *b + grey).clamp(0.0, 1.0);
-    }
-}
-
-/// Rotates hue by `shift` of a turn: RGB -> HSV -> RGB as torchvision does,
-/// written with selects. With d = max - min (= V * S), the channel with offset n
-/// is `max - d * clamp(min(k, 4 - k), 0, 1)`, k = (n + 6 h) mod 6.
-#[inline(always)]
-fn hue(planes: &mut [f32], shift: f32) {
-    let (r, g, b) = split3(planes);
-    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
-        let (rv, gv, bv) = (*r, *g, *b);
-        let max = rv.max(gv).max(bv);
-        let min = rv.min(gv).min(bv);
-        let d = max - min;
-        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let h = if max == rv {
-            (gv - bv) * inv
-        } else if max == gv {
-            2.0 + (bv - rv) * inv
-        } else {
-            4.0 + (rv - gv) * inv
-        };
-        let h6 = h + shift * 6.0;
-        let h6 = h6 - 6.0 * (h6 * (1.0 / 6.0)).floor();
-        let chan = |n: f32| {
-            let k = n + h6;
-            let k = if k >= 6.0 { k - 6.0 } else { k };
-            max - d * k.min(4.0 - k).clamp(0.0, 1.0)
-        };
-        *r = chan(5.0);
-        *g = chan(3.0);
-        *b = chan(1.0);
-    }
-}
-
-#[inline(always)]
-fn grey_planes(planes: &mut [f32]) {
-    let (r, g, b) = split3(planes);
-    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
-        let y = LUMA[0] * *r + LUMA[1] * *g + LUMA[2] * *b;
-        *r = y;
-        *g = y;
-        *b = y;
-    }
-}
-
 /// Greyscale in integer arithmetic (ITU-R 601 weights in Q16).
 pub fn grey_u8(img: &mut [u8]) {
     for p in img.chunks_exact_mut(3) {
@@ -194,47 +103,14 @@ pub fn grey_u8(img: &mut [u8]) {
 }
 
 /// Colour distortion in float, clipping to [0, 1] after each op; also greyscale
-/// when asked, before the single rounding back to u8.
+/// when asked, before the single rounding back to u8 (see [`crate::jitter`]).
 pub fn jitter(img: &mut [u8], j: &Jitter, grey: bool, scratch: &mut Scratch) {
     jitter_with(best_path(), img, j, grey, scratch)
 }
 
-/// [`jitter`] on a chosen CPU path. Float code without fused multiply-adds, so
-/// every path gives the same bytes.
+/// [`jitter`] on a chosen CPU path: every path gives the same bytes.
 pub fn jitter_with(path: CpuPath, img: &mut [u8], j: &Jitter, grey: bool, scratch: &mut Scratch) {
-    crate::simd::dispatch(path, || jitter_scalar(img, j, grey, &mut scratch.float))
-}
-
-#[inline(always)]
-fn jitter_scalar(img: &mut [u8], j: &Jitter, grey: bool, planes: &mut Vec<f32>) {
-    let n = img.len() / 3;
-    // Every element is overwritten below: no need to clear.
-    planes.resize(3 * n, 0.0);
-    {
-        let (r, g, b) = split3(planes);
-        for (k, p) in img.chunks_exact(3).enumerate() {
-            r[k] = p[0] as f32 * (1.0 / 255.0);
-            g[k] = p[1] as f32 * (1.0 / 255.0);
-            b[k] = p[2] as f32 * (1.0 / 255.0);
-        }
-    }
-    for op in j.order {
-        match op {
-            0 => brightness(planes, j.brightness),
-            1 => contrast(planes, j.contrast),
-            2 => saturation(planes, j.saturation),
-            _ => hue(planes, j.hue),
-        }
-    }
-    if grey {
-        grey_planes(planes);
-    }
-    let (r, g, b) = (&planes[..n], &planes[n..2 * n], &planes[2 * n..]);
-    for (k, p) in img.chunks_exact_mut(3).enumerate() {
-        p[0] = (r[k] * 255.0 + 0.5) as u8;
-        p[1] = (g[k] * 255.0 + 0.5) as u8;
-        p[2] = (b[k] * 255.0 + 0.5) as u8;
-    }
+    crate::jitter::jitter_with(path, img, j, grey, &mut scratch.float)
 }
 
 /// Kernel side for a view side: 10% of it, made odd (23 at 224, 9 at 96).

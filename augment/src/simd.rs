@@ -1,13 +1,17 @@
 //! Row kernels per CPU feature behind one dispatch. The scalar kernels are the
-//! reference and always compiled; the AVX2 ones are the same code compiled with
-//! AVX2 enabled (256-bit lanes, `vpmulld`), which the x86-64 baseline lacks.
-//! Integer kernels: every path gives identical results (tested).
+//! reference and always compiled; the AVX2 and AVX-512 ones are the same code
+//! compiled with those instruction sets enabled (256-bit lanes and `vpmulld`;
+//! 512-bit lanes and mask registers), which the x86-64 baseline lacks. Integer
+//! kernels and float code without fused multiply-adds (Rust never contracts
+//! `a * b + c`): every path gives identical results (tested).
 //!
 //! A [`CpuPath`] is a proof that this CPU can run its instruction set: the only
-//! way to obtain the AVX2 path is [`CpuPath::avx2`], which detects the feature
-//! first, so safe code cannot ask for AVX2 on a CPU without it.
+//! ways to obtain the AVX2 and AVX-512 paths are [`CpuPath::avx2`] and
+//! [`CpuPath::avx512`], which detect the features first, so safe code cannot ask
+//! for an instruction set this CPU lacks.
 #![allow(unsafe_code)]
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +19,8 @@ enum Isa {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 /// An instruction-set path of the kernels that this CPU supports. Opaque: it
@@ -38,27 +44,85 @@ impl CpuPath {
         None
     }
 
-    /// A short name: `scalar` or `avx2`.
+    /// The AVX-512 path (F, BW, VL and DQ, with AVX2), if this CPU has them
+    /// (`None` otherwise and off x86-64).
+    pub fn avx512() -> Option<CpuPath> {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512dq")
+        {
+            return Some(CpuPath(Isa::Avx512));
+        }
+        None
+    }
+
+    /// A short name: `scalar`, `avx2` or `avx512`.
     pub fn name(self) -> &'static str {
         match self.0 {
             Isa::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self.0 {
+            Isa::Scalar => 1,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => 2,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => 3,
         }
     }
 }
 
-/// Every path this CPU can run, scalar first (for tests and benchmarks).
+/// Every path this CPU can run, scalar first, widest last (for tests and
+/// benchmarks).
 pub fn available_paths() -> Vec<CpuPath> {
-    let mut v = vec![CpuPath::scalar()];
-    v.extend(CpuPath::avx2());
-    v
+    detected().to_vec()
 }
 
-/// The best path of this CPU, detected once.
+// The paths of this CPU, detected once.
+fn detected() -> &'static [CpuPath] {
+    static PATHS: OnceLock<Vec<CpuPath>> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        let mut v = vec![CpuPath::scalar()];
+        v.extend(CpuPath::avx2());
+        v.extend(CpuPath::avx512());
+        v
+    })
+}
+
+/// The path of this CPU by its [`CpuPath::name`], if this CPU has it.
+pub fn path_named(name: &str) -> Option<CpuPath> {
+    detected().iter().copied().find(|p| p.name() == name)
+}
+
+// The chosen path's code (0: not chosen yet, then the widest available).
+static CHOSEN: AtomicU8 = AtomicU8::new(0);
+
+/// The path the ops run on: the widest this CPU has, unless [`use_path`] chose
+/// another.
 pub fn best_path() -> CpuPath {
-    static PATH: OnceLock<CpuPath> = OnceLock::new();
-    *PATH.get_or_init(|| CpuPath::avx2().unwrap_or(CpuPath::scalar()))
+    let code = CHOSEN.load(Ordering::Relaxed);
+    if let Some(p) = detected().iter().find(|p| p.code() == code) {
+        return *p;
+    }
+    let widest = *detected().last().unwrap_or(&CpuPath::scalar());
+    CHOSEN.store(widest.code(), Ordering::Relaxed);
+    widest
+}
+
+/// Makes every op of this process run on `path` (benchmarks compare paths).
+/// A `CpuPath` only exists for instruction sets this CPU has, so no choice
+/// can be unsafe; the views do not depend on it.
+pub fn use_path(path: CpuPath) {
+    CHOSEN.store(path.code(), Ordering::Relaxed);
 }
 
 mod scalar {
@@ -92,6 +156,23 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW, VL, DQ and AVX2.
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512dq")]
+    pub unsafe fn mac_u8(acc: &mut [u32], src: &[u8], w: u32) {
+        super::scalar::mac_u8(acc, src, w)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW, VL, DQ and AVX2.
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512dq")]
+    pub unsafe fn mac_u16(acc: &mut [u32], src: &[u16], w: u32) {
+        super::scalar::mac_u16(acc, src, w)
+    }
+}
+
 /// `acc[i] += w * src[i]` over the shorter of the two.
 pub fn mac_u8(path: CpuPath, acc: &mut [u32], src: &[u8], w: u32) {
     match path.0 {
@@ -99,6 +180,10 @@ pub fn mac_u8(path: CpuPath, acc: &mut [u32], src: &[u8], w: u32) {
         // SAFETY: a CpuPath holding Isa::Avx2 is only made by CpuPath::avx2,
         // after is_x86_feature_detected!("avx2") returned true on this CPU.
         Isa::Avx2 => unsafe { avx2::mac_u8(acc, src, w) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Isa::Avx512 is only made by CpuPath::avx512, after the
+        // detection of AVX2 and AVX-512 F, BW, VL and DQ on this CPU.
+        Isa::Avx512 => unsafe { avx512::mac_u8(acc, src, w) },
         Isa::Scalar => scalar::mac_u8(acc, src, w),
     }
 }
@@ -109,6 +194,9 @@ pub fn mac_u16(path: CpuPath, acc: &mut [u32], src: &[u16], w: u32) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in mac_u8: Isa::Avx2 only exists when the CPU has AVX2.
         Isa::Avx2 => unsafe { avx2::mac_u16(acc, src, w) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above: Isa::Avx512 only exists when the CPU has it.
+        Isa::Avx512 => unsafe { avx512::mac_u16(acc, src, w) },
         Isa::Scalar => scalar::mac_u16(acc, src, w),
     }
 }
@@ -121,6 +209,14 @@ unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// # Safety
+/// The CPU must support AVX-512 F, BW, VL, DQ and AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512dq")]
+unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Runs `f` compiled for `path`: `f`'s body (and what it inlines) is vectorised
 /// for that instruction set.
 #[inline(always)]
@@ -129,6 +225,10 @@ pub fn dispatch<R>(path: CpuPath, f: impl FnOnce() -> R) -> R {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Isa::Avx2 only exists when the CPU has AVX2 (CpuPath::avx2).
         Isa::Avx2 => unsafe { run_avx2(f) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Isa::Avx512 only exists when the CPU has AVX2 and AVX-512 F,
+        // BW, VL and DQ (CpuPath::avx512).
+        Isa::Avx512 => unsafe { run_avx512(f) },
         Isa::Scalar => f(),
     }
 }
@@ -144,9 +244,22 @@ mod tests {
             CpuPath::avx2().is_some(),
             std::is_x86_feature_detected!("avx2")
         );
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            CpuPath::avx512().is_some(),
+            std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("avx512dq")
+                && std::is_x86_feature_detected!("avx2")
+        );
         #[cfg(not(target_arch = "x86_64"))]
-        assert!(CpuPath::avx2().is_none());
+        assert!(CpuPath::avx2().is_none() && CpuPath::avx512().is_none());
         assert_eq!(available_paths()[0], CpuPath::scalar());
         assert!(available_paths().contains(&best_path()));
+        for p in available_paths() {
+            assert_eq!(path_named(p.name()), Some(p));
+        }
+        assert_eq!(path_named("avx1024"), None);
     }
 }

@@ -417,3 +417,63 @@ fn solarize_inverts_the_upper_half() {
         assert_eq!(*x as usize, if i >= 128 { 255 - i } else { i });
     }
 }
+
+/// Every order of the four ops, factors drawn from a small generator.
+fn jitters(seed: u64) -> Vec<Jitter> {
+    let mut s = seed;
+    let mut next = move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let mut out = Vec::new();
+    for code in 0..256u32 {
+        let order = [0, 2, 4, 6].map(|sh| ((code >> sh) & 3) as u8);
+        let mut sorted = order;
+        sorted.sort();
+        if sorted == [0, 1, 2, 3] {
+            out.push(Jitter {
+                order,
+                brightness: 0.2 + 1.6 * next(),
+                contrast: 0.2 + 1.6 * next(),
+                saturation: 0.2 + 1.6 * next(),
+                hue: -0.5 + next(),
+            });
+        }
+    }
+    assert_eq!(out.len(), 24);
+    out
+}
+
+#[test]
+fn fused_jitter_is_the_planar_reference_bit_for_bit_on_every_path() {
+    let (photo, _, _) = fixture("input");
+    // Views of 0, 1, 7, 9 pixels (under a lane group), a tile's edges, and a
+    // photo; a flat and a saturated one where hue's selects meet.
+    let mut images: Vec<Vec<u8>> = [0usize, 1, 7, 9, 511, 512, 513, 1537]
+        .iter()
+        .map(|&n| (0..3 * n).map(|i| ((i * 7919 + n * 31) % 256) as u8).collect())
+        .collect();
+    images.push(photo);
+    images.push(vec![128; 3 * 600]);
+    images.push((0..3 * 700).map(|i| [255, 0, 0][i % 3]).collect());
+    let mut planes = Vec::new();
+    for (k, img) in images.iter().enumerate() {
+        for j in jitters(k as u64) {
+            for grey in [false, true] {
+                let mut want = img.clone();
+                fnc_augment::jitter::jitter_planar(&mut want, &j, grey, &mut planes);
+                for path in available_paths() {
+                    let mut got = img.clone();
+                    ops::jitter_with(path, &mut got, &j, grey, &mut Scratch::default());
+                    assert!(
+                        got == want,
+                        "{} path, image {k} ({} px), {j:?}, grey {grey}: {:?}",
+                        path.name(),
+                        img.len() / 3,
+                        diff(&got, &want)
+                    );
+                }
+            }
+        }
+    }
+}

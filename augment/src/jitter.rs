@@ -1,0 +1,244 @@
+//! torchvision's colour jitter (brightness, contrast, saturation, hue in a
+//! drawn order, clipped to [0, 1] after each; greyscale when asked) in float,
+//! on three planes so that every loop runs over contiguous lanes.
+//!
+//! [`jitter_planar`] is the reference: each op one pass over the whole view.
+//! [`jitter_with`] is the same arithmetic, element for element and in the same
+//! order, fused over tiles that stay in L1: the ops before contrast in one pass
+//! (which also sums the luma for contrast's mean), contrast and the ops after
+//! it in a second. Same bytes on every CPU path (no fused multiply-adds; the
+//! mean sums eight lanes in the reference's order), tested against the
+//! reference.
+
+use crate::params::Jitter;
+use crate::simd::{dispatch, CpuPath};
+
+const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
+
+/// Pixels per tile: three planes of it fill 6 KiB. A multiple of the mean's
+/// eight lanes, so a pixel's lane is its index in the view modulo 8.
+const TILE: usize = 512;
+
+#[inline(always)]
+fn brightness(p: &mut [f32], f: f32) {
+    for v in p.iter_mut() {
+        *v = (*v * f).clamp(0.0, 1.0);
+    }
+}
+
+#[inline(always)]
+fn contrast_with_mean(p: &mut [f32], f: f32, mean: f32) {
+    let off = (1.0 - f) * mean;
+    for v in p.iter_mut() {
+        *v = (f * *v + off).clamp(0.0, 1.0);
+    }
+}
+
+/// Adds each pixel's luma to lane `k % 8` of `acc`, `k` its index in the view
+/// (tiles start at multiples of 8).
+#[inline(always)]
+fn sum_luma(r: &[f32], g: &[f32], b: &[f32], acc: &mut [f32; 8]) {
+    for (k, ((r, g), b)) in r.iter().zip(g).zip(b).enumerate() {
+        acc[k % 8] += LUMA[0] * r + LUMA[1] * g + LUMA[2] * b;
+    }
+}
+
+#[inline(always)]
+fn mean_of(acc: &[f32; 8], n: usize) -> f32 {
+    acc.iter().sum::<f32>() / n.max(1) as f32
+}
+
+#[inline(always)]
+fn saturation(r: &mut [f32], g: &mut [f32], b: &mut [f32], f: f32) {
+    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+        let grey = (1.0 - f) * (LUMA[0] * *r + LUMA[1] * *g + LUMA[2] * *b);
+        *r = (f * *r + grey).clamp(0.0, 1.0);
+        *g = (f * *g + grey).clamp(0.0, 1.0);
+        *b = (f * *b + grey).clamp(0.0, 1.0);
+    }
+}
+
+/// Rotates hue by `shift` of a turn: RGB -> HSV -> RGB as torchvision does,
+/// written with selects. With d = max - min (= V * S), the channel with offset n
+/// is `max - d * clamp(min(k, 4 - k), 0, 1)`, k = (n + 6 h) mod 6.
+#[inline(always)]
+fn hue(r: &mut [f32], g: &mut [f32], b: &mut [f32], shift: f32) {
+    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+        let (rv, gv, bv) = (*r, *g, *b);
+        let max = rv.max(gv).max(bv);
+        let min = rv.min(gv).min(bv);
+        let d = max - min;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let h = if max == rv {
+            (gv - bv) * inv
+        } else if max == gv {
+            2.0 + (bv - rv) * inv
+        } else {
+            4.0 + (rv - gv) * inv
+        };
+        let h6 = h + shift * 6.0;
+        let h6 = h6 - 6.0 * (h6 * (1.0 / 6.0)).floor();
+        let chan = |n: f32| {
+            let k = n + h6;
+            let k = if k >= 6.0 { k - 6.0 } else { k };
+            max - d * k.min(4.0 - k).clamp(0.0, 1.0)
+        };
+        *r = chan(5.0);
+        *g = chan(3.0);
+        *b = chan(1.0);
+    }
+}
+
+#[inline(always)]
+fn grey(r: &mut [f32], g: &mut [f32], b: &mut [f32]) {
+    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+        let y = LUMA[0] * *r + LUMA[1] * *g + LUMA[2] * *b;
+        *r = y;
+        *g = y;
+        *b = y;
+    }
+}
+
+/// One of the ops other than contrast (0 brightness, 2 saturation, 3 hue).
+#[inline(always)]
+fn pointwise(op: u8, r: &mut [f32], g: &mut [f32], b: &mut [f32], j: &Jitter) {
+    match op {
+        0 => {
+            brightness(r, j.brightness);
+            brightness(g, j.brightness);
+            brightness(b, j.brightness);
+        }
+        2 => saturation(r, g, b, j.saturation),
+        _ => hue(r, g, b, j.hue),
+    }
+}
+
+#[inline(always)]
+fn load(px: &[u8], r: &mut [f32], g: &mut [f32], b: &mut [f32]) {
+    for (k, p) in px.chunks_exact(3).enumerate() {
+        r[k] = p[0] as f32 * (1.0 / 255.0);
+        g[k] = p[1] as f32 * (1.0 / 255.0);
+        b[k] = p[2] as f32 * (1.0 / 255.0);
+    }
+}
+
+#[inline(always)]
+fn store(r: &[f32], g: &[f32], b: &[f32], px: &mut [u8]) {
+    for (k, p) in px.chunks_exact_mut(3).enumerate() {
+        p[0] = (r[k] * 255.0 + 0.5) as u8;
+        p[1] = (g[k] * 255.0 + 0.5) as u8;
+        p[2] = (b[k] * 255.0 + 0.5) as u8;
+    }
+}
+
+/// The reference: colour distortion of the packed RGB8 `img` in float, each op
+/// a pass over the whole view (`planes` is scratch), then greyscale when asked,
+/// then one rounding back to u8.
+pub fn jitter_planar(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32>) {
+    let n = img.len() / 3;
+    planes.resize(3 * n, 0.0);
+    let (r, gb) = planes.split_at_mut(n);
+    let (g, b) = gb.split_at_mut(n);
+    load(&img[..3 * n], r, g, b);
+    for op in j.order {
+        if op == 1 {
+            let mut acc = [0f32; 8];
+            sum_luma(r, g, b, &mut acc);
+            let mean = mean_of(&acc, n);
+            for p in [&mut *r, &mut *g, &mut *b] {
+                contrast_with_mean(p, j.contrast, mean);
+            }
+        } else {
+            pointwise(op, r, g, b, j);
+        }
+    }
+    if grey_too {
+        grey(r, g, b);
+    }
+    store(r, g, b, &mut img[..3 * n]);
+}
+
+/// [`jitter_planar`]'s result, fused over tiles, on a chosen CPU path
+/// (`planes` holds the view between the two passes when ops precede contrast).
+pub fn jitter_with(
+    path: CpuPath,
+    img: &mut [u8],
+    j: &Jitter,
+    grey_too: bool,
+    planes: &mut Vec<f32>,
+) {
+    dispatch(path, || jitter_tiled(img, j, grey_too, planes))
+}
+
+#[inline(always)]
+fn jitter_tiled(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32>) {
+    if j.order.iter().filter(|&&op| op == 1).count() > 1 {
+        // Not a permutation (the sampler never draws one): the passes below
+        // split at a single contrast.
+        return jitter_planar(img, j, grey_too, planes);
+    }
+    let n = img.len() / 3;
+    let img = &mut img[..3 * n];
+    // A permutation always holds contrast; an order without it runs none.
+    let c = j.order.iter().position(|&op| op == 1);
+    let (pre, post) = match c {
+        Some(c) => (&j.order[..c], &j.order[c + 1..]),
+        None => (&j.order[..], &j.order[..0]),
+    };
+    let mut t = [[0f32; TILE]; 3];
+    let [tr, tg, tb] = &mut t;
+    let keep = !pre.is_empty() && c.is_some();
+    if keep {
+        planes.resize(3 * n, 0.0);
+    }
+    // Pass 1: the ops before contrast, and the luma sum for its mean.
+    let mut acc = [0f32; 8];
+    if c.is_some() {
+        for (i, px) in img.chunks(3 * TILE).enumerate() {
+            let m = px.len() / 3;
+            let (r, g, b) = (&mut tr[..m], &mut tg[..m], &mut tb[..m]);
+            load(px, r, g, b);
+            for &op in pre {
+                pointwise(op, r, g, b, j);
+            }
+            sum_luma(r, g, b, &mut acc);
+            if keep {
+                let at = i * TILE;
+                planes[at..at + m].copy_from_slice(r);
+                planes[n + at..n + at + m].copy_from_slice(g);
+                planes[2 * n + at..2 * n + at + m].copy_from_slice(b);
+            }
+        }
+    }
+    let mean = mean_of(&acc, n);
+    // Pass 2: contrast, the ops after it, greyscale, rounding.
+    for (i, px) in img.chunks_mut(3 * TILE).enumerate() {
+        let m = px.len() / 3;
+        let (r, g, b) = (&mut tr[..m], &mut tg[..m], &mut tb[..m]);
+        if keep {
+            let at = i * TILE;
+            r.copy_from_slice(&planes[at..at + m]);
+            g.copy_from_slice(&planes[n + at..n + at + m]);
+            b.copy_from_slice(&planes[2 * n + at..2 * n + at + m]);
+        } else {
+            load(px, r, g, b);
+            if c.is_none() {
+                for &op in pre {
+                    pointwise(op, r, g, b, j);
+                }
+            }
+        }
+        if c.is_some() {
+            for p in [&mut *r, &mut *g, &mut *b] {
+                contrast_with_mean(p, j.contrast, mean);
+            }
+        }
+        for &op in post {
+            pointwise(op, r, g, b, j);
+        }
+        if grey_too {
+            grey(r, g, b);
+        }
+        store(r, g, b, px);
+    }
+}
