@@ -35,12 +35,26 @@ fn contrast_with_mean(p: &mut [f32], f: f32, mean: f32) {
 }
 
 /// Adds each pixel's luma to lane `k % 8` of `acc`, `k` its index in the view
-/// (tiles start at multiples of 8).
+/// (tiles start at multiples of 8). Eight independent lanes, each summed in
+/// pixel order: the same sums however the loop is vectorised.
 #[inline(always)]
 fn sum_luma(r: &[f32], g: &[f32], b: &[f32], acc: &mut [f32; 8]) {
-    for (k, ((r, g), b)) in r.iter().zip(g).zip(b).enumerate() {
-        acc[k % 8] += LUMA[0] * r + LUMA[1] * g + LUMA[2] * b;
+    let n = r.len().min(g.len()).min(b.len());
+    let whole = n - n % 8;
+    let mut lanes = *acc;
+    for ((r, g), b) in r[..whole]
+        .chunks_exact(8)
+        .zip(g[..whole].chunks_exact(8))
+        .zip(b[..whole].chunks_exact(8))
+    {
+        for l in 0..8 {
+            lanes[l] += LUMA[0] * r[l] + LUMA[1] * g[l] + LUMA[2] * b[l];
+        }
     }
+    for k in whole..n {
+        lanes[k % 8] += LUMA[0] * r[k] + LUMA[1] * g[k] + LUMA[2] * b[k];
+    }
+    *acc = lanes;
 }
 
 #[inline(always)]
@@ -113,21 +127,38 @@ fn pointwise(op: u8, r: &mut [f32], g: &mut [f32], b: &mut [f32], j: &Jitter) {
     }
 }
 
+/// Byte planes of a tile, between the packed pixels and the float planes:
+/// the float conversions then run over contiguous lanes.
+type BytePlanes = [[u8; TILE]; 3];
+
 #[inline(always)]
-fn load(px: &[u8], r: &mut [f32], g: &mut [f32], b: &mut [f32]) {
-    for (k, p) in px.chunks_exact(3).enumerate() {
-        r[k] = p[0] as f32 * (1.0 / 255.0);
-        g[k] = p[1] as f32 * (1.0 / 255.0);
-        b[k] = p[2] as f32 * (1.0 / 255.0);
+fn load(px: &[u8], r: &mut [f32], g: &mut [f32], b: &mut [f32], bytes: &mut BytePlanes) {
+    let [r8, g8, b8] = bytes;
+    let m = px.len() / 3;
+    for (k, p) in px.chunks_exact(3).enumerate().take(TILE) {
+        r8[k] = p[0];
+        g8[k] = p[1];
+        b8[k] = p[2];
+    }
+    for (f, q) in [(r, &r8[..]), (g, &g8[..]), (b, &b8[..])] {
+        for (f, &q) in f.iter_mut().zip(&q[..m.min(TILE)]) {
+            *f = q as f32 * (1.0 / 255.0);
+        }
     }
 }
 
 #[inline(always)]
-fn store(r: &[f32], g: &[f32], b: &[f32], px: &mut [u8]) {
-    for (k, p) in px.chunks_exact_mut(3).enumerate() {
-        p[0] = (r[k] * 255.0 + 0.5) as u8;
-        p[1] = (g[k] * 255.0 + 0.5) as u8;
-        p[2] = (b[k] * 255.0 + 0.5) as u8;
+fn store(r: &[f32], g: &[f32], b: &[f32], px: &mut [u8], bytes: &mut BytePlanes) {
+    let [r8, g8, b8] = bytes;
+    for (q, f) in [(&mut r8[..], r), (&mut g8[..], g), (&mut b8[..], b)] {
+        for (q, &f) in q.iter_mut().zip(f) {
+            *q = (f * 255.0 + 0.5) as u8;
+        }
+    }
+    for (k, p) in px.chunks_exact_mut(3).enumerate().take(TILE) {
+        p[0] = r8[k];
+        p[1] = g8[k];
+        p[2] = b8[k];
     }
 }
 
@@ -139,7 +170,11 @@ pub fn jitter_planar(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Ve
     planes.resize(3 * n, 0.0);
     let (r, gb) = planes.split_at_mut(n);
     let (g, b) = gb.split_at_mut(n);
-    load(&img[..3 * n], r, g, b);
+    for (k, p) in img.chunks_exact(3).enumerate() {
+        r[k] = p[0] as f32 * (1.0 / 255.0);
+        g[k] = p[1] as f32 * (1.0 / 255.0);
+        b[k] = p[2] as f32 * (1.0 / 255.0);
+    }
     for op in j.order {
         if op == 1 {
             let mut acc = [0f32; 8];
@@ -155,7 +190,11 @@ pub fn jitter_planar(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Ve
     if grey_too {
         grey(r, g, b);
     }
-    store(r, g, b, &mut img[..3 * n]);
+    for (k, p) in img.chunks_exact_mut(3).enumerate() {
+        p[0] = (r[k] * 255.0 + 0.5) as u8;
+        p[1] = (g[k] * 255.0 + 0.5) as u8;
+        p[2] = (b[k] * 255.0 + 0.5) as u8;
+    }
 }
 
 /// [`jitter_planar`]'s result, fused over tiles, on a chosen CPU path
@@ -167,7 +206,11 @@ pub fn jitter_with(
     grey_too: bool,
     planes: &mut Vec<f32>,
 ) {
-    dispatch(path, || jitter_tiled(img, j, grey_too, planes))
+    dispatch(
+        path,
+        #[inline(always)]
+        || jitter_tiled(img, j, grey_too, planes),
+    )
 }
 
 #[inline(always)]
@@ -187,6 +230,7 @@ fn jitter_tiled(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32
     };
     let mut t = [[0f32; TILE]; 3];
     let [tr, tg, tb] = &mut t;
+    let mut bytes: BytePlanes = [[0u8; TILE]; 3];
     let keep = !pre.is_empty() && c.is_some();
     if keep {
         planes.resize(3 * n, 0.0);
@@ -197,7 +241,7 @@ fn jitter_tiled(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32
         for (i, px) in img.chunks(3 * TILE).enumerate() {
             let m = px.len() / 3;
             let (r, g, b) = (&mut tr[..m], &mut tg[..m], &mut tb[..m]);
-            load(px, r, g, b);
+            load(px, r, g, b, &mut bytes);
             for &op in pre {
                 pointwise(op, r, g, b, j);
             }
@@ -221,7 +265,7 @@ fn jitter_tiled(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32
             g.copy_from_slice(&planes[n + at..n + at + m]);
             b.copy_from_slice(&planes[2 * n + at..2 * n + at + m]);
         } else {
-            load(px, r, g, b);
+            load(px, r, g, b, &mut bytes);
             if c.is_none() {
                 for &op in pre {
                     pointwise(op, r, g, b, j);
@@ -239,6 +283,6 @@ fn jitter_tiled(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32
         if grey_too {
             grey(r, g, b);
         }
-        store(r, g, b, px);
+        store(r, g, b, px, &mut bytes);
     }
 }

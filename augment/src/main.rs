@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use fnc_augment::{EngineConfig, Loader, Recipe, Sampler};
+use fnc_augment::{simd, EngineConfig, Loader, Recipe, Sampler};
 
 /// The fnc multi-view augmentation engine: preview and benchmark.
 #[derive(Debug, Parser)]
@@ -90,6 +90,11 @@ enum Command {
         /// against `crop`.
         #[arg(long, value_enum, default_value_t = BenchOp::All)]
         op: BenchOp,
+        /// The instruction set the kernels run on: scalar, avx2 or avx512,
+        /// among those this CPU has (the views do not depend on it)
+        /// [default: the widest].
+        #[arg(long, value_name = "NAME")]
+        cpu_path: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -174,6 +179,7 @@ fn validate(command: &Command) -> Result<EngineConfig> {
             batch_size,
             consumer_rate,
             op,
+            cpu_path,
             ..
         } => {
             if !(*seconds > 0.0 && *seconds <= MAX_SECONDS) {
@@ -204,6 +210,19 @@ fn validate(command: &Command) -> Result<EngineConfig> {
                         op.name()
                     ),
                 ));
+            }
+            if let Some(name) = cpu_path {
+                let path = simd::path_named(name).ok_or_else(|| {
+                    let have: Vec<_> = simd::available_paths().iter().map(|p| p.name()).collect();
+                    bad(
+                        "--cpu-path",
+                        format!(
+                            "{name} is not a path of this CPU (it has {})",
+                            have.join(", ")
+                        ),
+                    )
+                })?;
+                simd::use_path(path);
             }
             (common, *batch_size, *op)
         }
@@ -270,6 +289,7 @@ fn run() -> Result<()> {
             consumer_rate,
             op,
             json,
+            ..
         } => {
             let split = open(&common)?;
             let views = cfg.views();
@@ -315,12 +335,13 @@ fn run() -> Result<()> {
                 "consumer_wait_fraction": wait,
                 "consumer_rate": consumer_rate,
                 "op": op.name(),
+                "cpu_path": simd::best_path().name(),
             });
             if json {
                 println!("{r}");
             } else {
                 println!(
-                    "{:.0} images/s, {:.0} views/s ({} views/image: 2x{} + {}x{}), {} threads, --op {}",
+                    "{:.0} images/s, {:.0} views/s ({} views/image: 2x{} + {}x{}), {} threads, --op {}, {} kernels",
                     images as f64 / secs,
                     (images * views as u64) as f64 / secs,
                     views,
@@ -328,7 +349,8 @@ fn run() -> Result<()> {
                     common.support,
                     common.support_size,
                     threads,
-                    op.name()
+                    op.name(),
+                    simd::best_path().name()
                 );
             }
         }

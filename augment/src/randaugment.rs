@@ -222,7 +222,11 @@ pub fn apply_op_with(
     h: usize,
     tmp: &mut Vec<u8>,
 ) {
-    crate::simd::dispatch(path, || apply_op_impl(op, img, w, h, tmp))
+    crate::simd::dispatch(
+        path,
+        #[inline(always)]
+        || apply_op_impl(op, img, w, h, tmp),
+    )
 }
 
 #[inline(always)]

@@ -86,9 +86,11 @@ pub fn crop_resize_bicubic_with(
     out: &mut Vec<f32>,
     rows: &mut Vec<f32>,
 ) {
-    dispatch(path, || {
-        crop_resize_bicubic_impl(src, width, crop, size, out, rows)
-    })
+    dispatch(
+        path,
+        #[inline(always)]
+        || crop_resize_bicubic_impl(src, width, crop, size, out, rows),
+    )
 }
 
 // The body of [`crop_resize_bicubic`], compiled per CPU path.
@@ -248,7 +250,11 @@ pub fn brightness(img: &mut [f32], f: f32) {
 
 /// The colour distortion in `j.order`, clipped to [0, 1] after each op.
 pub fn jitter(img: &mut [f32], j: &Jitter) {
-    dispatch(best_path(), || jitter_impl(img, j))
+    dispatch(
+        best_path(),
+        #[inline(always)]
+        || jitter_impl(img, j),
+    )
 }
 
 // The body of [`jitter`], compiled per CPU path.
@@ -296,7 +302,11 @@ pub fn blur_with(
     sigma: f32,
     tmp: &mut Vec<f32>,
 ) {
-    dispatch(path, || blur_impl(img, size, r, sigma, tmp))
+    dispatch(
+        path,
+        #[inline(always)]
+        || blur_impl(img, size, r, sigma, tmp),
+    )
 }
 
 // The body of [`blur`], compiled per CPU path.

@@ -218,7 +218,10 @@ unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Runs `f` compiled for `path`: `f`'s body (and what it inlines) is vectorised
-/// for that instruction set.
+/// for that instruction set. Only what is inlined into the path's function is
+/// compiled for it, so `f` must be an `#[inline(always)]` closure calling
+/// `#[inline(always)]` code: a closure left out of line is compiled for the
+/// x86-64 baseline (SSE2, `floorf` a library call) whatever the path.
 #[inline(always)]
 pub fn dispatch<R>(path: CpuPath, f: impl FnOnce() -> R) -> R {
     match path.0 {

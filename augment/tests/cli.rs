@@ -111,6 +111,20 @@ fn bench_op_names_itself_and_refuses_optional_ops() {
         err.contains("--op") && err.contains("--randaugment"),
         "{err}"
     );
+    // Every path this CPU has runs and is named; one it lacks is refused.
+    for path in fnc_augment::simd::available_paths() {
+        let o = augment(&[&base[..], &["--cpu-path", path.name()]].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["cpu_path"], path.name());
+    }
+    let o = augment(&[&base[..], &["--cpu-path", "avx1024"]].concat());
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--cpu-path") && err.contains("scalar"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -422,7 +422,9 @@ fn solarize_inverts_the_upper_half() {
 fn jitters(seed: u64) -> Vec<Jitter> {
     let mut s = seed;
     let mut next = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (s >> 40) as f32 / (1u64 << 24) as f32
     };
     let mut out = Vec::new();
@@ -451,7 +453,11 @@ fn fused_jitter_is_the_planar_reference_bit_for_bit_on_every_path() {
     // photo; a flat and a saturated one where hue's selects meet.
     let mut images: Vec<Vec<u8>> = [0usize, 1, 7, 9, 511, 512, 513, 1537]
         .iter()
-        .map(|&n| (0..3 * n).map(|i| ((i * 7919 + n * 31) % 256) as u8).collect())
+        .map(|&n| {
+            (0..3 * n)
+                .map(|i| ((i * 7919 + n * 31) % 256) as u8)
+                .collect()
+        })
         .collect();
     images.push(photo);
     images.push(vec![128; 3 * 600]);
