@@ -92,7 +92,7 @@ enum Command {
         op: BenchOp,
         /// The instruction set the kernels run on: scalar, avx2 or avx512,
         /// among those this CPU has (the views do not depend on it)
-        /// [default: the widest].
+        /// [default: avx2 where the CPU has it, else scalar].
         #[arg(long, value_name = "NAME")]
         cpu_path: Option<String>,
         /// Print JSON.
@@ -162,7 +162,8 @@ fn bad(flag: &str, detail: impl std::fmt::Display) -> anyhow::Error {
 /// The one judge of the command line: every numeric flag against its
 /// documented range (the engine's builder judges those it owns and names
 /// them), before anything is read or written. Returns the engine config.
-fn validate(command: &Command) -> Result<EngineConfig> {
+fn validate(command: &Command) -> Result<(EngineConfig, Option<simd::CpuPath>)> {
+    let mut chosen = None;
     let (common, batch, op) = match command {
         Command::Preview { common, images, .. } => {
             if !(1..=MAX_IMAGES).contains(images) {
@@ -222,7 +223,7 @@ fn validate(command: &Command) -> Result<EngineConfig> {
                         ),
                     )
                 })?;
-                simd::use_path(path);
+                chosen = Some(path);
             }
             (common, *batch_size, *op)
         }
@@ -241,7 +242,7 @@ fn validate(command: &Command) -> Result<EngineConfig> {
             .map_err(|e| bad("--randaugment", format!("{}: {e}", common.randaugment)))?,
         ..Recipe::default()
     });
-    Ok(EngineConfig::builder()
+    let cfg = EngineConfig::builder()
         .batch_size(batch)
         .support(common.support)
         .size(common.size)
@@ -249,7 +250,8 @@ fn validate(command: &Command) -> Result<EngineConfig> {
         .seed(common.seed)
         .threads(common.threads)
         .recipe(recipe)
-        .build()?)
+        .build()?;
+    Ok((cfg, chosen))
 }
 
 fn open(c: &Common) -> Result<Arc<fnc_formats::SplitReader>> {
@@ -263,7 +265,10 @@ fn open(c: &Common) -> Result<Arc<fnc_formats::SplitReader>> {
 
 fn run() -> Result<()> {
     let command = Cli::parse().command;
-    let cfg = validate(&command)?;
+    let (cfg, cpu_path) = validate(&command)?;
+    if let Some(path) = cpu_path {
+        simd::use_path(path);
+    }
     match command {
         Command::Preview {
             common,

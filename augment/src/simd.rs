@@ -103,19 +103,34 @@ pub fn path_named(name: &str) -> Option<CpuPath> {
     detected().iter().copied().find(|p| p.name() == name)
 }
 
-// The chosen path's code (0: not chosen yet, then the widest available).
+// The chosen path's code (0: not chosen yet, then the default).
 static CHOSEN: AtomicU8 = AtomicU8::new(0);
 
-/// The path the ops run on: the widest this CPU has, unless [`use_path`] chose
+/// The default path: AVX2 where the CPU has it, else scalar. AVX-512 is not
+/// the default: on the CPUs measured so far it gained nothing beyond noise over
+/// AVX2 (docs/benchmarks.md), and 512-bit code lowers the clock of some Xeons;
+/// [`use_path`] (`fnc-augment bench --cpu-path avx512`) runs it.
+fn default_path() -> CpuPath {
+    CpuPath::avx2().unwrap_or(CpuPath::scalar())
+}
+
+/// The path the ops run on: [`default_path`]'s, unless [`use_path`] chose
 /// another.
 pub fn best_path() -> CpuPath {
     let code = CHOSEN.load(Ordering::Relaxed);
     if let Some(p) = detected().iter().find(|p| p.code() == code) {
         return *p;
     }
-    let widest = *detected().last().unwrap_or(&CpuPath::scalar());
-    CHOSEN.store(widest.code(), Ordering::Relaxed);
-    widest
+    let default = default_path();
+    // Only if nothing was chosen meanwhile: a use_path on another thread wins.
+    match CHOSEN.compare_exchange(0, default.code(), Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => default,
+        Err(code) => detected()
+            .iter()
+            .copied()
+            .find(|p| p.code() == code)
+            .unwrap_or(default),
+    }
 }
 
 /// Makes every op of this process run on `path` (benchmarks compare paths).

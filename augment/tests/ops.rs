@@ -449,28 +449,57 @@ fn jitters(seed: u64) -> Vec<Jitter> {
 #[test]
 fn fused_jitter_is_the_planar_reference_bit_for_bit_on_every_path() {
     let (photo, _, _) = fixture("input");
-    // Views of 0, 1, 7, 9 pixels (under a lane group), a tile's edges, and a
-    // photo; a flat and a saturated one where hue's selects meet.
-    let mut images: Vec<Vec<u8>> = [0usize, 1, 7, 9, 511, 512, 513, 1537]
-        .iter()
-        .map(|&n| {
-            (0..3 * n)
-                .map(|i| ((i * 7919 + n * 31) % 256) as u8)
-                .collect()
-        })
-        .collect();
+    // Views of 0, 1 and 7 pixels (under a lane group), 9, a tile's edges, a
+    // 224 px view and an odd 1001 x 333 one (large enough that a mean summed in
+    // another order or lane would move some byte across a rounding boundary);
+    // the fixture photo; a flat and a saturated one where hue's selects meet.
+    // Largest first, so that the reused scratch holds stale values for the
+    // smaller ones.
+    let noise = |n: usize, salt: usize| -> Vec<u8> {
+        let mut s = (n * 2654435761 + salt) as u64 | 1;
+        (0..3 * n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 24) as u8
+            })
+            .collect()
+    };
+    let mut images: Vec<Vec<u8>> = vec![noise(1001 * 333, 1), noise(224 * 224, 2)];
+    images.extend([1537usize, 513, 512, 511, 9, 7, 1, 0].iter().map(|&n| {
+        (0..3 * n)
+            .map(|i| ((i * 7919 + n * 31) % 256) as u8)
+            .collect()
+    }));
     images.push(photo);
     images.push(vec![128; 3 * 600]);
     images.push((0..3 * 700).map(|i| [255, 0, 0][i % 3]).collect());
+    // Orders the sampler never draws but a caller can write: no contrast,
+    // contrast twice, a repeated op, codes past 3 (hue).
+    let odd = [
+        [0, 0, 2, 3],
+        [1, 1, 2, 3],
+        [3, 3, 3, 3],
+        [7, 1, 9, 0],
+        [2, 3, 1, 1],
+    ];
     let mut planes = Vec::new();
+    let mut scratch = Scratch::default();
     for (k, img) in images.iter().enumerate() {
-        for j in jitters(k as u64) {
+        let mut js = jitters(k as u64);
+        js.extend(
+            odd.iter()
+                .zip(jitters(99))
+                .map(|(&order, j)| Jitter { order, ..j }),
+        );
+        for j in js {
             for grey in [false, true] {
                 let mut want = img.clone();
                 fnc_augment::jitter::jitter_planar(&mut want, &j, grey, &mut planes);
                 for path in available_paths() {
                     let mut got = img.clone();
-                    ops::jitter_with(path, &mut got, &j, grey, &mut Scratch::default());
+                    ops::jitter_with(path, &mut got, &j, grey, &mut scratch);
                     assert!(
                         got == want,
                         "{} path, image {k} ({} px), {j:?}, grey {grey}: {:?}",
