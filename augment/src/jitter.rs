@@ -18,7 +18,7 @@ const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 /// Pixels per tile: three planes of it fill 6 KiB. A multiple of the mean's
 /// eight lanes, so a pixel's lane is its index in the view modulo 8.
 const TILE: usize = 512;
-const _: () = assert!(TILE % 8 == 0, "a tile must start on a lane group");
+const _: () = assert!(TILE.is_multiple_of(8), "a tile must start on a lane group");
 
 #[inline(always)]
 fn brightness(p: &mut [f32], f: f32) {
