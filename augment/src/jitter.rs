@@ -28,10 +28,12 @@ fn brightness(p: &mut [f32], f: f32) {
 }
 
 #[inline(always)]
-fn contrast_with_mean(p: &mut [f32], f: f32, mean: f32) {
+fn contrast_with_mean(r: &mut [f32], g: &mut [f32], b: &mut [f32], f: f32, mean: f32) {
     let off = (1.0 - f) * mean;
-    for v in p.iter_mut() {
-        *v = (f * *v + off).clamp(0.0, 1.0);
+    for p in [r, g, b] {
+        for v in p.iter_mut() {
+            *v = (f * *v + off).clamp(0.0, 1.0);
+        }
     }
 }
 
@@ -180,10 +182,7 @@ pub fn jitter_planar(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Ve
         if op == 1 {
             let mut acc = [0f32; 8];
             sum_luma(r, g, b, &mut acc);
-            let mean = mean_of(&acc, n);
-            for p in [&mut *r, &mut *g, &mut *b] {
-                contrast_with_mean(p, j.contrast, mean);
-            }
+            contrast_with_mean(r, g, b, j.contrast, mean_of(&acc, n));
         } else {
             pointwise(op, r, g, b, j);
         }
@@ -223,16 +222,17 @@ fn jitter_tiled(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32
     }
     let n = img.len() / 3;
     let img = &mut img[..3 * n];
-    // A permutation always holds contrast; an order without it runs none.
+    // A permutation always holds contrast; an order without it runs none,
+    // and all its ops after the (skipped) first pass.
     let c = j.order.iter().position(|&op| op == 1);
     let (pre, post) = match c {
         Some(c) => (&j.order[..c], &j.order[c + 1..]),
-        None => (&j.order[..], &j.order[..0]),
+        None => (&j.order[..0], &j.order[..]),
     };
     let mut t = [[0f32; TILE]; 3];
     let [tr, tg, tb] = &mut t;
     let mut bytes: BytePlanes = [[0u8; TILE]; 3];
-    let keep = !pre.is_empty() && c.is_some();
+    let keep = !pre.is_empty();
     if keep {
         planes.resize(3 * n, 0.0);
     }
@@ -267,16 +267,9 @@ fn jitter_tiled(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32
             b.copy_from_slice(&planes[2 * n + at..2 * n + at + m]);
         } else {
             load(px, r, g, b, &mut bytes);
-            if c.is_none() {
-                for &op in pre {
-                    pointwise(op, r, g, b, j);
-                }
-            }
         }
         if c.is_some() {
-            for p in [&mut *r, &mut *g, &mut *b] {
-                contrast_with_mean(p, j.contrast, mean);
-            }
+            contrast_with_mean(r, g, b, j.contrast, mean);
         }
         for &op in post {
             pointwise(op, r, g, b, j);
