@@ -8,7 +8,7 @@
 # Usage: scripts/study_cifar.sh calibrate|a|b|all [WORK]
 #   calibrate  times a few steps of one arm and prints STEPS for ~20 min an arm
 #   a          Phase A: simclr, oracle-attr, oracle-top5; seeds 0 1 (SEEDS_A)
-#   b          Phase B: simclr; fnc-attr and fnc-elim from half-way (branched);
+#   b          Phase B: simclr (the same runs as Phase A's); fnc-attr and fnc-elim from half-way (branched);
 #              fnc-attr from step 1; noisy oracles at detection's |F_i| (oracle
 #              filter + top-k) at precisions PRECISIONS, from half-way
 #              (branched); seeds 0 1 2 (SEEDS_B)
@@ -65,6 +65,23 @@ train() {
     --knn-every "$EVERY" --out "$out" ${more[@]+"${more[@]}"} "$@" >/dev/null
 }
 
+# simclr SEED: the SimCLR arm of both phases (runs/simclr-sSEED). On its way
+# it leaves a copy of its half-way state (runs/simclr-half-sSEED): the parent
+# Phase B's branches start from, so their first half is this run's exactly.
+simclr() {
+  local s=$1 run=$W/runs/simclr-s$s snap=$W/runs/simclr-half-s$s half=$((STEPS / 2))
+  if [ ! -e "$snap/config.toml" ]; then
+    if [ "$(done_step "$run")" -le "$half" ]; then
+      train "$run" "$half" --seed "$s" --fn-strategy none
+      rm -rf "$snap.partial"
+      cp -a "$run" "$snap.partial" && mv "$snap.partial" "$snap"
+    else # the full run went past half-way before it was snapshot: redo that half
+      train "$snap" "$half" --seed "$s" --fn-strategy none
+    fi
+  fi
+  train "$run" "$STEPS" --seed "$s" --fn-strategy none
+}
+
 # branch OUT PARENT SEED FLAGS...: OUT starts from PARENT's half-way checkpoint
 # with FNC on from the next step (recorded as --fn-start-step, so it groups apart).
 branch() {
@@ -101,11 +118,11 @@ phase_a() {
   need_steps
   local runs=()
   for s in $SEEDS_A; do
-    train "$W/runs/a-simclr-s$s" "$STEPS" --seed "$s" --fn-strategy none
+    simclr "$s"
     train "$W/runs/a-oracle-attr-s$s" "$STEPS" --seed "$s" --fn-strategy attraction --fn-detect oracle
     train "$W/runs/a-oracle-top$TOPK-s$s" "$STEPS" --seed "$s" --fn-strategy attraction \
       --fn-detect oracle --fn-oracle-filter --fn-threshold none
-    runs+=("$W/runs/a-simclr-s$s" "$W/runs/a-oracle-attr-s$s" "$W/runs/a-oracle-top$TOPK-s$s")
+    runs+=("$W/runs/simclr-s$s" "$W/runs/a-oracle-attr-s$s" "$W/runs/a-oracle-top$TOPK-s$s")
   done
   compare a "${runs[@]}"
 }
@@ -114,18 +131,18 @@ phase_b() {
   need_steps
   local runs=()
   for s in $SEEDS_B; do
-    local simclr=$W/runs/b-simclr-s$s
-    branch "$W/runs/b-fnc-attr-half-s$s" "$simclr" "$s" --fn-strategy attraction
-    branch "$W/runs/b-fnc-elim-half-s$s" "$simclr" "$s" --fn-strategy elimination
+    local simclr=$W/runs/simclr-s$s parent=$W/runs/simclr-half-s$s
+    simclr "$s" # first: its half-way copy is the branches' parent
+    branch "$W/runs/b-fnc-attr-half-s$s" "$parent" "$s" --fn-strategy attraction
+    branch "$W/runs/b-fnc-elim-half-s$s" "$parent" "$s" --fn-strategy elimination
     runs+=("$simclr" "$W/runs/b-fnc-attr-half-s$s" "$W/runs/b-fnc-elim-half-s$s")
     # The break-even: oracle attraction at detection's |F_i| and precision P,
     # switched on where real FNC is (half-way).
     for p in $PRECISIONS; do
-      branch "$W/runs/b-noisy-$p-half-s$s" "$simclr" "$s" --fn-strategy attraction \
+      branch "$W/runs/b-noisy-$p-half-s$s" "$parent" "$s" --fn-strategy attraction \
         --fn-detect oracle --fn-oracle-filter --fn-oracle-precision "$p"
       runs+=("$W/runs/b-noisy-$p-half-s$s")
     done
-    train "$simclr" "$STEPS" --seed "$s" --fn-strategy none
     train "$W/runs/b-fnc-attr-s$s" "$STEPS" --seed "$s" --fn-strategy attraction
     runs+=("$W/runs/b-fnc-attr-s$s")
   done

@@ -46,6 +46,7 @@ mod rng;
 mod sampler;
 mod sheet;
 pub mod simd;
+mod taps;
 
 pub use decode::decode_into;
 pub use engine::{

@@ -3,7 +3,8 @@
 use fast_image_resize as fr;
 
 use crate::params::{AugmentImpl, CropBox, Jitter, ViewDraw};
-use crate::simd::{best_path, mac_u16, mac_u8, CpuPath};
+use crate::simd::{best_path, dispatch, CpuPath};
+use crate::taps::sum_symmetric;
 use crate::{randaugment, reference};
 
 /// Buffers one worker reuses from view to view.
@@ -12,7 +13,6 @@ pub struct Scratch {
     resizer: fr::Resizer,
     float: Vec<f32>,
     rows: Vec<u16>,
-    acc: Vec<u32>,
     padded: Vec<u8>,
     float2: Vec<f32>,
     bytes: Vec<u8>,
@@ -173,47 +173,62 @@ pub fn blur_with(
     sigma: f32,
     scratch: &mut Scratch,
 ) {
-    let (w, h) = size;
     let wts = blur_weights(kernel, sigma);
+    dispatch(
+        path,
+        #[inline(always)]
+        || blur_impl(img, size, &wts, scratch),
+    )
+}
+
+// The body of [`blur_with`], compiled per CPU path.
+#[inline(always)]
+fn blur_impl(img: &mut [u8], (w, h): (usize, usize), wts: &[i32], scratch: &mut Scratch) {
     let r = wts.len() / 2;
     let stride = w * 3;
     // Horizontal: u8 -> u16 in Q8 (value * 256). Each row is copied into a
-    // reflect-padded buffer, then accumulated one tap at a time over the whole
-    // row (vectorisable, no border cases).
+    // reflect-padded buffer, then its taps summed (no border cases).
     let rows = &mut scratch.rows;
     // Every element is overwritten below: no need to clear.
     rows.resize(h * stride, 0);
-    let acc = &mut scratch.acc;
-    acc.resize(stride, 0);
     let padded = &mut scratch.padded;
     padded.resize((w + 2 * r) * 3, 0);
-    for y in 0..h {
+    // The weights are symmetric (blur_weights): one multiply per pair of taps.
+    let centre = (wts[r] as u32, r * 3);
+    let hpairs: Vec<(u32, usize, usize)> = (0..r)
+        .map(|k| (wts[k] as u32, k * 3, (2 * r - k) * 3))
+        .collect();
+    for (y, dst) in rows.chunks_exact_mut(stride).enumerate() {
         let src = &img[y * stride..(y + 1) * stride];
         padded[r * 3..(r + w) * 3].copy_from_slice(src);
         for p in (0..r).chain(r + w..w + 2 * r) {
             let x = reflect(p as isize - r as isize, w);
             padded[p * 3..p * 3 + 3].copy_from_slice(&src[x * 3..x * 3 + 3]);
         }
-        let a = &mut acc[..stride];
-        a.fill(1 << 6);
-        for (k, &wt) in wts.iter().enumerate() {
-            mac_u8(path, a, &padded[k * 3..k * 3 + stride], wt as u32);
-        }
-        for (d, &a) in rows[y * stride..(y + 1) * stride].iter_mut().zip(a.iter()) {
-            *d = (a >> 7) as u16;
-        }
+        sum_symmetric(stride, padded, centre, &hpairs, 1 << 6, |x, acc| {
+            for (d, &a) in dst[x..x + acc.len()].iter_mut().zip(acc) {
+                *d = (a >> 7) as u16;
+            }
+        });
     }
-    // Vertical: accumulate whole rows (vectorisable), Q8 * Q15 -> Q23.
-    for y in 0..h {
-        acc.fill(1 << 22);
-        for (k, &wt) in wts.iter().enumerate() {
-            let yy = reflect(y as isize + k as isize - r as isize, h);
-            mac_u16(path, acc, &rows[yy * stride..(yy + 1) * stride], wt as u32);
-        }
-        let out = &mut img[y * stride..(y + 1) * stride];
-        for (o, &a) in out.iter_mut().zip(acc.iter()) {
-            *o = (a >> 23).min(255) as u8;
-        }
+    // Vertical: Q8 * Q15 -> Q23.
+    let mut vpairs = Vec::with_capacity(r);
+    for (y, out) in img.chunks_exact_mut(stride).enumerate() {
+        let row = |k: usize| reflect(y as isize + k as isize - r as isize, h) * stride;
+        vpairs.clear();
+        vpairs.extend((0..r).map(|k| (wts[k] as u32, row(k), row(2 * r - k))));
+        sum_symmetric(
+            stride,
+            rows,
+            (wts[r] as u32, y * stride),
+            &vpairs,
+            1 << 22,
+            |x, acc| {
+                for (o, &a) in out[x..x + acc.len()].iter_mut().zip(acc) {
+                    *o = (a >> 23).min(255) as u8;
+                }
+            },
+        );
     }
 }
 

@@ -15,6 +15,10 @@
 //! `rgb_to_grayscale` weights 0.2989 / 0.5870 / 0.1140; a separable Gaussian of
 //! radius (side / 10) / 2 with zero ('SAME') padding.
 
+mod blur;
+
+pub use blur::{blur, blur_radius, blur_with};
+
 use crate::params::{CropBox, Jitter};
 use crate::simd::{best_path, dispatch, CpuPath};
 
@@ -277,79 +281,6 @@ pub fn grey(img: &mut [f32]) {
         let g = p[0] * 0.2989 + p[1] * 0.5870 + p[2] * 0.1140;
         p.fill(g);
     }
-}
-
-/// The reference's kernel radius for a view of height `side`: (side / 10) / 2.
-pub fn blur_radius(side: usize) -> usize {
-    (side / 10) / 2
-}
-
-/// Separable Gaussian of radius `r` (horizontal, then vertical) with zero
-/// padding, as two 'SAME' depthwise convolutions; `tmp` is scratch. Taps are
-/// summed in order for every pixel; whole rows are accumulated at once so the
-/// loops vectorise.
-pub fn blur(img: &mut [f32], (w, h): (usize, usize), r: usize, sigma: f32, tmp: &mut Vec<f32>) {
-    blur_with(best_path(), img, (w, h), r, sigma, tmp)
-}
-
-/// [`blur`] on a chosen CPU path (every path gives the same values: no fused
-/// multiply-adds, taps summed in one order).
-pub fn blur_with(
-    path: CpuPath,
-    img: &mut [f32],
-    size: (usize, usize),
-    r: usize,
-    sigma: f32,
-    tmp: &mut Vec<f32>,
-) {
-    dispatch(
-        path,
-        #[inline(always)]
-        || blur_impl(img, size, r, sigma, tmp),
-    )
-}
-
-// The body of [`blur`], compiled per CPU path.
-#[inline(always)]
-fn blur_impl(img: &mut [f32], (w, h): (usize, usize), r: usize, sigma: f32, tmp: &mut Vec<f32>) {
-    let two_s2 = 2.0 * sigma * sigma;
-    let mut k: Vec<f32> = (-(r as i64)..=r as i64)
-        .map(|i| (-((i * i) as f32) / two_s2).exp())
-        .collect();
-    let sum: f32 = k.iter().sum();
-    k.iter_mut().for_each(|v| *v /= sum);
-    let n = w * 3;
-    // Horizontal: each row into a zero-padded copy, then tap by tap.
-    tmp.clear();
-    tmp.resize((w + 2 * r) * 3 + n, 0.0);
-    let (padded, acc) = tmp.split_at_mut((w + 2 * r) * 3);
-    for y in 0..h {
-        let row = &mut img[y * n..(y + 1) * n];
-        padded[r * 3..r * 3 + n].copy_from_slice(row);
-        acc.fill(0.0);
-        for (t, &wt) in k.iter().enumerate() {
-            for (a, &v) in acc.iter_mut().zip(&padded[t * 3..t * 3 + n]) {
-                *a += wt * v;
-            }
-        }
-        row.copy_from_slice(acc);
-    }
-    // Vertical: rows outside the image are zeros and add nothing.
-    let src = img.to_vec();
-    for y in 0..h {
-        let acc = &mut img[y * n..(y + 1) * n];
-        acc.fill(0.0);
-        for (t, &wt) in k.iter().enumerate() {
-            let yy = y as i64 + t as i64 - r as i64;
-            if (0..h as i64).contains(&yy) {
-                let line = &src[yy as usize * n..(yy as usize + 1) * n];
-                for (a, &v) in acc.iter_mut().zip(line) {
-                    *a += wt * v;
-                }
-            }
-        }
-    }
-    clip(img);
 }
 
 /// `convert_image_dtype(x, uint8, saturate=True)`: clip, x 255.5, truncate.

@@ -149,11 +149,90 @@ fn blur_matches_the_reference_zero_padded_gaussian() {
             d < 2e-6,
             "blur radius {r} sigma {sigma}: max difference {d}"
         );
+        // Every CPU path sums the same taps in the same order: the same floats.
+        for path in available_paths() {
+            let mut on_path = base.clone();
+            reference::blur_with(path, &mut on_path, (w, h), r, sigma, &mut tmp);
+            assert!(
+                on_path
+                    .iter()
+                    .zip(&img)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "blur radius {r} sigma {sigma}: the {} path differs",
+                path.name()
+            );
+        }
+    }
+    // A view wider than a register block, odd sizes, the view's radius, sigmas
+    // from the sampler's range: every path against a plain f64 Gaussian.
+    let (w, h) = (77, 41);
+    let img: Vec<f32> = (0..w * h * 3)
+        .map(|i| ((i * 37) % 256) as f32 / 255.0)
+        .collect();
+    for sigma in [0.1f32, 0.6, 1.3, 2.0] {
+        let r = 5;
+        let want = gaussian_f64(&img, (w, h), r, sigma);
+        for path in available_paths() {
+            let mut got = img.clone();
+            reference::blur_with(path, &mut got, (w, h), r, sigma, &mut tmp);
+            let d = max_abs(&got, &want);
+            assert!(
+                d < 2e-6,
+                "{}: sigma {sigma}: max difference {d}",
+                path.name()
+            );
+        }
     }
     // The view's radius is the reference's (side / 10) / 2.
     assert_eq!(reference::blur_radius(224), 11);
     assert_eq!(reference::blur_radius(96), 4);
     assert_eq!(reference::blur_radius(64), 3);
+}
+
+/// The reference's blur in f64: the normalised Gaussian of taps -r..=r, zero
+/// padding, horizontal then vertical, clipped to [0, 1].
+fn gaussian_f64(img: &[f32], (w, h): (usize, usize), r: usize, sigma: f32) -> Vec<f32> {
+    let s2 = 2.0 * (sigma as f64).powi(2);
+    let k: Vec<f64> = (-(r as i64)..=r as i64)
+        .map(|i| (-((i * i) as f64) / s2).exp())
+        .collect();
+    let sum: f64 = k.iter().sum();
+    let at = |v: &[f64], x: i64, y: i64, c: usize| {
+        if (0..w as i64).contains(&x) && (0..h as i64).contains(&y) {
+            v[(y as usize * w + x as usize) * 3 + c]
+        } else {
+            0.0
+        }
+    };
+    let src: Vec<f64> = img.iter().map(|&v| v as f64).collect();
+    let mut horiz = vec![0f64; src.len()];
+    let mut out = vec![0f32; src.len()];
+    for pass in 0..2 {
+        for y in 0..h as i64 {
+            for x in 0..w as i64 {
+                for c in 0..3 {
+                    let s: f64 = (0..k.len())
+                        .map(|t| {
+                            let d = t as i64 - r as i64;
+                            k[t] / sum
+                                * if pass == 0 {
+                                    at(&src, x + d, y, c)
+                                } else {
+                                    at(&horiz, x, y + d, c)
+                                }
+                        })
+                        .sum();
+                    let i = (y as usize * w + x as usize) * 3 + c;
+                    if pass == 0 {
+                        horiz[i] = s;
+                    } else {
+                        out[i] = s.clamp(0.0, 1.0) as f32;
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 #[test]
