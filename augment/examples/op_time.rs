@@ -71,6 +71,31 @@ fn reference_ops(buf: &[u8], w: u32, crop: CropBox, j: &Jitter) {
         f.copy_from_slice(&base);
         r::jitter(&mut f, j)
     });
+    for (name, op) in [
+        ("ref bright", 0u8),
+        ("ref contr", 1),
+        ("ref satur", 2),
+        ("ref hue", 3),
+    ] {
+        let one = Jitter {
+            order: [op; 4],
+            ..*j
+        };
+        time(name, 100, || {
+            f.copy_from_slice(&base);
+            r::jitter(&mut f, &one)
+        });
+    }
+    for path in fnc_augment::simd::available_paths() {
+        let one = Jitter {
+            order: [3; 4],
+            ..*j
+        };
+        time(&format!("hue {}", path.name()), 50, || {
+            f.copy_from_slice(&base);
+            r::jitter_with(path, &mut f, &one)
+        });
+    }
     time("ref grey", 100, || r::grey(&mut f));
     time("ref blur", 100, || {
         r::blur(&mut f, (224, 224), r::blur_radius(224), 1.0, &mut rows)

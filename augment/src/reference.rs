@@ -16,10 +16,14 @@
 //! radius (side / 10) / 2 with zero ('SAME') padding.
 
 mod blur;
+mod colour;
 
 pub use blur::{blur, blur_radius, blur_with};
+pub use colour::{
+    brightness, clip, contrast, grey, hue, jitter, jitter_sequential, jitter_with, saturation,
+};
 
-use crate::params::{CropBox, Jitter};
+use crate::params::CropBox;
 use crate::simd::{best_path, dispatch, CpuPath};
 
 const TABLE: usize = 1024;
@@ -147,142 +151,6 @@ pub fn flip(img: &mut [f32], w: usize) {
     }
 }
 
-/// Clips to [0, 1] (the reference's `clip_by_value` between stages).
-#[inline(always)]
-pub fn clip(img: &mut [f32]) {
-    img.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
-}
-
-/// TF's `rgb_to_hsv` kernel, its branches written as selects so the pixel
-/// loop vectorises (the same values: every candidate is computed, one kept).
-/// The sector offsets are added in double, as TF's C++ does.
-#[inline(always)]
-fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
-    let v = r.max(g).max(b);
-    let range = v - r.min(g).min(b);
-    let s = if v > 0.0 { range / v } else { 0.0 };
-    let norm = 1.0 / (6.0 * range);
-    let hr = norm * (g - b);
-    let hg = ((norm * (b - r)) as f64 + 2.0 / 6.0) as f32;
-    let hb = ((norm * (r - g)) as f64 + 4.0 / 6.0) as f32;
-    let h = if r == v {
-        hr
-    } else if g == v {
-        hg
-    } else {
-        hb
-    };
-    let h = if range <= 0.0 { 0.0 } else { h };
-    let h = if h < 0.0 { h + 1.0 } else { h };
-    (h, s, v)
-}
-
-/// TF's `hsv_to_rgb` kernel as selects. Its remainder loop (`+= 2` while
-/// <= 0, `-= 2` while >= 2) is `dh - 2 floor(dh / 2)` for the dh >= 0 it
-/// sees (exact: the subtractions are), and sector 6 (h rounded up to 1) gives
-/// black plus m, as there.
-#[inline(always)]
-fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
-    let c = s * v;
-    let m = v - c;
-    let dh = h * 6.0;
-    let cat = dh as i32;
-    let f = dh - 2.0 * (dh * 0.5).floor();
-    let x = c * (1.0 - (f - 1.0).abs());
-    let pick = |cs: [i32; 2], xs: [i32; 2]| {
-        if cat == cs[0] || cat == cs[1] {
-            c
-        } else if cat == xs[0] || cat == xs[1] {
-            x
-        } else {
-            0.0
-        }
-    };
-    let r = pick([0, 5], [1, 4]);
-    let g = pick([1, 2], [0, 3]);
-    let b = pick([3, 4], [2, 5]);
-    (r + m, g + m, b + m)
-}
-
-/// `tf.image.adjust_saturation`: S scaled in HSV and clipped to [0, 1].
-#[inline(always)]
-pub fn saturation(img: &mut [f32], f: f32) {
-    for p in img.chunks_exact_mut(3) {
-        let (h, s, v) = rgb_to_hsv(p[0], p[1], p[2]);
-        let (r, g, b) = hsv_to_rgb(h, (s * f).clamp(0.0, 1.0), v);
-        p.copy_from_slice(&[r, g, b]);
-    }
-}
-
-/// `tf.image.adjust_hue`: H shifted by `delta` of a turn, wrapped.
-#[inline(always)]
-pub fn hue(img: &mut [f32], delta: f32) {
-    for p in img.chunks_exact_mut(3) {
-        let (h, s, v) = rgb_to_hsv(p[0], p[1], p[2]);
-        let mut h = (h + delta) % 1.0;
-        if h < 0.0 {
-            h += 1.0;
-        }
-        let (r, g, b) = hsv_to_rgb(h, s, v);
-        p.copy_from_slice(&[r, g, b]);
-    }
-}
-
-/// `tf.image.adjust_contrast`: each channel about its own mean, unclipped.
-#[inline(always)]
-pub fn contrast(img: &mut [f32], f: f32) {
-    let n = (img.len() / 3).max(1);
-    let mut sum = [0f64; 3];
-    for p in img.chunks_exact(3) {
-        for c in 0..3 {
-            sum[c] += p[c] as f64;
-        }
-    }
-    let mean = sum.map(|s| (s / n as f64) as f32);
-    for p in img.chunks_exact_mut(3) {
-        for c in 0..3 {
-            p[c] = (p[c] - mean[c]) * f + mean[c];
-        }
-    }
-}
-
-/// The reference's multiplicative brightness.
-#[inline(always)]
-pub fn brightness(img: &mut [f32], f: f32) {
-    img.iter_mut().for_each(|v| *v *= f);
-}
-
-/// The colour distortion in `j.order`, clipped to [0, 1] after each op.
-pub fn jitter(img: &mut [f32], j: &Jitter) {
-    dispatch(
-        best_path(),
-        #[inline(always)]
-        || jitter_impl(img, j),
-    )
-}
-
-// The body of [`jitter`], compiled per CPU path.
-#[inline(always)]
-fn jitter_impl(img: &mut [f32], j: &Jitter) {
-    for op in j.order {
-        match op {
-            0 => brightness(img, j.brightness),
-            1 => contrast(img, j.contrast),
-            2 => saturation(img, j.saturation),
-            _ => hue(img, j.hue),
-        }
-        clip(img);
-    }
-}
-
-/// `rgb_to_grayscale`, tiled back to three channels.
-pub fn grey(img: &mut [f32]) {
-    for p in img.chunks_exact_mut(3) {
-        let g = p[0] * 0.2989 + p[1] * 0.5870 + p[2] * 0.1140;
-        p.fill(g);
-    }
-}
-
 /// `convert_image_dtype(x, uint8, saturate=True)`: clip, x 255.5, truncate.
 pub fn to_u8_tf(img: &[f32], out: &mut [u8]) {
     for (o, &v) in out.iter_mut().zip(img) {
@@ -314,20 +182,6 @@ mod tests {
             let (_, w) = taps(o, 0.37, 1000);
             let s: f32 = w.iter().sum();
             assert!((s - 1.0).abs() < 1e-5, "{w:?}");
-        }
-    }
-
-    #[test]
-    fn hsv_round_trips() {
-        for &(r, g, b) in &[
-            (0.2f32, 0.5, 0.9),
-            (1.0, 0.0, 0.0),
-            (0.3, 0.3, 0.3),
-            (0.9, 0.8, 0.1),
-        ] {
-            let (h, s, v) = rgb_to_hsv(r, g, b);
-            let (r2, g2, b2) = hsv_to_rgb(h, s, v);
-            assert!((r - r2).abs() < 1e-5 && (g - g2).abs() < 1e-5 && (b - b2).abs() < 1e-5);
         }
     }
 }

@@ -129,6 +129,56 @@ fn colour_ops_match_tf_image_ops() {
     }
 }
 
+/// Every order of the four ops (and orders the sampler never draws), views
+/// smaller than a tile, a whole number of tiles and a partial last tile: the
+/// tiled jitter gives the sequential chain's floats on every path.
+#[test]
+fn tiled_jitter_is_the_sequential_chain_bit_for_bit_on_every_path() {
+    let mut orders: Vec<[u8; 4]> = Vec::new();
+    for a in 0..4u8 {
+        for b in 0..4u8 {
+            for c in 0..4u8 {
+                for d in 0..4u8 {
+                    let o = [a, b, c, d];
+                    let mut s = o;
+                    s.sort();
+                    if s == [0, 1, 2, 3] {
+                        orders.push(o);
+                    }
+                }
+            }
+        }
+    }
+    orders.extend([[2, 2, 3, 0], [3, 0, 0, 2], [1, 1, 2, 3]]);
+    for (w, h) in [(7, 5), (32, 16), (97, 61)] {
+        let img: Vec<f32> = (0..w * h * 3)
+            .map(|i| ((i * 7919) % 1000) as f32 / 999.0)
+            .collect();
+        for (k, order) in orders.iter().enumerate() {
+            let j = fnc_augment::Jitter {
+                order: *order,
+                brightness: 0.7 + 0.05 * k as f32,
+                contrast: 1.4 - 0.03 * k as f32,
+                saturation: 0.3 + 0.06 * k as f32,
+                hue: -0.2 + 0.015 * k as f32,
+            };
+            let mut want = img.clone();
+            reference::jitter_sequential(&mut want, &j);
+            for path in available_paths() {
+                let mut got = img.clone();
+                reference::jitter_with(path, &mut got, &j);
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{}: {w}x{h}, order {order:?}",
+                    path.name()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn blur_matches_the_reference_zero_padded_gaussian() {
     let fx = fixtures();
