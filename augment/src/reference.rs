@@ -115,18 +115,40 @@ fn crop_resize_bicubic_impl(
     let stride = width as usize * 3;
     let sx = cw as f32 / out_w as f32;
     let sy = ch as f32 / out_h as f32;
-    let xtaps: Vec<_> = (0..out_w).map(|x| taps(x, sx, cw)).collect();
+    // Each output column's first tap and weights. The taps are four consecutive
+    // source pixels from first - 1, clamped into the crop; on a row padded by
+    // its edge pixel (one on the left, two on the right) they are the four
+    // pixels from `first` itself (`first` = the clamped base, which is the
+    // base: 0 <= x * sx < cw).
+    let xtaps: Vec<(usize, [f32; 4])> = (0..out_w)
+        .map(|x| {
+            let (ix, w) = taps(x, sx, cw);
+            (ix[1], w)
+        })
+        .collect();
     // Horizontal pass over every row of the crop.
     rows.clear();
-    rows.resize(ch * out_w * 3, 0.0);
+    rows.resize(ch * out_w * 3 + (cw + 3) * 3, 0.0);
+    let (rows, padded) = rows.split_at_mut(ch * out_w * 3);
     const S: f32 = 1.0 / 255.0;
-    for y in 0..ch {
-        let line = &src[(crop.y as usize + y) * stride + crop.x as usize * 3..];
-        let dst = &mut rows[y * out_w * 3..(y + 1) * out_w * 3];
-        for (x, (ix, wx)) in xtaps.iter().enumerate() {
-            for c in 0..3 {
-                let v = |k: usize| line[ix[k] * 3 + c] as f32 * S;
-                dst[x * 3 + c] = wx[0] * v(0) + wx[1] * v(1) + wx[2] * v(2) + wx[3] * v(3);
+    for (y, dst) in rows.chunks_exact_mut(out_w * 3).enumerate() {
+        let at = (crop.y as usize + y) * stride + crop.x as usize * 3;
+        let line = &src[at..at + cw * 3];
+        // Each byte to float once (the same value every tap reads).
+        for (p, &v) in padded[3..(cw + 1) * 3].iter_mut().zip(line) {
+            *p = v as f32 * S;
+        }
+        for c in 0..3 {
+            let (l, r) = (padded[3 + c], padded[cw * 3 + c]);
+            padded[c] = l;
+            padded[(cw + 1) * 3 + c] = r;
+            padded[(cw + 2) * 3 + c] = r;
+        }
+        for (d, &(first, w)) in dst.chunks_exact_mut(3).zip(&xtaps) {
+            if let Some(p) = padded[first * 3..].first_chunk::<12>() {
+                for c in 0..3 {
+                    d[c] = w[0] * p[c] + w[1] * p[3 + c] + w[2] * p[6 + c] + w[3] * p[9 + c];
+                }
             }
         }
     }

@@ -103,6 +103,93 @@ fn bicubic_crop_resize_matches_tf_resize_bicubic() {
     }
 }
 
+/// TF's legacy bicubic in f64 (Keys' cubic, a = -0.75, exact offsets where
+/// TF reads a 1024-entry table, taps clamped into the crop).
+fn bicubic_f64(src: &[u8], width: usize, c: CropBox, (ow, oh): (usize, usize)) -> Vec<f32> {
+    let keys = |x: f64| {
+        let (a, x) = (-0.75, x.abs());
+        if x <= 1.0 {
+            ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        } else {
+            ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+        }
+    };
+    let taps = |o: usize, scale: f64, n: usize| {
+        let at = o as f64 * scale;
+        let base = at.floor();
+        (0..4)
+            .map(|k| {
+                let i = base as i64 - 1 + k as i64;
+                (
+                    i.clamp(0, n as i64 - 1) as usize,
+                    keys(at - (base + k as f64 - 1.0)),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (sx, sy) = (c.w as f64 / ow as f64, c.h as f64 / oh as f64);
+    let mut out = Vec::with_capacity(ow * oh * 3);
+    for y in 0..oh {
+        for x in 0..ow {
+            for ch in 0..3 {
+                let mut v = 0.0;
+                for &(iy, wy) in &taps(y, sy, c.h as usize) {
+                    for &(ix, wx) in &taps(x, sx, c.w as usize) {
+                        let at = ((c.y as usize + iy) * width + c.x as usize + ix) * 3 + ch;
+                        v += wy * wx * src[at] as f64 / 255.0;
+                    }
+                }
+                out.push(v as f32);
+            }
+        }
+    }
+    out
+}
+
+/// Crops the fixture lacks: one pixel, one row, one column, the image's edges,
+/// large up- and downscales, on noise (a wrong tap shows as a large error).
+/// TF's table rounds the offsets to 1/1024: a 1e-2 tolerance, where a tap off
+/// by one pixel errs by ~0.3.
+#[test]
+fn bicubic_taps_clamp_at_every_edge_on_every_path() {
+    let (w, h) = (61usize, 47usize);
+    let src: Vec<u8> = (0..w * h * 3)
+        .map(|i| ((i * 7919 + 13) % 251) as u8)
+        .collect();
+    let crop = |x, y, cw, ch| CropBox { x, y, w: cw, h: ch };
+    let cases = [
+        (crop(0, 0, 1, 1), (5, 4)),
+        (crop(60, 46, 1, 1), (3, 3)),
+        (crop(0, 10, 61, 1), (17, 3)),
+        (crop(30, 0, 1, 47), (2, 29)),
+        (crop(0, 0, 61, 47), (224, 200)),
+        (crop(55, 40, 6, 7), (224, 224)),
+        (crop(3, 5, 58, 42), (9, 7)),
+    ];
+    let (mut out, mut rows) = (Vec::new(), Vec::new());
+    for (c, size) in cases {
+        let want = bicubic_f64(&src, w, c, size);
+        let mut first: Option<Vec<f32>> = None;
+        for path in available_paths() {
+            reference::crop_resize_bicubic_with(path, &src, w as u32, c, size, &mut out, &mut rows);
+            let d = max_abs(&out, &want);
+            assert!(
+                d < 1e-2,
+                "{}: {c:?} -> {size:?}: max difference {d}",
+                path.name()
+            );
+            match &first {
+                None => first = Some(out.clone()),
+                Some(f) => assert!(
+                    f.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{}: {c:?} -> {size:?} differs from the scalar path",
+                    path.name()
+                ),
+            }
+        }
+    }
+}
+
 #[test]
 fn colour_ops_match_tf_image_ops() {
     let fx = fixtures();
