@@ -74,15 +74,19 @@ pub fn resize_box(
     }
     let src = fr::images::ImageRef::new(size.0, size.1, src, fr::PixelType::U8x3)
         .map_err(|e| e.to_string())?;
+    // The box as an image of its own, as torchvision crops before it resizes:
+    // the filter's window stops at the box's edges (fast_image_resize's
+    // `crop` option would weigh in the pixels around it).
+    let boxed = fr::images::CroppedImage::new(&src, crop.x, crop.y, crop.w, crop.h)
+        .map_err(|e| e.to_string())?;
     let mut dst =
         fr::images::Image::from_slice_u8(out_size.0, out_size.1, out, fr::PixelType::U8x3)
             .map_err(|e| e.to_string())?;
-    let opts = fr::ResizeOptions::new()
-        .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
-        .crop(crop.x as f64, crop.y as f64, crop.w as f64, crop.h as f64);
+    let opts =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
     scratch
         .resizer
-        .resize(&src, &mut dst, &opts)
+        .resize(&boxed, &mut dst, &opts)
         .map_err(|e| e.to_string())
 }
 

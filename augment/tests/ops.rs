@@ -260,6 +260,80 @@ fn crop_resize_matches_torchvision_antialiased_bilinear() {
 }
 
 #[test]
+fn a_box_resizes_as_if_cut_out_first() {
+    // torchvision crops, then resizes: the pixels around the box must not
+    // leak into its border rows and columns. Sharp stripes around the box
+    // make any leak visible.
+    let (w, h) = (90u32, 70u32);
+    let img: Vec<u8> = (0..w * h * 3)
+        .map(|i| {
+            if (i / 3 % w / 3 + i / 3 / w / 2) % 2 == 0 {
+                250
+            } else {
+                5
+            }
+        })
+        .collect();
+    for (b, side) in [
+        (
+            CropBox {
+                x: 20,
+                y: 15,
+                w: 50,
+                h: 40,
+            },
+            24u32,
+        ),
+        (
+            CropBox {
+                x: 1,
+                y: 3,
+                w: 80,
+                h: 60,
+            },
+            32,
+        ),
+        (
+            CropBox {
+                x: 30,
+                y: 30,
+                w: 12,
+                h: 9,
+            },
+            40,
+        ),
+    ] {
+        let cut: Vec<u8> = (b.y..b.y + b.h)
+            .flat_map(|y| {
+                let at = ((y * w + b.x) * 3) as usize;
+                img[at..at + b.w as usize * 3].to_vec()
+            })
+            .collect();
+        let whole = CropBox {
+            x: 0,
+            y: 0,
+            w: b.w,
+            h: b.h,
+        };
+        let mut want = vec![0u8; (side * side * 3) as usize];
+        ops::crop_resize(
+            &cut,
+            b.w,
+            b.h,
+            whole,
+            side,
+            &mut want,
+            &mut Scratch::default(),
+        )
+        .unwrap();
+        let mut got = vec![0u8; want.len()];
+        ops::crop_resize(&img, w, h, b, side, &mut got, &mut Scratch::default()).unwrap();
+        let off = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(off, 0, "{b:?} -> {side}: {off} bytes differ");
+    }
+}
+
+#[test]
 fn crop_without_scaling_is_a_copy_and_flip_mirrors() {
     let (input, w, h) = fixture("input");
     let mut out = vec![0u8; 20 * 20 * 3];
