@@ -22,6 +22,31 @@ fn source(w: &Which) -> Result<(Source, PathBuf, tch::Device)> {
     Ok((src, shards, device))
 }
 
+/// What a linear evaluation ran on and how (its protocol, schedule, run,
+/// checkpoint, encoder and shards), with the protocol's own fields `more`.
+fn described(
+    protocol: &str,
+    epochs: usize,
+    batch_size: impl serde::Serialize,
+    src: &Source,
+    shards: &Path,
+    more: serde_json::Value,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "protocol": protocol,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "run": src.run.path(),
+        "checkpoint": src.checkpoint.dir(),
+        "arch": src.config.arch.name(),
+        "shards": shards,
+    });
+    if let (Some(all), serde_json::Value::Object(more)) = (v.as_object_mut(), more) {
+        all.extend(more);
+    }
+    v
+}
+
 /// `linear --protocol reference`: SimCLR's linear evaluation.
 fn linear_reference(
     which: &Which,
@@ -44,15 +69,14 @@ fn linear_reference(
     } else {
         None
     };
-    let extra = serde_json::json!({
-        "protocol": "reference",
-        "epochs": cfg.epochs,
-        "batch_size": cfg.batch_size,
-        "run": src.run.path(),
-        "checkpoint": src.checkpoint.dir(),
-        "arch": src.config.arch.name(),
-        "shards": shards,
-    });
+    let extra = described(
+        "reference",
+        cfg.epochs,
+        cfg.batch_size,
+        &src,
+        &shards,
+        serde_json::json!({}),
+    );
     to_events(
         &src,
         "linear",
@@ -127,14 +151,7 @@ fn linear_fast(
     } else {
         None
     };
-    let extra = serde_json::json!({
-        "protocol": "fast",
-        "epochs": cfg.epochs,
-        "batch_size": cfg.batch_size,
-        "run": src.run.path(),
-        "checkpoint": src.checkpoint.dir(),
-        "arch": src.config.arch.name(),
-        "shards": shards,
+    let more = serde_json::json!({
         "train_images": f.train.1.size()[0],
         "val_images": f.val.1.size()[0],
         "eval_split": f.eval_split,
@@ -143,6 +160,7 @@ fn linear_fast(
         "weight_decay_choice": choice,
         "baseline_weight_decay": baseline_wd,
     });
+    let extra = described("fast", cfg.epochs, cfg.batch_size, &src, &shards, more);
     to_events(
         &src,
         "linear",
