@@ -26,7 +26,8 @@ pub struct PairedDiff {
     /// Standard error of the mean difference (sample sd / sqrt(n)); 0 for one pair.
     pub se: f64,
     /// Paired t statistic and its two-sided p (n - 1 degrees of freedom);
-    /// absent for fewer than two pairs.
+    /// absent for fewer than two pairs, and when every pair differs by the
+    /// same nonzero amount (no spread to test against).
     pub t: Option<f64>,
     pub p: Option<f64>,
     /// 95% interval of the mean difference from resampling the evaluation
@@ -105,20 +106,7 @@ pub fn paired(c: &Comparison, baseline: Option<&str>) -> Result<Paired, EvalErro
                 })
                 .collect();
             let (mean, se) = mean_se(&d);
-            let (t, p) = match d.len() {
-                0 | 1 => (None, None),
-                n => {
-                    // Equal differences: no spread; t is 0 when they are all 0
-                    // (p 1), unbounded otherwise (p 0).
-                    let t = match (se > 0.0, mean == 0.0) {
-                        (true, _) => mean / se,
-                        (false, true) => 0.0,
-                        (false, false) => f64::INFINITY * mean.signum(),
-                    };
-                    let p = (!t.is_nan()).then(|| t_two_sided(t, (n - 1) as f64));
-                    (Some(t), p)
-                }
-            };
+            let (t, p) = paired_t(&d);
             let (bootstrap_ci95, mcnemar) = if metric == "linear_top1" {
                 let correct: Vec<(&[bool], &[bool])> = pairs
                     .iter()
@@ -154,6 +142,34 @@ pub fn paired(c: &Comparison, baseline: Option<&str>) -> Result<Paired, EvalErro
         baseline: b.label(),
         diffs,
     })
+}
+
+/// The paired t statistic of differences `d` and its two-sided p (n - 1
+/// degrees of freedom). None for fewer than two pairs, and when every pair
+/// differs by the same nonzero amount: accuracies lie on a grid of one image
+/// (0.01 points on 10,000), so with few seeds equal differences happen by
+/// chance, and a t that divides by their zero spread would claim certainty.
+/// All differences 0: t 0, p 1.
+fn paired_t(d: &[f64]) -> (Option<f64>, Option<f64>) {
+    if d.len() < 2 {
+        return (None, None);
+    }
+    let (mean, se) = mean_se(d);
+    let (lo, hi) = d
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let size = d.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    if hi - lo <= 1e-9 * size {
+        return if mean.abs() <= 1e-9 * size {
+            (Some(0.0), Some(1.0))
+        } else {
+            (None, None)
+        };
+    }
+    let t = mean / se;
+    (Some(t), Some(t_two_sided(t, (d.len() - 1) as f64)))
 }
 
 fn mean_se(d: &[f64]) -> (f64, f64) {
@@ -332,6 +348,20 @@ mod tests {
         }
         assert!((t_two_sided(0.0, 5.0) - 1.0).abs() < 1e-12);
         assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_paired_t_needs_a_spread() {
+        // Mean 1.5, sd 0.707, SE 0.5: t 3 on 1 df.
+        let (t, p) = paired_t(&[1.0, 2.0]);
+        assert!((t.unwrap() - 3.0).abs() < 1e-12);
+        assert!((p.unwrap() - t_two_sided(3.0, 1.0)).abs() < 1e-12);
+        // Equal differences, as accuracies in percent subtract them: no t.
+        let d: [f64; 2] = [55.10 - 54.91, 50.0 - 49.81];
+        assert!(d[0] != d[1] && (d[0] - d[1]).abs() < 1e-12, "{d:?}");
+        assert_eq!(paired_t(&d), (None, None));
+        assert_eq!(paired_t(&[0.0, 0.0, 0.0]), (Some(0.0), Some(1.0)));
+        assert_eq!(paired_t(&[0.5]), (None, None));
     }
 
     #[test]
