@@ -155,7 +155,7 @@ fn store(r: &[f32], g: &[f32], b: &[f32], px: &mut [u8], bytes: &mut BytePlanes)
     let [r8, g8, b8] = bytes;
     for (q, f) in [(&mut r8[..], r), (&mut g8[..], g), (&mut b8[..], b)] {
         for (q, &f) in q.iter_mut().zip(f) {
-            *q = (f * 255.0 + 0.5) as u8;
+            *q = crate::simd::byte_of(f * 255.0 + 0.5);
         }
     }
     for (k, p) in px.chunks_exact_mut(3).enumerate().take(TILE) {

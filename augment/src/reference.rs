@@ -24,7 +24,7 @@ pub use colour::{
 };
 
 use crate::params::CropBox;
-use crate::simd::{best_path, dispatch, CpuPath};
+use crate::simd::{best_path, byte_of, dispatch, CpuPath};
 
 const TABLE: usize = 1024;
 
@@ -175,9 +175,15 @@ pub fn flip(img: &mut [f32], w: usize) {
 
 /// `convert_image_dtype(x, uint8, saturate=True)`: clip, x 255.5, truncate.
 pub fn to_u8_tf(img: &[f32], out: &mut [u8]) {
-    for (o, &v) in out.iter_mut().zip(img) {
-        *o = (v.clamp(0.0, 1.0) * 255.5) as u8;
-    }
+    dispatch(
+        best_path(),
+        #[inline(always)]
+        || {
+            for (o, &v) in out.iter_mut().zip(img) {
+                *o = byte_of(v.clamp(0.0, 1.0) * 255.5);
+            }
+        },
+    )
 }
 
 /// `convert_image_dtype(x, float32)` of uint8: x / 255.
@@ -189,9 +195,15 @@ pub fn from_u8(img: &[u8], out: &mut [f32]) {
 
 /// The final rounding of a float view into the batch's uint8.
 pub fn round_u8(img: &[f32], out: &mut [u8]) {
-    for (o, &v) in out.iter_mut().zip(img) {
-        *o = (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
-    }
+    dispatch(
+        best_path(),
+        #[inline(always)]
+        || {
+            for (o, &v) in out.iter_mut().zip(img) {
+                *o = byte_of(v.clamp(0.0, 1.0) * 255.0 + 0.5);
+            }
+        },
+    )
 }
 
 #[cfg(test)]

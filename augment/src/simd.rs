@@ -140,6 +140,16 @@ pub fn use_path(path: CpuPath) {
     CHOSEN.store(path.code(), Ordering::Relaxed);
 }
 
+/// `y as u8` for `y` in [0, 256) (what a caller guarantees; other values give
+/// an unspecified byte, never a panic), written so that it vectorises: Rust's
+/// saturating float-to-int conversion compiles to a scalar conversion and an
+/// insert per byte. `y`'s integer part plus 2^23 is exact, and its low eight
+/// mantissa bits are that integer.
+#[inline(always)]
+pub fn byte_of(y: f32) -> u8 {
+    ((y.trunc() + 8_388_608.0).to_bits() & 0xFF) as u8
+}
+
 /// # Safety
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
@@ -178,6 +188,24 @@ pub fn dispatch<R>(path: CpuPath, f: impl FnOnce() -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_of_is_the_truncating_cast_over_its_range() {
+        // Every integer, the floats just below and above it, and a fine grid.
+        let mut ys: Vec<f32> = (0..256).map(|i| i as f32).collect();
+        for i in 0..256 {
+            let y = i as f32;
+            ys.push(f32::from_bits(y.to_bits() + 1));
+            if i > 0 {
+                ys.push(f32::from_bits(y.to_bits() - 1));
+            }
+        }
+        ys.extend((0..256 * 1024).map(|k| k as f32 / 1024.0 + 0.3 / 1024.0));
+        ys.push(f32::from_bits(256f32.to_bits() - 1));
+        for y in ys {
+            assert_eq!(byte_of(y), y as u8, "{y:e}");
+        }
+    }
 
     #[test]
     fn avx2_is_offered_exactly_when_detected() {
