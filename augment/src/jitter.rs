@@ -20,10 +20,38 @@ const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 const TILE: usize = 512;
 const _: () = assert!(TILE.is_multiple_of(8), "a tile must start on a lane group");
 
+// Max, min and clamp as plain selects: one `maxps` or `minps` each, where
+// `f32::max`, `min` and `clamp` add NaN checks (a compare and a blend each).
+// No value here is NaN: the views come from bytes, and every division is by a
+// positive range.
+#[inline(always)]
+fn greater(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+#[inline(always)]
+fn lesser(a: f32, b: f32) -> f32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `v` clamped to [0, 1].
+#[inline(always)]
+fn unit(v: f32) -> f32 {
+    lesser(greater(v, 0.0), 1.0)
+}
+
 #[inline(always)]
 fn brightness(p: &mut [f32], f: f32) {
     for v in p.iter_mut() {
-        *v = (*v * f).clamp(0.0, 1.0);
+        *v = unit(*v * f);
     }
 }
 
@@ -32,7 +60,7 @@ fn contrast_with_mean(r: &mut [f32], g: &mut [f32], b: &mut [f32], f: f32, mean:
     let off = (1.0 - f) * mean;
     for p in [r, g, b] {
         for v in p.iter_mut() {
-            *v = (f * *v + off).clamp(0.0, 1.0);
+            *v = unit(f * *v + off);
         }
     }
 }
@@ -69,9 +97,9 @@ fn mean_of(acc: &[f32; 8], n: usize) -> f32 {
 fn saturation(r: &mut [f32], g: &mut [f32], b: &mut [f32], f: f32) {
     for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
         let grey = (1.0 - f) * (LUMA[0] * *r + LUMA[1] * *g + LUMA[2] * *b);
-        *r = (f * *r + grey).clamp(0.0, 1.0);
-        *g = (f * *g + grey).clamp(0.0, 1.0);
-        *b = (f * *b + grey).clamp(0.0, 1.0);
+        *r = unit(f * *r + grey);
+        *g = unit(f * *g + grey);
+        *b = unit(f * *b + grey);
     }
 }
 
@@ -82,8 +110,8 @@ fn saturation(r: &mut [f32], g: &mut [f32], b: &mut [f32], f: f32) {
 fn hue(r: &mut [f32], g: &mut [f32], b: &mut [f32], shift: f32) {
     for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
         let (rv, gv, bv) = (*r, *g, *b);
-        let max = rv.max(gv).max(bv);
-        let min = rv.min(gv).min(bv);
+        let max = greater(greater(rv, gv), bv);
+        let min = lesser(lesser(rv, gv), bv);
         let d = max - min;
         let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
         let h = if max == rv {
@@ -98,7 +126,7 @@ fn hue(r: &mut [f32], g: &mut [f32], b: &mut [f32], shift: f32) {
         let chan = |n: f32| {
             let k = n + h6;
             let k = if k >= 6.0 { k - 6.0 } else { k };
-            max - d * k.min(4.0 - k).clamp(0.0, 1.0)
+            max - d * unit(lesser(k, 4.0 - k))
         };
         *r = chan(5.0);
         *g = chan(3.0);

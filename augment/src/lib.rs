@@ -34,6 +34,7 @@
 // `unsafe` lives only in the SIMD dispatch of `simd`, each block with a SAFETY note.
 #![deny(unsafe_code)]
 
+mod blur;
 mod decode;
 mod engine;
 mod error;

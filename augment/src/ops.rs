@@ -3,9 +3,10 @@
 use fast_image_resize as fr;
 
 use crate::params::{AugmentImpl, CropBox, Jitter, ViewDraw};
-use crate::simd::{best_path, dispatch, CpuPath};
-use crate::taps::sum_symmetric;
+use crate::simd::{best_path, CpuPath};
 use crate::{randaugment, reference};
+
+pub use crate::blur::{blur, blur_kernel_size, blur_weights, blur_with};
 
 /// Buffers one worker reuses from view to view.
 #[derive(Default)]
@@ -13,9 +14,16 @@ pub struct Scratch {
     resizer: fr::Resizer,
     float: Vec<f32>,
     rows: Vec<u16>,
-    padded: Vec<u8>,
+    padded: Vec<u16>,
     float2: Vec<f32>,
     bytes: Vec<u8>,
+}
+
+impl Scratch {
+    /// The blur's buffers: the pass between its two axes, a padded row.
+    pub(crate) fn blur_buffers(&mut self) -> (&mut Vec<u16>, &mut Vec<u16>) {
+        (&mut self.rows, &mut self.padded)
+    }
 }
 
 impl std::fmt::Debug for Scratch {
@@ -115,125 +123,6 @@ pub fn jitter(img: &mut [u8], j: &Jitter, grey: bool, scratch: &mut Scratch) {
 /// [`jitter`] on a chosen CPU path: every path gives the same bytes.
 pub fn jitter_with(path: CpuPath, img: &mut [u8], j: &Jitter, grey: bool, scratch: &mut Scratch) {
     crate::jitter::jitter_with(path, img, j, grey, &mut scratch.float)
-}
-
-/// Kernel side for a view side: 10% of it, made odd (23 at 224, 9 at 96).
-pub fn blur_kernel_size(side: u32) -> usize {
-    let k = (side as f64 * 0.1) as usize;
-    (k | 1).max(3)
-}
-
-/// Integer Gaussian weights (Q15, summing to exactly 1 << 15) for taps
-/// -r..=r, r = min(kernel radius, ceil(4 sigma)): farther taps weigh less than
-/// e^-8 of the centre and vanish in rounding.
-pub fn blur_weights(kernel: usize, sigma: f32) -> Vec<i32> {
-    let r = (kernel / 2).min((4.0 * sigma).ceil() as usize);
-    let s2 = 2.0 * (sigma as f64) * (sigma as f64);
-    let w: Vec<f64> = (-(r as i64)..=r as i64)
-        .map(|i| (-((i * i) as f64) / s2).exp())
-        .collect();
-    let sum: f64 = w.iter().sum();
-    let mut q: Vec<i32> = w
-        .iter()
-        .map(|v| (v / sum * 32768.0).round() as i32)
-        .collect();
-    let err = 32768 - q.iter().sum::<i32>();
-    q[r] += err;
-    q
-}
-
-/// Index reflected into 0..n the way torchvision pads (…2 1 | 0 1 2 … n-1 | n-2 …).
-fn reflect(i: isize, n: usize) -> usize {
-    let n = n as isize;
-    let mut i = i;
-    if n == 1 {
-        return 0;
-    }
-    while i < 0 || i >= n {
-        if i < 0 {
-            i = -i;
-        }
-        if i >= n {
-            i = 2 * (n - 1) - i;
-        }
-    }
-    i as usize
-}
-
-/// Separable Gaussian blur of a square view (kernel 10% of the side), fixed
-/// point, reflect borders.
-pub fn blur(img: &mut [u8], side: usize, sigma: f32, scratch: &mut Scratch) {
-    let k = blur_kernel_size(side as u32);
-    blur_with(best_path(), img, (side, side), k, sigma, scratch)
-}
-
-/// Gaussian blur of a `size` = (width, height) RGB8 image with a `kernel`-tap
-/// kernel, on a chosen CPU path (every path gives the same bytes).
-pub fn blur_with(
-    path: CpuPath,
-    img: &mut [u8],
-    size: (usize, usize),
-    kernel: usize,
-    sigma: f32,
-    scratch: &mut Scratch,
-) {
-    let wts = blur_weights(kernel, sigma);
-    dispatch(
-        path,
-        #[inline(always)]
-        || blur_impl(img, size, &wts, scratch),
-    )
-}
-
-// The body of [`blur_with`], compiled per CPU path.
-#[inline(always)]
-fn blur_impl(img: &mut [u8], (w, h): (usize, usize), wts: &[i32], scratch: &mut Scratch) {
-    let r = wts.len() / 2;
-    let stride = w * 3;
-    // Horizontal: u8 -> u16 in Q8 (value * 256). Each row is copied into a
-    // reflect-padded buffer, then its taps summed (no border cases).
-    let rows = &mut scratch.rows;
-    // Every element is overwritten below: no need to clear.
-    rows.resize(h * stride, 0);
-    let padded = &mut scratch.padded;
-    padded.resize((w + 2 * r) * 3, 0);
-    // The weights are symmetric (blur_weights): one multiply per pair of taps.
-    let centre = (wts[r] as u32, r * 3);
-    let hpairs: Vec<(u32, usize, usize)> = (0..r)
-        .map(|k| (wts[k] as u32, k * 3, (2 * r - k) * 3))
-        .collect();
-    for (y, dst) in rows.chunks_exact_mut(stride).enumerate() {
-        let src = &img[y * stride..(y + 1) * stride];
-        padded[r * 3..(r + w) * 3].copy_from_slice(src);
-        for p in (0..r).chain(r + w..w + 2 * r) {
-            let x = reflect(p as isize - r as isize, w);
-            padded[p * 3..p * 3 + 3].copy_from_slice(&src[x * 3..x * 3 + 3]);
-        }
-        sum_symmetric(stride, padded, centre, &hpairs, 1 << 6, |x, acc| {
-            for (d, &a) in dst[x..x + acc.len()].iter_mut().zip(acc) {
-                *d = (a >> 7) as u16;
-            }
-        });
-    }
-    // Vertical: Q8 * Q15 -> Q23.
-    let mut vpairs = Vec::with_capacity(r);
-    for (y, out) in img.chunks_exact_mut(stride).enumerate() {
-        let row = |k: usize| reflect(y as isize + k as isize - r as isize, h) * stride;
-        vpairs.clear();
-        vpairs.extend((0..r).map(|k| (wts[k] as u32, row(k), row(2 * r - k))));
-        sum_symmetric(
-            stride,
-            rows,
-            (wts[r] as u32, y * stride),
-            &vpairs,
-            1 << 22,
-            |x, acc| {
-                for (o, &a) in out[x..x + acc.len()].iter_mut().zip(acc) {
-                    *o = (a >> 23).min(255) as u8;
-                }
-            },
-        );
-    }
 }
 
 /// Inverts pixels at or above the midpoint (BYOL's solarize).

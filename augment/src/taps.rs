@@ -49,42 +49,56 @@ where
     }
 }
 
-/// [`sum_taps`] for a symmetric kernel in integers: `acc[i] = init + wc *
-/// src[c + x + i] + sum over (w, l, r) in pairs of w * (src[l + x + i] +
-/// src[r + x + i])`, one multiply per pair of taps. Integer sums are exact in
-/// any order, so this is the two-sided sum to the bit.
+/// Outputs of 16-bit lanes summed at once: four 256-bit or two 512-bit registers.
+pub const BLOCK16: usize = 64;
+
+/// `(a * w) >> 16`, the high half of a 16 x 16-bit product (`vpmulhuw`).
 #[inline(always)]
-pub fn sum_symmetric<S, F>(
+pub fn mul_high(a: u16, w: u16) -> u16 {
+    ((u32::from(a) * u32::from(w)) >> 16) as u16
+}
+
+/// [`sum_taps`] for a symmetric kernel in 16-bit lanes, each product's high
+/// half: for `x` in 0..n by blocks, `acc[i]` is `init`, plus `mul_high(v(c),
+/// wc)`, plus `mul_high(v(l) + v(r), w)` for each (w, l, r) in `pairs`, where
+/// `v(o)` is `src[o + x + i]`; then `emit(x, &acc)` with the block's sums.
+/// Twice the lanes of 32-bit sums and one `vpmulhuw` a pair of taps. The
+/// caller keeps every value in range (a pair's sum and the whole sum below
+/// 2^16: weights summing to at most 2^16 do it for values below 2^15 and a
+/// small `init`). Wrapping arithmetic: the same sums on every path, never a
+/// panic.
+#[inline(always)]
+pub fn sum_symmetric_u16<F>(
     n: usize,
-    src: &[S],
-    (wc, c): (u32, usize),
-    pairs: &[(u32, usize, usize)],
-    init: u32,
+    src: &[u16],
+    (wc, c): (u16, usize),
+    pairs: &[(u16, usize, usize)],
+    init: u16,
     mut emit: F,
 ) where
-    S: Copy,
-    u32: From<S>,
-    F: FnMut(usize, &[u32]),
+    F: FnMut(usize, &[u16]),
 {
+    let v = |s: u16| s;
     let mut x = 0;
     while x < n {
-        let len = BLOCK.min(n - x);
-        let mut acc = [init; BLOCK];
+        let len = BLOCK16.min(n - x);
+        let mut acc = [init; BLOCK16];
         let s = &src[c + x..c + x + len];
-        for (a, &v) in acc.iter_mut().zip(s) {
-            *a += wc * u32::from(v);
+        for (a, &u) in acc.iter_mut().zip(s) {
+            *a = a.wrapping_add(mul_high(v(u), wc));
         }
         for &(w, l, r) in pairs {
             let (sl, sr) = (&src[l + x..l + x + len], &src[r + x..r + x + len]);
-            match (sl.first_chunk::<BLOCK>(), sr.first_chunk::<BLOCK>()) {
+            match (sl.first_chunk::<BLOCK16>(), sr.first_chunk::<BLOCK16>()) {
                 (Some(sl), Some(sr)) => {
-                    for i in 0..BLOCK {
-                        acc[i] += w * (u32::from(sl[i]) + u32::from(sr[i]));
+                    for i in 0..BLOCK16 {
+                        let p = v(sl[i]).wrapping_add(v(sr[i]));
+                        acc[i] = acc[i].wrapping_add(mul_high(p, w));
                     }
                 }
                 _ => {
-                    for ((a, &u), &v) in acc.iter_mut().zip(sl).zip(sr) {
-                        *a += w * (u32::from(u) + u32::from(v));
+                    for ((a, &u), &t) in acc.iter_mut().zip(sl).zip(sr) {
+                        *a = a.wrapping_add(mul_high(v(u).wrapping_add(v(t)), w));
                     }
                 }
             }
@@ -116,17 +130,19 @@ mod tests {
                 })
                 .collect();
             assert_eq!(got, want, "n = {n}");
-            let mut sym = vec![0u32; n];
-            sum_symmetric(n, &src, (5, 4), &[(3, 0, 8), (11, 9, 1)], 1, |x, acc| {
-                sym[x..x + acc.len()].copy_from_slice(acc)
+            let mut hi = vec![0u16; n];
+            let pairs = [(30000u16, 0, 8), (9000, 9, 1)];
+            sum_symmetric_u16(n, &src, (20000, 4), &pairs, 3, |x, acc| {
+                hi[x..x + acc.len()].copy_from_slice(acc)
             });
-            let want: Vec<u32> = (0..n)
+            let want: Vec<u16> = (0..n)
                 .map(|i| {
-                    let v = |o: usize| src[o + i] as u32;
-                    1 + 5 * v(4) + 3 * (v(0) + v(8)) + 11 * (v(9) + v(1))
+                    let v = |o: usize| src[o + i] as u64;
+                    let h = |a: u64, w: u64| (a * w) >> 16;
+                    (3 + h(v(4), 20000) + h(v(0) + v(8), 30000) + h(v(9) + v(1), 9000)) as u16
                 })
                 .collect();
-            assert_eq!(sym, want, "n = {n}, symmetric");
+            assert_eq!(hi, want, "n = {n}, 16-bit");
         }
     }
 }
