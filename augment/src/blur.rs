@@ -7,7 +7,7 @@
 
 use crate::ops::Scratch;
 use crate::simd::{best_path, dispatch, CpuPath};
-use crate::taps::sum_symmetric_u16;
+use crate::taps_avx2::sum_row_u16;
 
 /// Kernel side for a view side: 10% of it, made odd (23 at 224, 9 at 96).
 pub fn blur_kernel_size(side: u32) -> usize {
@@ -82,7 +82,7 @@ pub fn blur_with(
     dispatch(
         path,
         #[inline(always)]
-        || blur_impl(img, size, &wts, rows, padded),
+        || blur_impl(path, img, size, &wts, rows, padded),
     )
 }
 
@@ -90,6 +90,7 @@ pub fn blur_with(
 // centre below 2^16.
 #[inline(always)]
 fn blur_impl(
+    path: CpuPath,
     img: &mut [u8],
     (w, h): (usize, usize),
     wts: &[u32],
@@ -125,21 +126,20 @@ fn blur_impl(
                 padded[p * 3 + c] = u16::from(src[x * 3 + c]) << 7;
             }
         }
-        sum_symmetric_u16(stride, padded, centre, &hpairs, half, |x, acc| {
-            dst[x..x + acc.len()].copy_from_slice(acc)
-        });
+        sum_row_u16(path, padded, centre, &hpairs, half, dst);
     }
-    // Vertical: Q7 (pairs below 2^16) times Q16 -> Q7, rounded to u8.
+    // Vertical: Q7 (pairs below 2^16) times Q16 -> Q7, rounded to u8 (the
+    // padded row, no longer needed, holds each row's sums).
     let mut vpairs = Vec::with_capacity(r);
+    let sums = &mut padded[..stride];
     for (y, out) in img.chunks_exact_mut(stride).take(h).enumerate() {
         let row = |k: usize| reflect(y as isize + k as isize - r as isize, h) * stride;
         vpairs.clear();
         vpairs.extend((0..r).map(|k| (q16(wts[k]), row(k), row(2 * r - k))));
         let centre = (q16(wts[r]), y * stride);
-        sum_symmetric_u16(stride, rows, centre, &vpairs, half + 64, |x, acc| {
-            for (o, &a) in out[x..x + acc.len()].iter_mut().zip(acc) {
-                *o = (a >> 7).min(255) as u8;
-            }
-        });
+        sum_row_u16(path, rows, centre, &vpairs, half + 64, sums);
+        for (o, &a) in out.iter_mut().zip(sums.iter()) {
+            *o = (a >> 7).min(255) as u8;
+        }
     }
 }

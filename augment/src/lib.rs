@@ -31,7 +31,8 @@
 //! antialiased resize; flip p 0.5; colour distortion p 0.8 (brightness, contrast,
 //! saturation, hue in random order, clipped after each); greyscale p 0.2; Gaussian
 //! blur p 0.5 (kernel 10% of the side, odd; sigma U(0.1, 2)); solarize off.
-// `unsafe` lives only in the SIMD dispatch of `simd`, each block with a SAFETY note.
+// `unsafe` lives only in the SIMD dispatch of `simd` and the intrinsics of
+// `taps_avx2`, each block with a SAFETY note.
 #![deny(unsafe_code)]
 
 mod blur;
@@ -48,6 +49,7 @@ mod sampler;
 mod sheet;
 pub mod simd;
 mod taps;
+mod taps_avx2;
 
 pub use decode::decode_into;
 pub use engine::{

@@ -70,6 +70,16 @@ impl CpuPath {
         }
     }
 
+    /// Whether this path may run AVX2 code (the AVX2 and AVX-512 paths): true
+    /// only where the CPU has AVX2, as a `CpuPath` is only ever detected.
+    pub(crate) fn has_avx2(self) -> bool {
+        match self.0 {
+            Isa::Scalar => false,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Avx512 => true,
+        }
+    }
+
     fn code(self) -> u8 {
         match self.0 {
             Isa::Scalar => 1,
