@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::rng::ViewRng;
+use crate::simd::byte_of;
 
 /// RandAugment settings: `layers` operations per view at `magnitude` (0..=10).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -303,7 +304,7 @@ fn blend(degenerate: &[u8], img: &mut [u8], f: f32) {
     for (v, &d) in img.iter_mut().zip(degenerate) {
         let d = d as f32;
         let t = d + f * (*v as f32 - d);
-        *v = t.clamp(0.0, 255.0) as u8;
+        *v = byte_of(t.clamp(0.0, 255.0));
     }
 }
 
@@ -315,7 +316,7 @@ pub fn grey_u8_tf(img: &mut [u8]) {
     const S: f32 = 1.0 / 255.0;
     for p in img.chunks_exact_mut(3) {
         let g = p[0] as f32 * S * 0.2989 + p[1] as f32 * S * 0.5870 + p[2] as f32 * S * 0.1140;
-        p.fill((g * 255.5) as u8);
+        p.fill(byte_of(g * 255.5));
     }
 }
 
@@ -333,7 +334,7 @@ fn autocontrast(img: &mut [u8]) {
         let scale = 255.0 / (hi as f32 - lo as f32);
         let offset = -(lo as f32) * scale;
         for p in img.chunks_exact_mut(3) {
-            p[c] = (p[c] as f32 * scale + offset).clamp(0.0, 255.0) as u8;
+            p[c] = byte_of((p[c] as f32 * scale + offset).clamp(0.0, 255.0));
         }
     }
 }
@@ -394,7 +395,7 @@ fn smooth(img: &[u8], w: usize, h: usize, out: &mut Vec<u8>) {
             .iter_mut()
             .zip(&acc)
         {
-            *o = a.clamp(0.0, 255.0) as u8;
+            *o = byte_of(a.clamp(0.0, 255.0));
         }
     }
 }
