@@ -104,29 +104,36 @@ fn saturation(r: &mut [f32], g: &mut [f32], b: &mut [f32], f: f32) {
 }
 
 /// Rotates hue by `shift` of a turn: RGB -> HSV -> RGB as torchvision does,
-/// written with selects. With d = max - min (= V * S), the channel with offset n
-/// is `max - d * clamp(min(k, 4 - k), 0, 1)`, k = (n + 6 h) mod 6.
+/// written with selects and without a division. With d = max - min (= V * S)
+/// and k = (n + 6 h) mod 6, the channel with offset n is `max - d * clamp(min(k,
+/// 4 - k), 0, 1)`; everything is kept in units of d (6 h d is a difference of
+/// two channels plus 0, 2 d or 4 d), where the clamp's bounds are 0 and d.
 #[inline(always)]
 fn hue(r: &mut [f32], g: &mut [f32], b: &mut [f32], shift: f32) {
+    // Hue is periodic: the shift in [-1/2, 1/2] of a turn, so that the
+    // rotated angle needs at most one wrap each way.
+    let s6 = 6.0 * (shift - shift.round());
     for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
         let (rv, gv, bv) = (*r, *g, *b);
         let max = greater(greater(rv, gv), bv);
         let min = lesser(lesser(rv, gv), bv);
         let d = max - min;
-        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let d6 = 6.0 * d;
+        // 6 h d in [-d, 5 d), then rotated: in [-4 d, 8 d), wrapped to [0, 6 d).
         let h = if max == rv {
-            (gv - bv) * inv
+            gv - bv
         } else if max == gv {
-            2.0 + (bv - rv) * inv
+            2.0 * d + (bv - rv)
         } else {
-            4.0 + (rv - gv) * inv
+            4.0 * d + (rv - gv)
         };
-        let h6 = h + shift * 6.0;
-        let h6 = h6 - 6.0 * (h6 * (1.0 / 6.0)).floor();
+        let k0 = h + s6 * d;
+        let k0 = if k0 < 0.0 { k0 + d6 } else { k0 };
+        let k0 = if k0 >= d6 { k0 - d6 } else { k0 };
         let chan = |n: f32| {
-            let k = n + h6;
-            let k = if k >= 6.0 { k - 6.0 } else { k };
-            max - d * unit(lesser(k, 4.0 - k))
+            let k = n * d + k0;
+            let k = if k >= d6 { k - d6 } else { k };
+            max - lesser(greater(lesser(k, 4.0 * d - k), 0.0), d)
         };
         *r = chan(5.0);
         *g = chan(3.0);

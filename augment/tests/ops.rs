@@ -117,6 +117,16 @@ fn colour_ops_match_torchvision() {
 }
 
 #[test]
+fn a_hue_shift_of_a_whole_turn_more_is_the_same_shift() {
+    // Shifts whose sums with whole turns are exact in f32.
+    for h in [0.25f32, -0.375, 0.5, -0.5, 0.0, 0.125] {
+        let shifted = |hue| jittered(Jitter { hue, ..IDENTITY }, false);
+        assert!(shifted(h) == shifted(h - 1.0), "{h} and {}", h - 1.0);
+        assert!(shifted(h) == shifted(h + 2.0), "{h} and {}", h + 2.0);
+    }
+}
+
+#[test]
 fn an_identity_jitter_changes_nothing() {
     let (input, _, _) = fixture("input");
     assert_close("identity", &jittered(IDENTITY, false), &input, 1, 0.01);
