@@ -64,7 +64,7 @@ fn reference_ops(buf: &[u8], w: u32, crop: CropBox, j: &Jitter) {
     use fnc_augment::reference as r;
     let (mut f, mut rows) = (Vec::new(), Vec::new());
     time("ref resize", 100, || {
-        r::crop_resize_bicubic(buf, w, crop, (224, 224), &mut f, &mut rows)
+        r::crop_resize_bicubic(buf, w, crop, (224, 224), false, &mut f, &mut rows)
     });
     let base = f.clone();
     time("ref jitter", 100, || {

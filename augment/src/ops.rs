@@ -203,10 +203,7 @@ fn apply_view_reference(
         bytes,
         ..
     } = scratch;
-    reference::crop_resize_bicubic(src, w, d.crop, (side, side), float, float2);
-    if d.flip {
-        reference::flip(float, side);
-    }
+    reference::crop_resize_bicubic(src, w, d.crop, (side, side), d.flip, float, float2);
     if let Some(j) = &d.jitter {
         reference::jitter(float, j);
     }

@@ -72,32 +72,46 @@ fn taps(o: usize, scale: f32, n: usize) -> ([usize; 4], [f32; 4]) {
 
 /// Crops `crop` out of the `width`-wide RGB8 `src` and resizes it to `out_w` x
 /// `out_h` as TF's `resize_bicubic` (legacy mode), into interleaved floats in
-/// [0, 1] scale (not clipped: bicubic overshoots). `rows` is scratch.
+/// [0, 1] scale (not clipped: bicubic overshoots), mirrored left to right when
+/// `flip` (the same values as [`flip`] after it: each column is computed as
+/// before and stored at its mirror image). `rows` is scratch.
 pub fn crop_resize_bicubic(
     src: &[u8],
     width: u32,
     crop: CropBox,
     (out_w, out_h): (usize, usize),
+    flip: bool,
     out: &mut Vec<f32>,
     rows: &mut Vec<f32>,
 ) {
-    crop_resize_bicubic_with(best_path(), src, width, crop, (out_w, out_h), out, rows)
+    crop_resize_bicubic_with(
+        best_path(),
+        src,
+        width,
+        crop,
+        (out_w, out_h),
+        flip,
+        out,
+        rows,
+    )
 }
 
 /// [`crop_resize_bicubic`] on a chosen CPU path (every path gives the same values).
+#[allow(clippy::too_many_arguments)]
 pub fn crop_resize_bicubic_with(
     path: CpuPath,
     src: &[u8],
     width: u32,
     crop: CropBox,
     size: (usize, usize),
+    flip: bool,
     out: &mut Vec<f32>,
     rows: &mut Vec<f32>,
 ) {
     dispatch(
         path,
         #[inline(always)]
-        || crop_resize_bicubic_impl(src, width, crop, size, out, rows),
+        || crop_resize_bicubic_impl(src, width, crop, size, flip, out, rows),
     )
 }
 
@@ -108,6 +122,7 @@ fn crop_resize_bicubic_impl(
     width: u32,
     crop: CropBox,
     (out_w, out_h): (usize, usize),
+    flip: bool,
     out: &mut Vec<f32>,
     rows: &mut Vec<f32>,
 ) {
@@ -120,14 +135,18 @@ fn crop_resize_bicubic_impl(
     // its edge pixel (one on the left, two on the right) they are the four
     // pixels from `first` itself (`first` = the clamped base, which is the
     // base: 0 <= x * sx < cw).
-    let xtaps: Vec<(usize, [f32; 4])> = (0..out_w)
+    let mut xtaps: Vec<(usize, [f32; 4])> = (0..out_w)
         .map(|x| {
             let (ix, w) = taps(x, sx, cw);
             (ix[1], w)
         })
         .collect();
-    // Horizontal pass over every row of the crop.
-    rows.clear();
+    if flip {
+        // Output column x is stored at out_w - 1 - x.
+        xtaps.reverse();
+    }
+    // Horizontal pass over every row of the crop. Every value of `rows` and
+    // `out` is written below: reused buffers need no clearing.
     rows.resize(ch * out_w * 3 + (cw + 3) * 3, 0.0);
     let (rows, padded) = rows.split_at_mut(ch * out_w * 3);
     const S: f32 = 1.0 / 255.0;
@@ -152,7 +171,6 @@ fn crop_resize_bicubic_impl(
             }
         }
     }
-    out.clear();
     out.resize(out_h * out_w * 3, 0.0);
     let n = out_w * 3;
     for y in 0..out_h {

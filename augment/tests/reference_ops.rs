@@ -90,6 +90,7 @@ fn bicubic_crop_resize_matches_tf_resize_bicubic() {
                 w as u32,
                 crop,
                 (o[0], o[1]),
+                false,
                 &mut out,
                 &mut rows,
             );
@@ -171,7 +172,9 @@ fn bicubic_taps_clamp_at_every_edge_on_every_path() {
         let want = bicubic_f64(&src, w, c, size);
         let mut first: Option<Vec<f32>> = None;
         for path in available_paths() {
-            reference::crop_resize_bicubic_with(path, &src, w as u32, c, size, &mut out, &mut rows);
+            reference::crop_resize_bicubic_with(
+                path, &src, w as u32, c, size, false, &mut out, &mut rows,
+            );
             let d = max_abs(&out, &want);
             assert!(
                 d < 1e-2,
@@ -186,6 +189,29 @@ fn bicubic_taps_clamp_at_every_edge_on_every_path() {
                     path.name()
                 ),
             }
+            // Flipped in the resize: the same floats, mirrored.
+            let mut flipped = Vec::new();
+            reference::crop_resize_bicubic_with(
+                path,
+                &src,
+                w as u32,
+                c,
+                size,
+                true,
+                &mut flipped,
+                &mut rows,
+            );
+            let mut mirrored = out.clone();
+            reference::flip(&mut mirrored, size.0);
+            assert!(
+                flipped
+                    .iter()
+                    .zip(&mirrored)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+                    && flipped.len() == mirrored.len(),
+                "{}: {c:?} -> {size:?} flipped in the resize differs from a flip after it",
+                path.name()
+            );
         }
     }
 }

@@ -60,11 +60,13 @@ pub fn blur_with(
 fn blur_impl(img: &mut [f32], (w, h): (usize, usize), r: usize, sigma: f32, tmp: &mut Vec<f32>) {
     let (skip, k) = kernel(r, sigma);
     let n = w * 3;
-    // tmp: one zero-padded row, then the horizontally blurred image.
+    // tmp: one zero-padded row, then the horizontally blurred image (every
+    // value written below: a reused buffer needs only the padding zeroed).
     let pw = (w + 2 * r) * 3;
-    tmp.clear();
     tmp.resize(pw + h * n, 0.0);
     let (padded, rows) = tmp.split_at_mut(pw);
+    padded[..r * 3].fill(0.0);
+    padded[r * 3 + n..].fill(0.0);
     let htaps: Vec<(f32, usize)> = k
         .iter()
         .enumerate()
