@@ -92,7 +92,7 @@ enum Command {
         op: BenchOp,
         /// The instruction set the kernels run on: scalar, avx2 or avx512,
         /// among those this CPU has (the views do not depend on it)
-        /// [default: avx2 where the CPU has it, else scalar].
+        /// [default: the widest this CPU has: avx512, else avx2, else scalar].
         #[arg(long, value_name = "NAME")]
         cpu_path: Option<String>,
         /// Print JSON.

@@ -116,12 +116,16 @@ pub fn path_named(name: &str) -> Option<CpuPath> {
 // The chosen path's code (0: not chosen yet, then the default).
 static CHOSEN: AtomicU8 = AtomicU8::new(0);
 
-/// The default path: AVX2 where the CPU has it, else scalar. AVX-512 is not
-/// the default: on the CPUs measured so far it gained nothing beyond noise over
-/// AVX2 (docs/benchmarks.md), and 512-bit code lowers the clock of some Xeons;
-/// [`use_path`] (`fnc-augment bench --cpu-path avx512`) runs it.
+/// The default path: the widest this CPU has (AVX-512, else AVX2, else
+/// scalar). Measured (docs/benchmarks.md): on an AMD EPYC (Zen 4) AVX-512 made
+/// the plain recipe 8-10% faster than AVX2 (its jitter ~20%); on an Intel Xeon
+/// it was level with AVX2 (587 against 580 views/s). The clock drop of 512-bit
+/// code on older Xeons is taken anyway where libtorch runs its own AVX-512
+/// kernels. [`use_path`] (`fnc-augment bench --cpu-path`) runs another.
 fn default_path() -> CpuPath {
-    CpuPath::avx2().unwrap_or(CpuPath::scalar())
+    CpuPath::avx512()
+        .or(CpuPath::avx2())
+        .unwrap_or(CpuPath::scalar())
 }
 
 /// The path the ops run on: [`default_path`]'s, unless [`use_path`] chose

@@ -111,8 +111,9 @@ fn bench_op_names_itself_and_refuses_optional_ops() {
         err.contains("--op") && err.contains("--randaugment"),
         "{err}"
     );
-    // The default: AVX2 where the CPU has it (AVX-512 only when asked).
-    let default = fnc_augment::simd::CpuPath::avx2().map_or("scalar", |p| p.name());
+    // The default: the widest path this CPU has.
+    let paths = fnc_augment::simd::available_paths();
+    let default = paths.last().map_or("scalar", |p| p.name());
     assert_eq!(r["cpu_path"], default);
     // Every path this CPU has runs and is named; one it lacks is refused.
     for path in fnc_augment::simd::available_paths() {
