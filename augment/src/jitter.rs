@@ -267,42 +267,49 @@ fn jitter_tiled(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32
     let mut t = [[0f32; TILE]; 3];
     let [tr, tg, tb] = &mut t;
     let mut bytes: BytePlanes = [[0u8; TILE]; 3];
+    // When ops precede contrast, the view waits between the passes in
+    // `planes` (each tile worked on in place there), else in one tile.
     let keep = !pre.is_empty();
-    if keep {
-        planes.resize(3 * n, 0.0);
-    }
+    let kept = if keep { n } else { 0 };
+    planes.resize(3 * kept, 0.0);
+    let (pr, rest) = planes.split_at_mut(kept);
+    let (pg, pb) = rest.split_at_mut(kept);
     // Pass 1: the ops before contrast, and the luma sum for its mean.
     let mut acc = [0f32; 8];
     if c.is_some() {
         for (i, px) in img.chunks(3 * TILE).enumerate() {
-            let m = px.len() / 3;
-            let (r, g, b) = (&mut tr[..m], &mut tg[..m], &mut tb[..m]);
+            let (m, at) = (px.len() / 3, i * TILE);
+            let (r, g, b) = if keep {
+                (
+                    &mut pr[at..at + m],
+                    &mut pg[at..at + m],
+                    &mut pb[at..at + m],
+                )
+            } else {
+                (&mut tr[..m], &mut tg[..m], &mut tb[..m])
+            };
             load(px, r, g, b, &mut bytes);
             for &op in pre {
                 pointwise(op, r, g, b, j);
             }
             sum_luma(r, g, b, &mut acc);
-            if keep {
-                let at = i * TILE;
-                planes[at..at + m].copy_from_slice(r);
-                planes[n + at..n + at + m].copy_from_slice(g);
-                planes[2 * n + at..2 * n + at + m].copy_from_slice(b);
-            }
         }
     }
     let mean = mean_of(&acc, n);
     // Pass 2: contrast, the ops after it, greyscale, rounding.
     for (i, px) in img.chunks_mut(3 * TILE).enumerate() {
-        let m = px.len() / 3;
-        let (r, g, b) = (&mut tr[..m], &mut tg[..m], &mut tb[..m]);
-        if keep {
-            let at = i * TILE;
-            r.copy_from_slice(&planes[at..at + m]);
-            g.copy_from_slice(&planes[n + at..n + at + m]);
-            b.copy_from_slice(&planes[2 * n + at..2 * n + at + m]);
+        let (m, at) = (px.len() / 3, i * TILE);
+        let (r, g, b) = if keep {
+            (
+                &mut pr[at..at + m],
+                &mut pg[at..at + m],
+                &mut pb[at..at + m],
+            )
         } else {
+            let (r, g, b) = (&mut tr[..m], &mut tg[..m], &mut tb[..m]);
             load(px, r, g, b, &mut bytes);
-        }
+            (r, g, b)
+        };
         if c.is_some() {
             contrast_with_mean(r, g, b, j.contrast, mean);
         }
