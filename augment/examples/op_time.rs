@@ -69,7 +69,7 @@ fn reference_ops(buf: &[u8], w: u32, crop: CropBox, j: &Jitter) {
     let base = f.clone();
     time("ref jitter", 100, || {
         f.copy_from_slice(&base);
-        r::jitter(&mut f, j)
+        r::jitter(&mut f, j, &mut rows)
     });
     for (name, op) in [
         ("ref bright", 0u8),
@@ -83,7 +83,7 @@ fn reference_ops(buf: &[u8], w: u32, crop: CropBox, j: &Jitter) {
         };
         time(name, 100, || {
             f.copy_from_slice(&base);
-            r::jitter(&mut f, &one)
+            r::jitter(&mut f, &one, &mut rows)
         });
     }
     for path in fnc_augment::simd::available_paths() {
@@ -93,7 +93,7 @@ fn reference_ops(buf: &[u8], w: u32, crop: CropBox, j: &Jitter) {
         };
         time(&format!("hue {}", path.name()), 50, || {
             f.copy_from_slice(&base);
-            r::jitter_with(path, &mut f, &one)
+            r::jitter_with(path, &mut f, &one, &mut rows)
         });
     }
     time("ref grey", 100, || r::grey(&mut f));

@@ -11,7 +11,7 @@
 //! reference.
 
 use crate::params::Jitter;
-use crate::simd::{dispatch, CpuPath};
+use crate::simd::{dispatch, greater, lesser, unit, CpuPath};
 
 const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
@@ -19,34 +19,6 @@ const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 /// eight lanes, so a pixel's lane is its index in the view modulo 8.
 const TILE: usize = 512;
 const _: () = assert!(TILE.is_multiple_of(8), "a tile must start on a lane group");
-
-// Max, min and clamp as plain selects: one `maxps` or `minps` each, where
-// `f32::max`, `min` and `clamp` add NaN checks (a compare and a blend each).
-// No value here is NaN: the views come from bytes, and every division is by a
-// positive range.
-#[inline(always)]
-fn greater(a: f32, b: f32) -> f32 {
-    if a > b {
-        a
-    } else {
-        b
-    }
-}
-
-#[inline(always)]
-fn lesser(a: f32, b: f32) -> f32 {
-    if a < b {
-        a
-    } else {
-        b
-    }
-}
-
-/// `v` clamped to [0, 1].
-#[inline(always)]
-fn unit(v: f32) -> f32 {
-    lesser(greater(v, 0.0), 1.0)
-}
 
 #[inline(always)]
 fn brightness(p: &mut [f32], f: f32) {

@@ -205,7 +205,7 @@ fn apply_view_reference(
     } = scratch;
     reference::crop_resize_bicubic(src, w, d.crop, (side, side), d.flip, float, float2);
     if let Some(j) = &d.jitter {
-        reference::jitter(float, j);
+        reference::jitter(float, j, float2);
     }
     reference::clip(float);
     if !d.randaugment.is_empty() {

@@ -164,6 +164,36 @@ pub fn byte_of(y: f32) -> u8 {
     ((y.trunc() + 8_388_608.0).to_bits() & 0xFF) as u8
 }
 
+// Max, min and clamp as plain selects: one `maxps` or `minps` each, where
+// `f32::max`, `min` and `clamp` add NaN checks (a compare and a blend each).
+// For the colour kernels, whose values come from bytes and never hold a NaN.
+
+/// `a` if it is greater than `b`, else `b`.
+#[inline(always)]
+pub(crate) fn greater(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `a` if it is less than `b`, else `b`.
+#[inline(always)]
+pub(crate) fn lesser(a: f32, b: f32) -> f32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `v` clamped to [0, 1].
+#[inline(always)]
+pub(crate) fn unit(v: f32) -> f32 {
+    lesser(greater(v, 0.0), 1.0)
+}
+
 /// # Safety
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]

@@ -279,7 +279,7 @@ fn tiled_jitter_is_the_sequential_chain_bit_for_bit_on_every_path() {
             reference::jitter_sequential(&mut want, &j);
             for path in available_paths() {
                 let mut got = img.clone();
-                reference::jitter_with(path, &mut got, &j);
+                reference::jitter_with(path, &mut got, &j, &mut Vec::new());
                 assert!(
                     got.iter()
                         .zip(&want)

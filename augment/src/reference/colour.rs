@@ -9,7 +9,7 @@
 //! so that the HSV kernels run over contiguous lanes.
 
 use crate::params::Jitter;
-use crate::simd::{best_path, dispatch, CpuPath};
+use crate::simd::{best_path, dispatch, greater, lesser, unit, CpuPath};
 
 /// Pixels per tile: three planes of it fill 3 KiB. A multiple of
 /// [`add_lanes`]' eight lanes, so a pixel's lane is its index in the view modulo 8.
@@ -19,7 +19,7 @@ const _: () = assert!(TILE.is_multiple_of(8), "a tile must start on a lane group
 /// Clips to [0, 1] (the reference's `clip_by_value` between stages).
 #[inline(always)]
 pub fn clip(img: &mut [f32]) {
-    img.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+    img.iter_mut().for_each(|v| *v = unit(*v));
 }
 
 /// The hue of TF's `rgb_to_hsv` kernel with V and the range (max - min), its
@@ -28,8 +28,8 @@ pub fn clip(img: &mut [f32]) {
 /// C++ does.
 #[inline(always)]
 fn hue_of(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
-    let v = r.max(g).max(b);
-    let range = v - r.min(g).min(b);
+    let v = greater(greater(r, g), b);
+    let range = v - lesser(lesser(r, g), b);
     let norm = 1.0 / (6.0 * range);
     let hr = norm * (g - b);
     let hg = ((norm * (b - r)) as f64 + 2.0 / 6.0) as f32;
@@ -94,8 +94,8 @@ fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
 /// with no division unless clipped.
 #[inline(always)]
 fn saturate(r: f32, g: f32, b: f32, f: f32) -> (f32, f32, f32) {
-    let v = r.max(g).max(b);
-    let range = v - r.min(g).min(b);
+    let v = greater(greater(r, g), b);
+    let range = v - lesser(lesser(r, g), b);
     let k = if f <= 0.0 {
         0.0
     } else if range * f > v {
@@ -227,9 +227,9 @@ fn per_pixel(
 ) {
     for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
         let (r2, g2, b2) = f(*r, *g, *b);
-        *r = r2.clamp(0.0, 1.0);
-        *g = g2.clamp(0.0, 1.0);
-        *b = b2.clamp(0.0, 1.0);
+        *r = unit(r2);
+        *g = unit(g2);
+        *b = unit(b2);
     }
 }
 
@@ -240,21 +240,19 @@ type Planes = [[f32; TILE]; 3];
 /// arithmetic of [`brightness`], [`contrast`] (about `mean`), [`saturation`]
 /// and [`hue`] followed by [`clip`].
 #[inline(always)]
-fn op_on_planes(op: u8, t: &mut Planes, m: usize, j: &Jitter, mean: [f32; 3]) {
-    let [r, g, b] = t;
-    let (r, g, b) = (&mut r[..m], &mut g[..m], &mut b[..m]);
+fn op_on_planes(op: u8, r: &mut [f32], g: &mut [f32], b: &mut [f32], j: &Jitter, mean: [f32; 3]) {
     match op {
         0 => {
             for p in [r, g, b] {
                 for v in p.iter_mut() {
-                    *v = (*v * j.brightness).clamp(0.0, 1.0);
+                    *v = unit(*v * j.brightness);
                 }
             }
         }
         1 => {
             for (p, mean) in [r, g, b].into_iter().zip(mean) {
                 for v in p.iter_mut() {
-                    *v = ((*v - mean) * j.contrast + mean).clamp(0.0, 1.0);
+                    *v = unit((*v - mean) * j.contrast + mean);
                 }
             }
         }
@@ -264,9 +262,9 @@ fn op_on_planes(op: u8, t: &mut Planes, m: usize, j: &Jitter, mean: [f32; 3]) {
 }
 
 #[inline(always)]
-fn load(px: &[f32], t: &mut Planes) {
-    let [r, g, b] = t;
-    for (k, p) in px.chunks_exact(3).enumerate().take(TILE) {
+fn load(px: &[f32], r: &mut [f32], g: &mut [f32], b: &mut [f32]) {
+    let m = r.len().min(g.len()).min(b.len());
+    for (k, p) in px.chunks_exact(3).enumerate().take(m) {
         r[k] = p[0];
         g[k] = p[1];
         b[k] = p[2];
@@ -274,9 +272,9 @@ fn load(px: &[f32], t: &mut Planes) {
 }
 
 #[inline(always)]
-fn store(t: &Planes, px: &mut [f32]) {
-    let [r, g, b] = t;
-    for (k, p) in px.chunks_exact_mut(3).enumerate().take(TILE) {
+fn store(r: &[f32], g: &[f32], b: &[f32], px: &mut [f32]) {
+    let m = r.len().min(g.len()).min(b.len());
+    for (k, p) in px.chunks_exact_mut(3).enumerate().take(m) {
         p[0] = r[k];
         p[1] = g[k];
         p[2] = b[k];
@@ -284,23 +282,23 @@ fn store(t: &Planes, px: &mut [f32]) {
 }
 
 /// The colour distortion in `j.order`, clipped to [0, 1] after each op: the
-/// values of [`jitter_sequential`], fused over tiles.
-pub fn jitter(img: &mut [f32], j: &Jitter) {
-    jitter_with(best_path(), img, j)
+/// values of [`jitter_sequential`], fused over tiles (`planes` is scratch).
+pub fn jitter(img: &mut [f32], j: &Jitter, planes: &mut Vec<f32>) {
+    jitter_with(best_path(), img, j, planes)
 }
 
 /// [`jitter`] on a chosen CPU path (every path gives the same values).
-pub fn jitter_with(path: CpuPath, img: &mut [f32], j: &Jitter) {
+pub fn jitter_with(path: CpuPath, img: &mut [f32], j: &Jitter, planes: &mut Vec<f32>) {
     dispatch(
         path,
         #[inline(always)]
-        || jitter_tiled(img, j),
+        || jitter_tiled(img, j, planes),
     )
 }
 
 // The body of [`jitter`], compiled per CPU path.
 #[inline(always)]
-fn jitter_tiled(img: &mut [f32], j: &Jitter) {
+fn jitter_tiled(img: &mut [f32], j: &Jitter, planes: &mut Vec<f32>) {
     let c = j.order.iter().position(|&op| op == 1);
     if j.order.iter().filter(|&&op| op == 1).count() > 1 {
         // Not a permutation (the sampler never draws one): the passes below
@@ -314,37 +312,61 @@ fn jitter_tiled(img: &mut [f32], j: &Jitter) {
         None => (&j.order[..0], &j.order[..]),
     };
     let mut t: Planes = [[0.0; TILE]; 3];
+    let [tr, tg, tb] = &mut t;
+    // When ops precede contrast, the view waits between the passes in
+    // `planes` (each tile worked on in place there), else in one tile.
+    let keep = c.is_some() && !pre.is_empty();
+    let kept = if keep { n } else { 0 };
+    planes.resize(3 * kept, 0.0);
+    let (pr, rest) = planes.split_at_mut(kept);
+    let (pg, pb) = rest.split_at_mut(kept);
     // Pass 1: the ops before contrast, and each channel's sums as contrast
     // makes them (TILE is a multiple of the eight lanes).
     let mut mean = [0f32; 3];
     if c.is_some() {
         let mut sum = [[0f64; 8]; 3];
-        for px in img.chunks_mut(3 * TILE) {
-            let m = px.len() / 3;
-            load(px, &mut t);
+        for (i, px) in img.chunks(3 * TILE).enumerate() {
+            let (m, at) = (px.len() / 3, i * TILE);
+            let (r, g, b) = if keep {
+                (
+                    &mut pr[at..at + m],
+                    &mut pg[at..at + m],
+                    &mut pb[at..at + m],
+                )
+            } else {
+                (&mut tr[..m], &mut tg[..m], &mut tb[..m])
+            };
+            load(px, r, g, b);
             for &op in pre {
-                op_on_planes(op, &mut t, m, j, mean);
+                op_on_planes(op, r, g, b, j, mean);
             }
-            for (lanes, p) in sum.iter_mut().zip(&t) {
-                add_lanes(lanes, &p[..m]);
-            }
-            if !pre.is_empty() {
-                store(&t, px);
+            for (lanes, p) in sum.iter_mut().zip([&*r, &*g, &*b]) {
+                add_lanes(lanes, p);
             }
         }
         mean = sum.map(|lanes| mean_of(&lanes, n));
     }
     // Pass 2: contrast and the ops after it.
-    for px in img.chunks_mut(3 * TILE) {
-        let m = px.len() / 3;
-        load(px, &mut t);
+    for (i, px) in img.chunks_mut(3 * TILE).enumerate() {
+        let (m, at) = (px.len() / 3, i * TILE);
+        let (r, g, b) = if keep {
+            (
+                &mut pr[at..at + m],
+                &mut pg[at..at + m],
+                &mut pb[at..at + m],
+            )
+        } else {
+            let (r, g, b) = (&mut tr[..m], &mut tg[..m], &mut tb[..m]);
+            load(px, r, g, b);
+            (r, g, b)
+        };
         if c.is_some() {
-            op_on_planes(1, &mut t, m, j, mean);
+            op_on_planes(1, r, g, b, j, mean);
         }
         for &op in post {
-            op_on_planes(op, &mut t, m, j, mean);
+            op_on_planes(op, r, g, b, j, mean);
         }
-        store(&t, px);
+        store(r, g, b, px);
     }
 }
 
