@@ -32,7 +32,7 @@
 //! saturation, hue in random order, clipped after each); greyscale p 0.2; Gaussian
 //! blur p 0.5 (kernel 10% of the side, odd; sigma U(0.1, 2)); solarize off.
 // `unsafe` lives only in the SIMD dispatch of `simd` and the intrinsics of
-// `taps_avx2`, each block with a SAFETY note.
+// `taps_avx2` and `reference::hpass_avx512`, each block with a SAFETY note.
 #![deny(unsafe_code)]
 
 mod blur;

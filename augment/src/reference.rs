@@ -17,6 +17,7 @@
 
 mod blur;
 mod colour;
+mod hpass_avx512;
 
 pub use blur::{blur, blur_radius, blur_with};
 pub use colour::{
@@ -111,13 +112,15 @@ pub fn crop_resize_bicubic_with(
     dispatch(
         path,
         #[inline(always)]
-        || crop_resize_bicubic_impl(src, width, crop, size, flip, out, rows),
+        || crop_resize_bicubic_impl(path, src, width, crop, size, flip, out, rows),
     )
 }
 
 // The body of [`crop_resize_bicubic`], compiled per CPU path.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn crop_resize_bicubic_impl(
+    path: CpuPath,
     src: &[u8],
     width: u32,
     crop: CropBox,
@@ -163,13 +166,7 @@ fn crop_resize_bicubic_impl(
             padded[(cw + 1) * 3 + c] = r;
             padded[(cw + 2) * 3 + c] = r;
         }
-        for (d, &(first, w)) in dst.chunks_exact_mut(3).zip(&xtaps) {
-            if let Some(p) = padded[first * 3..].first_chunk::<12>() {
-                for c in 0..3 {
-                    d[c] = w[0] * p[c] + w[1] * p[3 + c] + w[2] * p[6 + c] + w[3] * p[9 + c];
-                }
-            }
-        }
+        hpass_avx512::hpass_row(path, padded, &xtaps, dst);
     }
     out.resize(out_h * out_w * 3, 0.0);
     let n = out_w * 3;

@@ -80,6 +80,18 @@ impl CpuPath {
         }
     }
 
+    /// Whether this path may run AVX-512 (F, BW, VL, DQ) code: true only
+    /// where the CPU has it, as a `CpuPath` is only ever detected.
+    pub(crate) fn has_avx512(self) -> bool {
+        match self.0 {
+            Isa::Scalar => false,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => false,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => true,
+        }
+    }
+
     fn code(self) -> u8 {
         match self.0 {
             Isa::Scalar => 1,
