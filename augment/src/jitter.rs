@@ -12,6 +12,7 @@
 
 use crate::params::Jitter;
 use crate::simd::{dispatch, greater, lesser, unit, CpuPath};
+use crate::tiles::TiledPlanes;
 
 const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
@@ -236,30 +237,15 @@ fn jitter_tiled(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32
         Some(c) => (&j.order[..c], &j.order[c + 1..]),
         None => (&j.order[..0], &j.order[..]),
     };
-    let mut t = [[0f32; TILE]; 3];
-    let [tr, tg, tb] = &mut t;
     let mut bytes: BytePlanes = [[0u8; TILE]; 3];
     // When ops precede contrast, the view waits between the passes in
-    // `planes` (each tile worked on in place there), else in one tile.
-    let keep = !pre.is_empty();
-    let kept = if keep { n } else { 0 };
-    planes.resize(3 * kept, 0.0);
-    let (pr, rest) = planes.split_at_mut(kept);
-    let (pg, pb) = rest.split_at_mut(kept);
+    // `planes`, else in one tile.
+    let mut planes = TiledPlanes::<TILE>::new(planes, n, !pre.is_empty());
     // Pass 1: the ops before contrast, and the luma sum for its mean.
     let mut acc = [0f32; 8];
     if c.is_some() {
         for (i, px) in img.chunks(3 * TILE).enumerate() {
-            let (m, at) = (px.len() / 3, i * TILE);
-            let (r, g, b) = if keep {
-                (
-                    &mut pr[at..at + m],
-                    &mut pg[at..at + m],
-                    &mut pb[at..at + m],
-                )
-            } else {
-                (&mut tr[..m], &mut tg[..m], &mut tb[..m])
-            };
+            let (r, g, b) = planes.tile(i, px.len() / 3);
             load(px, r, g, b, &mut bytes);
             for &op in pre {
                 pointwise(op, r, g, b, j);
@@ -269,19 +255,12 @@ fn jitter_tiled(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32
     }
     let mean = mean_of(&acc, n);
     // Pass 2: contrast, the ops after it, greyscale, rounding.
+    let fresh = !planes.kept();
     for (i, px) in img.chunks_mut(3 * TILE).enumerate() {
-        let (m, at) = (px.len() / 3, i * TILE);
-        let (r, g, b) = if keep {
-            (
-                &mut pr[at..at + m],
-                &mut pg[at..at + m],
-                &mut pb[at..at + m],
-            )
-        } else {
-            let (r, g, b) = (&mut tr[..m], &mut tg[..m], &mut tb[..m]);
+        let (r, g, b) = planes.tile(i, px.len() / 3);
+        if fresh {
             load(px, r, g, b, &mut bytes);
-            (r, g, b)
-        };
+        }
         if c.is_some() {
             contrast_with_mean(r, g, b, j.contrast, mean);
         }

@@ -50,6 +50,7 @@ mod sheet;
 pub mod simd;
 mod taps;
 mod taps_avx2;
+mod tiles;
 
 pub use decode::decode_into;
 pub use engine::{

@@ -10,6 +10,7 @@
 
 use crate::params::Jitter;
 use crate::simd::{best_path, dispatch, greater, lesser, unit, CpuPath};
+use crate::tiles::TiledPlanes;
 
 /// Pixels per tile: three planes of it fill 3 KiB. A multiple of
 /// [`add_lanes`]' eight lanes, so a pixel's lane is its index in the view modulo 8.
@@ -233,9 +234,6 @@ fn per_pixel(
     }
 }
 
-/// Three planes of one tile.
-type Planes = [[f32; TILE]; 3];
-
 /// One op of the chain on a tile's planes, then the clip: per element the
 /// arithmetic of [`brightness`], [`contrast`] (about `mean`), [`saturation`]
 /// and [`hue`] followed by [`clip`].
@@ -311,31 +309,17 @@ fn jitter_tiled(img: &mut [f32], j: &Jitter, planes: &mut Vec<f32>) {
         Some(c) => (&j.order[..c], &j.order[c + 1..]),
         None => (&j.order[..0], &j.order[..]),
     };
-    let mut t: Planes = [[0.0; TILE]; 3];
-    let [tr, tg, tb] = &mut t;
     // When ops precede contrast, the view waits between the passes in
-    // `planes` (each tile worked on in place there), else in one tile.
+    // `planes`, else in one tile.
     let keep = c.is_some() && !pre.is_empty();
-    let kept = if keep { n } else { 0 };
-    planes.resize(3 * kept, 0.0);
-    let (pr, rest) = planes.split_at_mut(kept);
-    let (pg, pb) = rest.split_at_mut(kept);
+    let mut planes = TiledPlanes::<TILE>::new(planes, n, keep);
     // Pass 1: the ops before contrast, and each channel's sums as contrast
     // makes them (TILE is a multiple of the eight lanes).
     let mut mean = [0f32; 3];
     if c.is_some() {
         let mut sum = [[0f64; 8]; 3];
         for (i, px) in img.chunks(3 * TILE).enumerate() {
-            let (m, at) = (px.len() / 3, i * TILE);
-            let (r, g, b) = if keep {
-                (
-                    &mut pr[at..at + m],
-                    &mut pg[at..at + m],
-                    &mut pb[at..at + m],
-                )
-            } else {
-                (&mut tr[..m], &mut tg[..m], &mut tb[..m])
-            };
+            let (r, g, b) = planes.tile(i, px.len() / 3);
             load(px, r, g, b);
             for &op in pre {
                 op_on_planes(op, r, g, b, j, mean);
@@ -348,18 +332,10 @@ fn jitter_tiled(img: &mut [f32], j: &Jitter, planes: &mut Vec<f32>) {
     }
     // Pass 2: contrast and the ops after it.
     for (i, px) in img.chunks_mut(3 * TILE).enumerate() {
-        let (m, at) = (px.len() / 3, i * TILE);
-        let (r, g, b) = if keep {
-            (
-                &mut pr[at..at + m],
-                &mut pg[at..at + m],
-                &mut pb[at..at + m],
-            )
-        } else {
-            let (r, g, b) = (&mut tr[..m], &mut tg[..m], &mut tb[..m]);
+        let (r, g, b) = planes.tile(i, px.len() / 3);
+        if !keep {
             load(px, r, g, b);
-            (r, g, b)
-        };
+        }
         if c.is_some() {
             op_on_planes(1, r, g, b, j, mean);
         }
