@@ -15,9 +15,12 @@ pub fn blur_kernel_size(side: u32) -> usize {
     (k | 1).max(3)
 }
 
-/// Integer Gaussian weights (Q16, summing to exactly 1 << 16) for taps
-/// -r..=r, r = min(kernel radius, ceil(4 sigma)): farther taps weigh less than
-/// e^-8 of the centre and vanish in rounding.
+/// Integer Gaussian weights (Q16) for taps -r..=r, r = min(kernel radius,
+/// ceil(4 sigma)): farther taps weigh less than e^-8 of the centre and vanish
+/// in rounding. They sum to exactly 1 << 16 wherever the centre can take the
+/// rounding's remainder: for every sigma up to [`crate::Recipe::MAX_BLUR_SIGMA`]
+/// (only a near-flat kernel of hundreds of taps could round its others past
+/// 1 << 16, and the centre then stops at 0).
 pub fn blur_weights(kernel: usize, sigma: f32) -> Vec<u32> {
     let r = (kernel / 2).min((4.0 * sigma).ceil() as usize);
     let s2 = 2.0 * (sigma as f64) * (sigma as f64);
@@ -62,7 +65,8 @@ pub fn blur(img: &mut [u8], side: usize, sigma: f32, scratch: &mut Scratch) {
 }
 
 /// Gaussian blur of a `size` = (width, height) RGB8 image with a `kernel`-tap
-/// kernel, on a chosen CPU path (every path gives the same bytes).
+/// kernel, on a chosen CPU path (every path gives the same bytes). An image
+/// without pixels, or shorter than `size` says, is left as it is.
 pub fn blur_with(
     path: CpuPath,
     img: &mut [u8],
@@ -99,11 +103,13 @@ fn blur_impl(
 ) {
     let r = wts.len() / 2;
     let stride = w * 3;
-    if img.len() < h * stride {
+    if w == 0 || h == 0 || img.len() < h * stride {
+        // No pixels, or fewer bytes than the size says: left as it is.
         return;
     }
     let q16 = |v: u32| v.min(u32::from(u16::MAX)) as u16;
-    // Half a unit per truncated product, so that truncation does not bias.
+    // Half a unit per truncated product (r + 1 of them, rounded down), so that
+    // truncation does not bias.
     let half = (r as u16).div_ceil(2);
     // Horizontal: u8 << 7 (pairs below 2^16) times Q16 -> Q7. Each row is
     // copied as u8 << 7 into a reflect-padded buffer, then its taps summed (no
@@ -140,6 +146,29 @@ fn blur_impl(
         sum_row_u16(path, rows, centre, &vpairs, half + 64, sums);
         for (o, &a) in out.iter_mut().zip(sums.iter()) {
             *o = (a >> 7).min(255) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::available_paths;
+
+    #[test]
+    fn buffers_holding_other_values_give_the_bytes_of_fresh_ones() {
+        for (w, h) in [(224usize, 224usize), (17, 9), (1, 5)] {
+            let img: Vec<u8> = (0..w * h * 3).map(|i| (i * 7919 % 251) as u8).collect();
+            for path in available_paths() {
+                for sigma in [0.3f32, 2.0] {
+                    let wts = blur_weights(23, sigma);
+                    let (mut a, mut b) = (img.clone(), img.clone());
+                    blur_impl(path, &mut a, (w, h), &wts, &mut Vec::new(), &mut Vec::new());
+                    let (mut rows, mut padded) = (vec![u16::MAX; 300_000], vec![u16::MAX; 5_000]);
+                    blur_impl(path, &mut b, (w, h), &wts, &mut rows, &mut padded);
+                    assert!(a == b, "{w}x{h}, sigma {sigma}, {path:?}");
+                }
+            }
         }
     }
 }

@@ -273,3 +273,29 @@ fn jitter_tiled(img: &mut [u8], j: &Jitter, grey_too: bool, planes: &mut Vec<f32
         store(r, g, b, px, &mut bytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::available_paths;
+
+    #[test]
+    fn planes_holding_nan_give_the_bytes_of_fresh_ones() {
+        let img: Vec<u8> = (0..1000 * 3).map(|i| (i * 7919 % 251) as u8).collect();
+        for path in available_paths() {
+            for order in [[0u8, 1, 2, 3], [2, 3, 1, 0], [1, 0, 3, 2]] {
+                let j = Jitter {
+                    order,
+                    brightness: 1.2,
+                    contrast: 0.8,
+                    saturation: 1.3,
+                    hue: -0.1,
+                };
+                let (mut a, mut b) = (img.clone(), img.clone());
+                jitter_with(path, &mut a, &j, false, &mut Vec::new());
+                jitter_with(path, &mut b, &j, false, &mut vec![f32::NAN; 10_000]);
+                assert!(a == b, "{order:?}, {path:?}");
+            }
+        }
+    }
+}

@@ -49,7 +49,8 @@ pub struct Recipe {
     pub grey_p: f64,
     /// Gaussian blur probability (default 0.5).
     pub blur_p: f64,
-    /// Blur sigma range in pixels (default 0.1..2.0).
+    /// Blur sigma range in pixels (default 0.1..2.0; at most
+    /// [`Recipe::MAX_BLUR_SIGMA`]).
     pub blur_sigma: (f64, f64),
     /// Solarize probability (default 0: off).
     pub solarize_p: f64,
@@ -67,6 +68,12 @@ impl Recipe {
     /// The largest colour distortion strength s accepted (at 1.25 brightness,
     /// contrast and saturation already reach 0; larger only widens the range up).
     pub const MAX_JITTER_STRENGTH: f64 = 10.0;
+
+    /// The largest blur sigma accepted, in pixels (SimCLR's is 2 at 224 px).
+    /// The 16-bit blur stays within a level of a float one up to here (a
+    /// kernel of at most 81 taps: its truncations cannot add up to half a
+    /// level).
+    pub const MAX_BLUR_SIGMA: f64 = 10.0;
 }
 
 impl Default for Recipe {

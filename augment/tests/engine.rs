@@ -507,6 +507,35 @@ fn a_bad_randaugment_setting_names_the_flag() {
     assert!(err.to_string().contains("--randaugment"), "{err}");
 }
 
+#[test]
+fn a_blur_sigma_out_of_range_is_refused() {
+    use fnc_augment::Recipe;
+    for sigma in [
+        (-0.1, 2.0),
+        (2.0, 1.0),
+        (0.1, 10.5),
+        (0.1, f64::NAN),
+        (f64::NAN, 1.0),
+    ] {
+        let bad = Recipe {
+            blur_sigma: sigma,
+            ..Recipe::default()
+        };
+        let err = EngineConfig::builder().recipe(bad).build().unwrap_err();
+        assert!(err.to_string().contains("blur sigma"), "{sigma:?}: {err}");
+    }
+    for sigma in [(0.0, 0.0), (0.1, 2.0), (10.0, 10.0)] {
+        let good = Recipe {
+            blur_sigma: sigma,
+            ..Recipe::default()
+        };
+        assert!(
+            EngineConfig::builder().recipe(good).build().is_ok(),
+            "{sigma:?}"
+        );
+    }
+}
+
 /// The reference evaluates images of 32 px and below uncropped: the whole
 /// image resized, its aspect not kept. A 64 x 32 image whose left quarter is
 /// red: the whole view keeps the red, the centre square has none.

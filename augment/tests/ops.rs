@@ -4,7 +4,7 @@
 
 use fnc_augment::ops::{self, Scratch};
 use fnc_augment::simd::available_paths;
-use fnc_augment::{CropBox, Jitter};
+use fnc_augment::{draw_view, AugmentImpl, CropBox, Jitter, RandAugment, Recipe, ViewRng};
 
 fn fixture(name: &str) -> (Vec<u8>, u32, u32) {
     let path = format!("{}/tests/fixtures/{name}.png", env!("CARGO_MANIFEST_DIR"));
@@ -249,29 +249,25 @@ fn blur_matches_a_float_reference_for_many_sigmas_and_sizes() {
 
 #[test]
 fn blur_keeps_a_flat_image_flat() {
-    // The 16-bit sums neither overflow at 255 nor lose a level to truncation.
+    // The 16-bit sums neither overflow at 255 nor lose a level to truncation,
+    // up to the largest sigma a recipe accepts (a kernel of 81 taps there).
+    let max = fnc_augment::Recipe::MAX_BLUR_SIGMA as f32;
     for v in [0u8, 1, 127, 128, 254, 255] {
-        for (side, sigma) in [
-            (224usize, 0.1f32),
-            (224, 0.7),
-            (224, 2.0),
-            (224, 8.0),
-            (9, 2.0),
+        for ((w, h), k, sigma) in [
+            ((224usize, 224usize), 23, 0.1f32),
+            ((224, 224), 23, 0.7),
+            ((224, 224), 23, 2.0),
+            ((224, 224), 23, 8.0),
+            ((9, 9), 3, 2.0),
+            ((120, 90), 81, max),
+            ((120, 90), 201, max),
         ] {
             for path in available_paths() {
-                let mut img = vec![v; side * side * 3];
-                let k = ops::blur_kernel_size(side as u32);
-                ops::blur_with(
-                    path,
-                    &mut img,
-                    (side, side),
-                    k,
-                    sigma,
-                    &mut Scratch::default(),
-                );
+                let mut img = vec![v; w * h * 3];
+                ops::blur_with(path, &mut img, (w, h), k, sigma, &mut Scratch::default());
                 assert!(
                     img.iter().all(|&x| x == v),
-                    "value {v}, side {side}, sigma {sigma}, {path:?}"
+                    "value {v}, {w}x{h}, kernel {k}, sigma {sigma}, {path:?}"
                 );
             }
         }
@@ -624,6 +620,44 @@ fn fused_jitter_is_the_planar_reference_bit_for_bit_on_every_path() {
                         diff(&got, &want)
                     );
                 }
+            }
+        }
+    }
+}
+
+/// The ops write every value of the scratch buffers they read (none is
+/// cleared between views): a scratch that made other views, larger and
+/// smaller, gives the bytes of a fresh one, on both op semantics, every op on.
+#[test]
+fn a_reused_scratch_gives_the_views_of_a_fresh_one() {
+    let (input, w, h) = fixture("input");
+    for (implementation, randaugment) in [
+        (AugmentImpl::Torchvision, None),
+        (AugmentImpl::Reference, None),
+        (AugmentImpl::Reference, Some(RandAugment::REFERENCE)),
+    ] {
+        let recipe = Recipe {
+            implementation,
+            randaugment,
+            flip_p: 0.5,
+            jitter_p: 1.0,
+            blur_p: 1.0,
+            grey_p: 0.3,
+            ..Recipe::default()
+        };
+        let mut used = Scratch::default();
+        for (k, side) in [224u32, 96, 224, 32, 160, 17].into_iter().enumerate() {
+            for v in 0..6 {
+                let d = draw_view(&mut ViewRng::new(7, 0, k as u64, v), w, h, &recipe);
+                let n = (side * side * 3) as usize;
+                let (mut fresh, mut again) = (vec![0u8; n], vec![1u8; n]);
+                ops::apply_view(&input, w, h, &d, side, &mut fresh, &mut Scratch::default())
+                    .unwrap();
+                ops::apply_view(&input, w, h, &d, side, &mut again, &mut used).unwrap();
+                assert!(
+                    again == fresh,
+                    "{implementation:?}, side {side}, view {v}: {d:?}"
+                );
             }
         }
     }

@@ -6,7 +6,7 @@
 use fnc_augment::randaugment::{self, RaOp, RaOps};
 use fnc_augment::reference;
 use fnc_augment::simd::available_paths;
-use fnc_augment::{draw_crop_tf, CropBox, ViewRng};
+use fnc_augment::{draw_crop_tf, CropBox, Jitter, ViewRng};
 use serde_json::Value;
 
 fn fixtures() -> Value {
@@ -540,6 +540,102 @@ fn crop_sampler_matches_tf_sample_distorted_bounding_box() {
             assert!(area(b) >= 0.1 - 1e-6, "{b:?} under 10% of {w}x{h}");
             assert!(b.x + b.w <= w && b.y + b.h <= h);
             assert!(b.w == w || b.x + b.w < w, "{b:?} touches the right edge");
+        }
+    }
+}
+
+/// Scratch and output buffers are reused from view to view without clearing:
+/// every value the ops read must be one they wrote. Buffers full of NaN (and
+/// longer than needed) give the floats of fresh ones, bit for bit.
+#[test]
+fn buffers_holding_nan_give_the_floats_of_fresh_ones() {
+    let fx = fixtures();
+    let (src, width, height) = image(&fx["src"]);
+    let dirty = || vec![f32::NAN; 400_000];
+    let same = |a: &[f32], b: &[f32]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    };
+    let crops = [
+        (
+            CropBox {
+                x: 0,
+                y: 0,
+                w: width as u32,
+                h: height as u32,
+            },
+            (224, 224),
+        ),
+        (
+            CropBox {
+                x: 3,
+                y: 5,
+                w: 20,
+                h: 17,
+            },
+            (96, 96),
+        ),
+        (
+            CropBox {
+                x: 10,
+                y: 2,
+                w: 1,
+                h: 1,
+            },
+            (5, 4),
+        ),
+    ];
+    for path in available_paths() {
+        for (crop, size) in crops {
+            for flip in [false, true] {
+                let (mut out, mut rows) = (Vec::new(), Vec::new());
+                reference::crop_resize_bicubic_with(
+                    path,
+                    &src,
+                    width as u32,
+                    crop,
+                    size,
+                    flip,
+                    &mut out,
+                    &mut rows,
+                );
+                let (mut out2, mut rows2) = (dirty(), dirty());
+                reference::crop_resize_bicubic_with(
+                    path,
+                    &src,
+                    width as u32,
+                    crop,
+                    size,
+                    flip,
+                    &mut out2,
+                    &mut rows2,
+                );
+                assert!(
+                    same(&out, &out2),
+                    "bicubic {crop:?} -> {size:?}, flip {flip}, {path:?}"
+                );
+                for sigma in [0.1f32, 1.0, 2.0] {
+                    let r = reference::blur_radius(size.1);
+                    let (mut a, mut b) = (out.clone(), out.clone());
+                    reference::blur_with(path, &mut a, size, r, sigma, &mut Vec::new());
+                    reference::blur_with(path, &mut b, size, r, sigma, &mut dirty());
+                    assert!(same(&a, &b), "blur {size:?} sigma {sigma}, {path:?}");
+                }
+                for order in [[0u8, 1, 2, 3], [1, 3, 0, 2], [2, 0, 3, 1], [3, 2, 1, 0]] {
+                    let j = Jitter {
+                        order,
+                        brightness: 1.3,
+                        contrast: 0.7,
+                        saturation: 1.4,
+                        hue: 0.1,
+                    };
+                    let (mut a, mut b) = (out.clone(), out.clone());
+                    reference::clip(&mut a);
+                    reference::clip(&mut b);
+                    reference::jitter_with(path, &mut a, &j, &mut Vec::new());
+                    reference::jitter_with(path, &mut b, &j, &mut dirty());
+                    assert!(same(&a, &b), "jitter {order:?} {size:?}, {path:?}");
+                }
+            }
         }
     }
 }

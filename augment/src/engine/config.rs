@@ -206,6 +206,17 @@ impl EngineConfigBuilder {
                 detail: format!("{:?} is not a range within (0, 1]", r.crop_scale),
             });
         }
+        let (lo, hi) = r.blur_sigma;
+        if !(0.0 <= lo && lo <= hi && hi <= Recipe::MAX_BLUR_SIGMA) {
+            return Err(AugmentError::Config {
+                flag: "blur sigma",
+                detail: format!(
+                    "{:?} is not a range within [0, {}] pixels",
+                    r.blur_sigma,
+                    Recipe::MAX_BLUR_SIGMA
+                ),
+            });
+        }
         if let Some(ra) = &r.randaugment {
             ra.check().map_err(|detail| AugmentError::Config {
                 flag: "--randaugment",

@@ -12,7 +12,8 @@ use crate::simd::CpuPath;
 /// For each output pixel `x` of `dst` (three floats each): with `(first, w) =
 /// taps[x]` and `p = padded[3 first..]`, channel `c` is `w[0] p[c] + w[1]
 /// p[3 + c] + w[2] p[6 + c] + w[3] p[9 + c]`. A column whose twelve values
-/// run past `padded` is skipped (left as it was), as in the portable loop.
+/// would run past `padded` (the resize never makes one) is written as zeros on
+/// every path, never left holding an earlier view's values.
 #[inline(always)]
 pub(crate) fn hpass_row(
     path: CpuPath,
@@ -30,10 +31,13 @@ pub(crate) fn hpass_row(
     }
     let _ = path;
     for (d, &(first, w)) in dst.chunks_exact_mut(3).zip(taps) {
-        if let Some(p) = padded.get(first * 3..).and_then(|p| p.first_chunk::<12>()) {
-            for c in 0..3 {
-                d[c] = w[0] * p[c] + w[1] * p[3 + c] + w[2] * p[6 + c] + w[3] * p[9 + c];
+        match padded.get(first * 3..).and_then(|p| p.first_chunk::<12>()) {
+            Some(p) => {
+                for c in 0..3 {
+                    d[c] = w[0] * p[c] + w[1] * p[3 + c] + w[2] * p[6 + c] + w[3] * p[9 + c];
+                }
             }
+            None => d.fill(0.0),
         }
     }
 }
@@ -45,7 +49,7 @@ pub(crate) fn hpass_row(
 unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], dst: &mut [f32]) {
     use std::arch::x86_64::{
         _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_mul_ps,
-        _mm512_permutexvar_ps, _mm512_set_epi32, _mm512_set_ps,
+        _mm512_permutexvar_ps, _mm512_set_epi32, _mm512_set_ps, _mm512_setzero_ps,
     };
     // Lane i of shift k reads lane i + k (lanes past 15 read 15, unused).
     let shift = |k: i32| {
@@ -73,6 +77,10 @@ unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], dst: &mut [f32]
     for (x, &(first, w)) in taps.iter().enumerate().take(dst.len() / 3) {
         let at = first * 3;
         if at.checked_add(12).is_none_or(|end| end > padded.len()) {
+            // SAFETY: as below, lanes 0..3 write dst[3x..3x + 3].
+            unsafe {
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(3 * x), 0b111, _mm512_setzero_ps())
+            };
             continue;
         }
         let wv = _mm512_set_ps(
@@ -98,7 +106,7 @@ mod tests {
     use crate::simd::available_paths;
 
     #[test]
-    fn every_path_gives_the_portable_floats_and_skips_columns_past_the_row() {
+    fn every_path_gives_the_portable_floats_and_zeros_columns_past_the_row() {
         let padded: Vec<f32> = (0..3 * 40)
             .map(|i| ((i * 37) % 101) as f32 / 97.0)
             .collect();
@@ -113,7 +121,7 @@ mod tests {
         for path in available_paths() {
             let mut dst = vec![-1f32; 3 * taps.len()];
             hpass_row(path, &padded, &taps, &mut dst);
-            assert!(dst[3 * 30..].iter().all(|&v| v == -1.0), "{path:?}");
+            assert!(dst[3 * 30..].iter().all(|&v| v == 0.0), "{path:?}");
             outs.push(dst);
         }
         for o in &outs[1..] {
