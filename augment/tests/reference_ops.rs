@@ -587,28 +587,20 @@ fn buffers_holding_nan_give_the_floats_of_fresh_ones() {
     for path in available_paths() {
         for (crop, size) in crops {
             for flip in [false, true] {
-                let (mut out, mut rows) = (Vec::new(), Vec::new());
-                reference::crop_resize_bicubic_with(
-                    path,
-                    &src,
-                    width as u32,
-                    crop,
-                    size,
-                    flip,
-                    &mut out,
-                    &mut rows,
-                );
-                let (mut out2, mut rows2) = (dirty(), dirty());
-                reference::crop_resize_bicubic_with(
-                    path,
-                    &src,
-                    width as u32,
-                    crop,
-                    size,
-                    flip,
-                    &mut out2,
-                    &mut rows2,
-                );
+                let resize = |mut out: Vec<f32>, mut rows: Vec<f32>| {
+                    reference::crop_resize_bicubic_with(
+                        path,
+                        &src,
+                        width as u32,
+                        crop,
+                        size,
+                        flip,
+                        &mut out,
+                        &mut rows,
+                    );
+                    out
+                };
+                let (out, out2) = (resize(Vec::new(), Vec::new()), resize(dirty(), dirty()));
                 assert!(
                     same(&out, &out2),
                     "bicubic {crop:?} -> {size:?}, flip {flip}, {path:?}"

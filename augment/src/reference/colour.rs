@@ -331,9 +331,10 @@ fn jitter_tiled(img: &mut [f32], j: &Jitter, planes: &mut Vec<f32>) {
         mean = sum.map(|lanes| mean_of(&lanes, n));
     }
     // Pass 2: contrast and the ops after it.
+    let fresh = !planes.kept();
     for (i, px) in img.chunks_mut(3 * TILE).enumerate() {
         let (r, g, b) = planes.tile(i, px.len() / 3);
-        if !keep {
+        if fresh {
             load(px, r, g, b);
         }
         if c.is_some() {
