@@ -40,6 +40,7 @@ mod decode;
 mod engine;
 mod error;
 pub mod jitter;
+mod jpeg;
 pub mod ops;
 mod params;
 pub mod randaugment;
