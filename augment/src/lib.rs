@@ -32,7 +32,8 @@
 //! saturation, hue in random order, clipped after each); greyscale p 0.2; Gaussian
 //! blur p 0.5 (kernel 10% of the side, odd; sigma U(0.1, 2)); solarize off.
 // `unsafe` lives only in the SIMD dispatch of `simd` and the intrinsics of
-// `taps_avx2` and `reference::hpass_avx512`, each block with a SAFETY note.
+// `taps_avx2`, `resize_avx2`, `jpeg::idct_avx2` and `reference::hpass_avx512`,
+// each block with a SAFETY note.
 #![deny(unsafe_code)]
 
 mod blur;
@@ -45,6 +46,8 @@ pub mod ops;
 mod params;
 pub mod randaugment;
 pub mod reference;
+mod resize;
+mod resize_avx2;
 mod rng;
 mod sampler;
 mod sheet;

@@ -1,7 +1,5 @@
 //! The per-view operations, applied in place to a packed RGB8 view.
 
-use fast_image_resize as fr;
-
 use crate::params::{AugmentImpl, CropBox, Jitter, ViewDraw};
 use crate::simd::{best_path, CpuPath};
 use crate::{randaugment, reference};
@@ -11,7 +9,7 @@ pub use crate::blur::{blur, blur_kernel_size, blur_weights, blur_with};
 /// Buffers one worker reuses from view to view.
 #[derive(Default)]
 pub struct Scratch {
-    resizer: fr::Resizer,
+    resize: crate::resize::ResizeScratch,
     float: Vec<f32>,
     rows: Vec<u16>,
     padded: Vec<u16>,
@@ -76,26 +74,44 @@ pub fn resize_box(
     out: &mut [u8],
     scratch: &mut Scratch,
 ) -> Result<(), String> {
+    resize_box_with(best_path(), src, size, crop, out_size, false, out, scratch)
+}
+
+/// [`resize_box`] on a chosen CPU path (every path gives the same bytes), the
+/// output mirrored left to right if `flip` (the same bytes as a
+/// [`flip_horizontal`] after it).
+#[allow(clippy::too_many_arguments)]
+pub fn resize_box_with(
+    path: CpuPath,
+    src: &[u8],
+    size: (u32, u32),
+    crop: CropBox,
+    out_size: (u32, u32),
+    flip: bool,
+    out: &mut [u8],
+    scratch: &mut Scratch,
+) -> Result<(), String> {
     check_crop(src, size.0, size.1, crop)?;
-    if out_size.0 == 0 || out_size.1 == 0 {
-        return Err(format!("output of {}x{} pixels", out_size.0, out_size.1));
+    let (ow, oh) = (out_size.0 as usize, out_size.1 as usize);
+    if ow == 0 || oh == 0 || out.len() as u64 != ow as u64 * oh as u64 * 3 {
+        return Err(format!(
+            "{} output bytes for {}x{} pixels",
+            out.len(),
+            out_size.0,
+            out_size.1
+        ));
     }
-    let src = fr::images::ImageRef::new(size.0, size.1, src, fr::PixelType::U8x3)
-        .map_err(|e| e.to_string())?;
-    // The box as an image of its own, as torchvision crops before it resizes:
-    // the filter's window stops at the box's edges (fast_image_resize's
-    // `crop` option would weigh in the pixels around it).
-    let boxed = fr::images::CroppedImage::new(&src, crop.x, crop.y, crop.w, crop.h)
-        .map_err(|e| e.to_string())?;
-    let mut dst =
-        fr::images::Image::from_slice_u8(out_size.0, out_size.1, out, fr::PixelType::U8x3)
-            .map_err(|e| e.to_string())?;
-    let opts =
-        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
-    scratch
-        .resizer
-        .resize(&boxed, &mut dst, &opts)
-        .map_err(|e| e.to_string())
+    crate::resize::resize(
+        path,
+        src,
+        size.0 as usize,
+        crop,
+        (ow, oh),
+        flip,
+        out,
+        &mut scratch.resize,
+    );
+    Ok(())
 }
 
 /// Mirrors each row.
@@ -156,11 +172,18 @@ pub fn apply_view(
         apply_view_reference(src, w, d, side as usize, out, scratch);
         return Ok(());
     }
-    crop_resize(src, w, h, d.crop, side, out, scratch)?;
+    // The flip is done by the resize, writing each row mirrored.
     let s = side as usize;
-    if d.flip {
-        flip_horizontal(out, s);
-    }
+    resize_box_with(
+        best_path(),
+        src,
+        (w, h),
+        d.crop,
+        (side, side),
+        d.flip,
+        out,
+        scratch,
+    )?;
     if d.randaugment.is_empty() {
         match &d.jitter {
             Some(j) => jitter(out, j, d.grey, scratch),
