@@ -86,6 +86,8 @@ pub(crate) struct ResizeScratch {
     cols: Taps,
     /// The vertical pass's output, `mid_stride` bytes a row (padded).
     mid: Vec<u8>,
+    /// The vertical pass's sums for one row.
+    acc: Vec<i32>,
     /// The AVX2 pass's weights, per output column and pair of taps.
     pub pairs: Vec<[i16; 8]>,
 }
@@ -116,17 +118,17 @@ pub(crate) fn resize(
     // group's first pixel): the padding keeps those reads in each row.
     let mid_stride = 3 * (cw + s.cols.stride) + 16;
     s.mid.resize(mid_stride * out_h, 0);
-    let (rows, mid) = (&s.rows, &mut s.mid);
+    let (rows, mid, acc) = (&s.rows, &mut s.mid, &mut s.acc);
     dispatch(
         path,
         #[inline(always)]
-        || vertical(src, 3 * w, 3 * cx, 3 * cw, cy, rows, mid, mid_stride),
+        || vertical(src, 3 * w, 3 * cx, 3 * cw, cy, rows, mid, mid_stride, acc),
     );
     crate::resize_avx2::horizontal(path, &s.mid, mid_stride, &s.cols, flip, out, &mut s.pairs);
 }
 
 /// Output row y of `mid` from the box's rows: `row_bytes` bytes from byte `x0`
-/// of rows `y0 + start..` of `src` (`stride` bytes a row).
+/// of rows `y0 + start..` of `src` (`stride` bytes a row). `acc` is scratch.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn vertical(
@@ -138,26 +140,24 @@ fn vertical(
     taps: &Taps,
     mid: &mut [u8],
     mid_stride: usize,
+    acc: &mut Vec<i32>,
 ) {
-    const CHUNK: usize = 64;
+    acc.resize(row_bytes, 0);
     for (y, dst) in mid.chunks_exact_mut(mid_stride).enumerate() {
         let (first, n) = (y0 + taps.start[y], taps.count[y]);
         let w = &taps.weights[y * taps.stride..y * taps.stride + n];
         let row = |k: usize| &src[(first + k) * stride + x0..(first + k) * stride + x0 + row_bytes];
-        let mut j = 0;
-        while j < row_bytes {
-            let len = CHUNK.min(row_bytes - j);
-            let mut acc = [HALF; CHUNK];
-            for (k, &wk) in w.iter().enumerate() {
-                let r = &row(k)[j..j + len];
-                for (a, &v) in acc.iter_mut().zip(r) {
-                    *a += i32::from(wk) * i32::from(v);
-                }
+        // One tap at a time over the whole row: plain loops that vectorise.
+        for (a, &v) in acc.iter_mut().zip(row(0)) {
+            *a = HALF + i32::from(w[0]) * i32::from(v);
+        }
+        for (k, &wk) in w.iter().enumerate().skip(1) {
+            for (a, &v) in acc.iter_mut().zip(row(k)) {
+                *a += i32::from(wk) * i32::from(v);
             }
-            for (d, &a) in dst[j..j + len].iter_mut().zip(&acc) {
-                *d = (a >> BITS).clamp(0, 255) as u8;
-            }
-            j += len;
+        }
+        for (d, &a) in dst[..row_bytes].iter_mut().zip(acc.iter()) {
+            *d = (a >> BITS).clamp(0, 255) as u8;
         }
     }
 }
