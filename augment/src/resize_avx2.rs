@@ -151,32 +151,104 @@ unsafe fn rows_avx2(
         _mm256_srai_epi32::<{ BITS as i32 }>(acc)
     };
     let quads = out_w / 4;
-    for (two, dst) in mid
-        .chunks_exact(2 * mid_stride)
-        .zip(out.chunks_exact_mut(6 * out_w))
-    {
-        let (a, b) = two.split_at(mid_stride);
-        let (da, db) = dst.split_at_mut(3 * out_w);
-        for q in 0..quads {
-            let x = 4 * q;
-            let p01 = _mm256_packs_epi32(pixel(a, b, x), pixel(a, b, x + 1));
-            let p23 = _mm256_packs_epi32(pixel(a, b, x + 2), pixel(a, b, x + 3));
-            let rgb = _mm256_shuffle_epi8(_mm256_packus_epi16(p01, p23), order);
-            let mut bytes = [0u8; 32];
-            // SAFETY: 32 bytes into a 32-byte array.
-            unsafe { _mm256_storeu_si256(bytes.as_mut_ptr().cast(), rgb) };
-            let at = 3 * if flip { out_w - 4 - x } else { x };
-            da[at..at + 12].copy_from_slice(&bytes[..12]);
-            db[at..at + 12].copy_from_slice(&bytes[16..28]);
+    let pair_rows = mid.len() / (2 * mid_stride);
+    let pack4 = |p: [__m256i; 4]| {
+        let p01 = _mm256_packs_epi32(p[0], p[1]);
+        let p23 = _mm256_packs_epi32(p[2], p[3]);
+        let rgb = _mm256_shuffle_epi8(_mm256_packus_epi16(p01, p23), order);
+        let mut bytes = [0u8; 32];
+        // SAFETY: 32 bytes into a 32-byte array.
+        unsafe { _mm256_storeu_si256(bytes.as_mut_ptr().cast(), rgb) };
+        bytes
+    };
+    // Four output pixels at a time down the rows, their weights in registers,
+    // where each has at most eight taps (two loads); else per pixel.
+    for q in 0..quads {
+        let x = 4 * q;
+        let at = 3 * if flip { out_w - 4 - x } else { x };
+        let row_out = |r: usize| 3 * out_w * r + at;
+        if (x..x + 4).all(|i| taps.count[i] <= 8) {
+            let zero = _mm256_setzero_si256();
+            let mut off = [0usize; 4];
+            let mut two = [false; 4];
+            let mut w = [[zero; 4]; 4];
+            for i in 0..4 {
+                off[i] = 3 * taps.start[x + i];
+                two[i] = taps.count[x + i] > 4;
+                let ps = &pairs[(x + i) * per..(x + i + 1) * per];
+                for (k, wk) in w[i].iter_mut().enumerate().take(if two[i] { 4 } else { 2 }) {
+                    // SAFETY: 16 bytes of an [i16; 8].
+                    *wk = _mm256_broadcastsi128_si256(unsafe {
+                        _mm_loadu_si128(ps[k].as_ptr().cast())
+                    });
+                }
+            }
+            for r in 0..pair_rows {
+                let base = 2 * r * mid_stride;
+                let px = |i: usize| {
+                    let at = base + off[i];
+                    // SAFETY: both rows' 16 bytes at `off` (and 12 further on
+                    // for a second group) end within the rows (the reach).
+                    let v = unsafe {
+                        _mm256_loadu2_m128i(
+                            mid.as_ptr().add(at + mid_stride).cast(),
+                            mid.as_ptr().add(at).cast(),
+                        )
+                    };
+                    let mut acc = _mm256_add_epi32(
+                        half,
+                        _mm256_add_epi32(
+                            _mm256_madd_epi16(_mm256_shuffle_epi8(v, lo), w[i][0]),
+                            _mm256_madd_epi16(_mm256_shuffle_epi8(v, hi), w[i][1]),
+                        ),
+                    );
+                    if two[i] {
+                        // SAFETY: as above.
+                        let v = unsafe {
+                            _mm256_loadu2_m128i(
+                                mid.as_ptr().add(at + 12 + mid_stride).cast(),
+                                mid.as_ptr().add(at + 12).cast(),
+                            )
+                        };
+                        acc = _mm256_add_epi32(
+                            acc,
+                            _mm256_add_epi32(
+                                _mm256_madd_epi16(_mm256_shuffle_epi8(v, lo), w[i][2]),
+                                _mm256_madd_epi16(_mm256_shuffle_epi8(v, hi), w[i][3]),
+                            ),
+                        );
+                    }
+                    _mm256_srai_epi32::<{ BITS as i32 }>(acc)
+                };
+                let bytes = pack4([px(0), px(1), px(2), px(3)]);
+                out[row_out(2 * r)..row_out(2 * r) + 12].copy_from_slice(&bytes[..12]);
+                out[row_out(2 * r + 1)..row_out(2 * r + 1) + 12].copy_from_slice(&bytes[16..28]);
+            }
+        } else {
+            for r in 0..pair_rows {
+                let (a, b) = mid[2 * r * mid_stride..].split_at(mid_stride);
+                let bytes = pack4([
+                    pixel(a, b, x),
+                    pixel(a, b, x + 1),
+                    pixel(a, b, x + 2),
+                    pixel(a, b, x + 3),
+                ]);
+                out[row_out(2 * r)..row_out(2 * r) + 12].copy_from_slice(&bytes[..12]);
+                out[row_out(2 * r + 1)..row_out(2 * r + 1) + 12].copy_from_slice(&bytes[16..28]);
+            }
         }
-        for x in 4 * quads..out_w {
+    }
+    for x in 4 * quads..out_w {
+        let at = 3 * if flip { out_w - 1 - x } else { x };
+        for r in 0..pair_rows {
+            let (a, b) = mid[2 * r * mid_stride..].split_at(mid_stride);
             let v = pixel(a, b, x);
             let bytes = _mm256_packus_epi16(_mm256_packs_epi32(v, v), v);
-            let at = 3 * if flip { out_w - 1 - x } else { x };
             let pa = (_mm256_extract_epi32::<0>(bytes) as u32).to_le_bytes();
             let pb = (_mm256_extract_epi32::<4>(bytes) as u32).to_le_bytes();
-            da[at..at + 3].copy_from_slice(&pa[..3]);
-            db[at..at + 3].copy_from_slice(&pb[..3]);
+            let (ra, rb) = (3 * out_w * 2 * r + at, 3 * out_w * (2 * r + 1) + at);
+            out[ra..ra + 3].copy_from_slice(&pa[..3]);
+            out[rb..rb + 3].copy_from_slice(&pb[..3]);
         }
     }
 }
