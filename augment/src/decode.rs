@@ -33,11 +33,12 @@ pub fn decode_into(rec: &Record<'_>, buf: &mut Vec<u8>) -> Result<(u32, u32), St
 fn decode_any(rec: &Record<'_>, buf: &mut Vec<u8>) -> Result<(u32, u32), String> {
     match rec.encoding {
         Encoding::Jpeg => {
-            let fast =
-                JPEG.with(|s| decode_baseline(best_path(), rec.data, buf, &mut s.borrow_mut()));
-            if std::env::var_os("FNC_JPEG_GENERAL").is_some() {
-                return decode_jpeg_general(rec.data, buf);
-            }
+            let fast = JPEG.with(|s| {
+                let mut s = s.borrow_mut();
+                let wh = decode_baseline(best_path(), rec.data, buf, &mut s);
+                s.release_if_huge();
+                wh
+            });
             if let Some(wh) = fast {
                 return Ok(wh);
             }

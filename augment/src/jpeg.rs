@@ -31,9 +31,24 @@ pub(crate) struct JpegScratch {
     rows: Rows,
 }
 
-/// The largest image (in pixels) this decoder takes; a larger one goes to the
-/// general decoder with its own limits.
-const MAX_PIXELS: usize = 1 << 28;
+/// The largest image (in pixels) this decoder takes (8192 x 8192); a larger
+/// one goes to the general decoder with its own limits.
+const MAX_PIXELS: usize = 1 << 26;
+
+/// Planes larger than this (bytes) are not kept for the next image.
+const KEEP_BYTES: usize = 1 << 24;
+
+impl JpegScratch {
+    /// Frees the planes after an unusually large image, so that one such image
+    /// does not hold its memory in every worker for the rest of the run.
+    pub(crate) fn release_if_huge(&mut self) {
+        for p in &mut self.planes {
+            if p.capacity() > KEEP_BYTES {
+                *p = Vec::new();
+            }
+        }
+    }
+}
 
 /// Decodes `data` into `out` (resized to width x height x 3, packed RGB8) and
 /// returns (width, height), or `None` (with `out` in an unspecified state) where
@@ -114,6 +129,11 @@ fn decode_scan(
     let mut block = [0i16; 64];
     let mut marker = 0u8;
     for mcu in 0..mcux * mcuy {
+        // A row of MCUs that needed bits past the data: truncated or corrupt,
+        // and no use decoding the rest from zeros.
+        if mcu % mcux == 0 && !bits.all_real() {
+            return false;
+        }
         if h.restart > 0 && mcu > 0 && mcu % h.restart == 0 {
             if !bits.restart(marker) {
                 return false;

@@ -6,7 +6,10 @@
 //! The vertical pass runs first, over the box's rows, into a padded buffer; the
 //! horizontal pass then works on the output's rows only (fewer than the box's
 //! when downscaling, and it is the dearer pass per tap). It can write each row
-//! mirrored, which is the recipe's horizontal flip at no cost. Each output is
+//! mirrored, which is the recipe's horizontal flip at no cost. (torchvision
+//! and Pillow run the horizontal pass first: rounding between the passes in
+//! the other order, outputs differ from theirs by a level here and there.)
+//! Each output is
 //! its taps' weighted sum, rounded once per pass: every CPU path gives the same
 //! bytes (the horizontal pass has AVX2 intrinsics in `resize_avx2`, tested
 //! against the portable pass here).
@@ -27,6 +30,7 @@ pub(crate) struct Taps {
     pub weights: Vec<i16>,
     pub stride: usize,
     exact: Vec<f64>,
+    order: Vec<usize>,
 }
 
 impl Taps {
@@ -61,17 +65,26 @@ impl Taps {
                 // of some tap); kept so that no division by zero is possible.
                 w[0] = 1 << BITS;
             } else {
+                // Largest remainders: each weight its exact share rounded down,
+                // then the units left over to the largest fractions, so that
+                // they sum to exactly 2^14 (a flat area stays flat) and each is
+                // within one unit of its share.
                 let unit = f64::from(1 << BITS) / total;
-                for (q, e) in w.iter_mut().zip(&self.exact[..n]) {
-                    // Rounded half up (the value is not negative).
-                    *q = (e * unit + 0.5) as i16;
+                let mut left = 1i32 << BITS;
+                for (q, e) in w.iter_mut().zip(self.exact[..n].iter_mut()) {
+                    let share = *e * unit;
+                    *q = share as i16;
+                    left -= i32::from(*q);
+                    *e = share - f64::from(*q);
                 }
-            }
-            // The weights sum to exactly 2^14, so a flat area stays flat: the
-            // rounding's remainder goes to the largest.
-            let sum: i32 = w.iter().map(|&q| i32::from(q)).sum();
-            if let Some(big) = (0..n).max_by_key(|&k| w[k]) {
-                w[big] = (i32::from(w[big]) + (1 << BITS) - sum) as i16;
+                self.order.clear();
+                self.order.extend(0..n);
+                let frac = &self.exact;
+                self.order
+                    .sort_unstable_by(|&a, &b| frac[b].total_cmp(&frac[a]).then(a.cmp(&b)));
+                for &k in self.order.iter().take(left.max(0) as usize) {
+                    w[k] += 1;
+                }
             }
             self.start.push(lo);
             self.count.push(n);

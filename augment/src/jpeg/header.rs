@@ -136,12 +136,13 @@ pub(super) fn parse(data: &[u8], tables: &mut Tables) -> Option<Header> {
                     data_start: r.pos,
                 });
             }
-            // Start of image again, end of image, restart or DNL before the scan.
-            0xD8 | 0xD9 | 0xD0..=0xD7 | 0xDC | 0x01 | 0x00 => return None,
-            // APPn, COM and the rest: skipped by their length.
-            _ => {
+            // APPn and COM: skipped by their length.
+            0xE0..=0xEF | 0xFE => {
                 r.segment()?;
             }
+            // Anything else (arithmetic conditioning, JPG extensions, reserved
+            // codes) libjpeg refuses or reads otherwise.
+            _ => return None,
         }
     }
 }
@@ -164,6 +165,9 @@ fn parse_frame(s: &[u8]) -> Option<Frame> {
         let tq = usize::from(r.u8()?);
         let (h, v) = (usize::from(hv >> 4), usize::from(hv & 15));
         if !(1..=4).contains(&h) || !(1..=4).contains(&v) || tq > 3 {
+            return None;
+        }
+        if comps.iter().any(|c: &(u8, usize, usize, usize)| c.0 == id) {
             return None;
         }
         comps.push((id, h, v, tq));
@@ -219,11 +223,17 @@ fn parse_quant(mut s: &[u8], qt: &mut [[u16; 64]; 4], set: &mut [bool; 4]) -> Op
         let width = 1 + usize::from(pq);
         let vals = s.get(1..1 + 64 * width)?;
         for (k, &z) in ZIGZAG.iter().enumerate() {
-            qt[id][usize::from(z)] = if pq == 0 {
+            let q = if pq == 0 {
                 u16::from(vals[k])
             } else {
                 u16::from(vals[2 * k]) << 8 | u16::from(vals[2 * k + 1])
             };
+            // libjpeg-turbo multiplies in 16 bits: past 255 its products can
+            // wrap where these do not.
+            if q > 255 {
+                return None;
+            }
+            qt[id][usize::from(z)] = q;
         }
         set[id] = true;
         s = &s[1 + 64 * width..];

@@ -86,6 +86,11 @@ impl HuffTable {
                 code += 1;
                 k += 1;
             }
+            // libjpeg's rule: the codes of a length leave its all-ones code
+            // free (a table that uses it is refused there).
+            if code >= 1 << len {
+                return None;
+            }
             if n > 0 {
                 t.maxcode[len as usize] = code as i32 - 1;
             }
@@ -208,7 +213,7 @@ impl<'a> Bits<'a> {
                         0xFF
                     } else {
                         // A marker: zeros from here, the marker left unread.
-                        self.phantom += 1;
+                        self.phantom = self.phantom.saturating_add(1);
                         0
                     }
                 }
@@ -217,7 +222,7 @@ impl<'a> Bits<'a> {
                     b
                 }
                 None => {
-                    self.phantom += 1;
+                    self.phantom = self.phantom.saturating_add(1);
                     0
                 }
             };
@@ -244,7 +249,7 @@ impl<'a> Bits<'a> {
     /// Whether every bit decoded so far was in the data (none was a zero read at
     /// a marker or past the end).
     pub(super) fn all_real(&self) -> bool {
-        self.phantom * 8 <= self.n
+        self.phantom <= self.n / 8
     }
 
     /// Goes past restart marker `RSTm` (`m` = 0..8) after the padding of the
@@ -285,7 +290,8 @@ impl<'a> Bits<'a> {
         acc <<= len;
         n -= len;
         let size = u32::from(size);
-        if size > 16 {
+        // libjpeg refuses DC differences of over 15 bits.
+        if size > 15 {
             return None;
         }
         if size > 0 {
@@ -347,31 +353,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn over_full_code_lengths_are_refused() {
-        // Three codes of length 1 do not fit.
+    fn over_full_code_lengths_are_refused_as_libjpeg_does() {
+        // Two codes of length 1 would use the all-ones code "1"; one is fine,
+        // and so are "0", "10", "110" after it.
         let mut counts = [0u8; 16];
-        counts[0] = 3;
-        assert!(HuffTable::new(&counts, &[0, 1, 2], false).is_none());
         counts[0] = 2;
-        assert!(HuffTable::new(&counts, &[0, 1], false).is_some());
+        assert!(HuffTable::new(&counts, &[0, 1], false).is_none());
+        counts[0] = 1;
+        assert!(HuffTable::new(&counts, &[0], false).is_some());
+        counts[1] = 1;
+        counts[2] = 1;
+        assert!(HuffTable::new(&counts, &[0, 1, 2], false).is_some());
+        counts[2] = 2;
+        assert!(HuffTable::new(&counts, &[0, 1, 2, 3], false).is_none());
     }
 
     #[test]
     fn long_codes_decode_through_the_slow_path() {
-        // One code per length 1..=15, then two of 16: a complete code whose
-        // longest codes lie beyond the lookahead.
-        let mut counts = [1u8; 16];
-        counts[15] = 2;
-        let symbols: Vec<u8> = (0..17).collect();
+        // One code per length 1..=16: the longest codes lie beyond the
+        // lookahead, and the all-ones 16-bit code is left free.
+        let counts = [1u8; 16];
+        let symbols: Vec<u8> = (0..16).collect();
         let t = HuffTable::new(&counts, &symbols, false).unwrap();
-        // Length L's code is L-1 ones then a zero; the two 16-bit codes are 15
-        // ones then 0 and then 1.
+        // Length L's code is L-1 ones then a zero.
         for len in 1..=16u32 {
             let code: u64 = ((1u64 << (len - 1)) - 1) << 1;
             let bits = code << (64 - len);
             assert_eq!(t.decode(bits), Some((len, (len - 1) as u8)), "length {len}");
         }
-        assert_eq!(t.decode(u64::MAX), Some((16, 16)));
+        assert_eq!(t.decode(u64::MAX), None);
     }
 
     #[test]

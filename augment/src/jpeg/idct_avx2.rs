@@ -48,7 +48,7 @@ fn fix(c: i32) -> __m256i {
 /// One 1-D pass over eight lanes (see `idct::pass`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn pass<const SHIFT: i32>(x: &[__m256i; 8]) -> [__m256i; 8] {
+fn pass<const SHIFT: i32>(x: &[__m256i; 8]) -> [__m256i; 8] {
     let add = |a, b| _mm256_add_epi32(a, b);
     let sub = |a, b| _mm256_sub_epi32(a, b);
     let mul = |a, c: i32| _mm256_mullo_epi32(a, fix(c));
@@ -90,7 +90,7 @@ unsafe fn pass<const SHIFT: i32>(x: &[__m256i; 8]) -> [__m256i; 8] {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn transpose(r: &[__m256i; 8]) -> [__m256i; 8] {
+fn transpose(r: &[__m256i; 8]) -> [__m256i; 8] {
     // 2x2 blocks of 32-bit values, then of 64-bit, then 128-bit halves.
     let a0 = _mm256_unpacklo_epi32(r[0], r[1]);
     let a1 = _mm256_unpackhi_epi32(r[0], r[1]);
@@ -136,9 +136,9 @@ unsafe fn block_avx2(coef: &[i16; 64], q: &[u16; 64], out: &mut [u8], stride: us
         };
         *v = _mm256_mullo_epi32(_mm256_cvtepi16_epi32(c), _mm256_cvtepu16_epi32(qv));
     }
-    let cols = unsafe { pass::<11>(&x) };
-    let rows = unsafe { pass::<18>(&transpose(&cols)) };
-    let px = unsafe { transpose(&rows) };
+    let cols = pass::<11>(&x);
+    let rows = pass::<18>(&transpose(&cols));
+    let px = transpose(&rows);
     let centre = _mm256_set1_epi32(128);
     let p = px.map(|v| _mm256_add_epi32(v, centre));
     // Saturating packs give the clamp to 0..=255; the packs work per 128-bit

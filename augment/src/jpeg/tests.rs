@@ -156,13 +156,53 @@ fn damaged_files_never_panic_and_decode_to_whole_images_or_none() {
             // A cut anywhere.
             _ => data.truncate((next() as usize) % data.len()),
         }
-        for path in available_paths() {
+        for (i, path) in available_paths().into_iter().enumerate() {
             match fast(path, &data) {
                 Some(((w, h), out)) => assert_eq!(out.len(), w as usize * h as usize * 3),
-                None => declined += 1,
+                None if i == 0 => declined += 1,
+                None => {}
             }
         }
     }
     // Most damage is seen; the rest decodes to an image of the stated size.
     assert!(declined > trials / 4, "{declined} declined of {trials}");
+}
+
+/// A 4:4:4 `side` x `side` baseline header whose only Huffman codes are 16
+/// zero bits (DC: a 15-bit difference; AC: a 15-bit coefficient), so that
+/// zero bytes decode as ~250 bytes a block, then `body`.
+fn zero_coded(side: u16, body: &[u8]) -> Vec<u8> {
+    let mut d = vec![0xFF, 0xD8];
+    d.extend([0xFF, 0xDB, 0, 67, 0x00]);
+    d.extend([1u8; 64]);
+    let [hi, lo] = side.to_be_bytes();
+    d.extend([0xFF, 0xC0, 0, 17, 8, hi, lo, hi, lo, 3]);
+    d.extend([1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0]);
+    for (class, symbol) in [(0x00u8, 15u8), (0x10, 0x0F)] {
+        d.extend([0xFF, 0xC4, 0, 20, class]);
+        d.extend([0u8; 15]);
+        d.extend([1, symbol]);
+    }
+    d.extend([0xFF, 0xDA, 0, 12, 3, 1, 0x00, 2, 0x00, 3, 0x00, 0, 63, 0]);
+    d.extend(body);
+    d
+}
+
+#[test]
+fn a_large_frame_with_too_little_data_is_declined_after_its_first_row() {
+    // 4096 x 4096 at 4:4:4 is 786,432 blocks: enough bytes follow to pass the
+    // size check, but the scan runs out (or meets the end marker) within the
+    // first row of MCUs, where the decoder stops (the rest from zeros would
+    // take minutes in a test build).
+    let path = crate::simd::best_path();
+    let mut after_end = vec![0xFF, 0xD9];
+    after_end.extend(vec![0u8; 120_000]);
+    let mut before_end = vec![0u8; 120_000];
+    before_end.extend([0xFF, 0xD9]);
+    for body in [after_end, before_end] {
+        assert!(fast(path, &zero_coded(4096, &body)).is_none());
+    }
+    // The same stream, small enough for its data (12 blocks): decoded.
+    let small = zero_coded(16, &vec![0u8; 12 * 250]);
+    assert!(fast(path, &small).is_some());
 }
