@@ -148,32 +148,50 @@ fn crop_resize_bicubic_impl(
         // Output column x is stored at out_w - 1 - x.
         xtaps.reverse();
     }
-    // Horizontal pass over every row of the crop. Every value of `rows` and
-    // `out` is written below: reused buffers need no clearing.
-    rows.resize(ch * out_w * 3 + (cw + 3) * 3, 0.0);
-    let (rows, padded) = rows.split_at_mut(ch * out_w * 3);
-    const S: f32 = 1.0 / 255.0;
-    for (y, dst) in rows.chunks_exact_mut(out_w * 3).enumerate() {
-        let at = (crop.y as usize + y) * stride + crop.x as usize * 3;
-        let line = &src[at..at + cw * 3];
-        // Each byte to float once (the same value every tap reads).
-        for (p, &v) in padded[3..(cw + 1) * 3].iter_mut().zip(line) {
-            *p = v as f32 * S;
-        }
-        for c in 0..3 {
-            let (l, r) = (padded[3 + c], padded[cw * 3 + c]);
-            padded[c] = l;
-            padded[(cw + 1) * 3 + c] = r;
-            padded[(cw + 2) * 3 + c] = r;
-        }
-        hpass_avx512::hpass_row(path, padded, &xtaps, dst);
-    }
-    out.resize(out_h * out_w * 3, 0.0);
+    // The horizontal pass per crop row, as the vertical pass first needs it,
+    // into a ring of four rows (row r in slot r % 4: an output's four taps are
+    // consecutive rows, so they never share a slot). Each crop row is done at
+    // most once (the taps only move down) and the ring stays in the L1 cache,
+    // where a whole horizontally resized crop would not fit in L2. Every value
+    // of `rows` and `out` is written before it is read: reused buffers need
+    // no clearing.
     let n = out_w * 3;
+    rows.resize(4 * n + (cw + 3) * 3, 0.0);
+    let (ring, padded) = rows.split_at_mut(4 * n);
+    let mut held = [usize::MAX; 4];
+    let plan = hpass_avx512::Plan::new(&xtaps, padded.len());
+    const S: f32 = 1.0 / 255.0;
+    out.resize(out_h * n, 0.0);
     for y in 0..out_h {
         let (iy, wy) = taps(y, sy, ch);
-        let r = |k: usize| &rows[iy[k] * n..(iy[k] + 1) * n];
-        let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+        for &r in &iy {
+            if held[r % 4] == r {
+                continue;
+            }
+            held[r % 4] = r;
+            let at = (crop.y as usize + r) * stride + crop.x as usize * 3;
+            let line = &src[at..at + cw * 3];
+            // Each byte to float once (the same value every tap reads).
+            for (p, &v) in padded[3..(cw + 1) * 3].iter_mut().zip(line) {
+                *p = v as f32 * S;
+            }
+            for c in 0..3 {
+                let (l, r) = (padded[3 + c], padded[cw * 3 + c]);
+                padded[c] = l;
+                padded[(cw + 1) * 3 + c] = r;
+                padded[(cw + 2) * 3 + c] = r;
+            }
+            let slot = r % 4;
+            hpass_avx512::hpass_row(
+                path,
+                padded,
+                &xtaps,
+                &plan,
+                &mut ring[slot * n..(slot + 1) * n],
+            );
+        }
+        let row = |k: usize| &ring[(iy[k] % 4) * n..(iy[k] % 4 + 1) * n];
+        let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
         for (i, o) in out[y * n..(y + 1) * n].iter_mut().enumerate() {
             *o = wy[0] * r0[i] + wy[1] * r1[i] + wy[2] * r2[i] + wy[3] * r3[i];
         }

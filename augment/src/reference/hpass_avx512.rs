@@ -1,24 +1,79 @@
 //! The bicubic resize's horizontal pass (each output pixel: four source
-//! pixels, three channels, one weight per tap), one output pixel a 512-bit
-//! register where the path has AVX-512: its twelve products in one multiply,
-//! then each channel's four summed left to right through lane permutes. The
-//! same products and the same order of additions as the portable loop (no
-//! fused multiply-adds), so the same floats (tested); the portable loop runs
-//! every other path.
+//! pixels, three channels, one weight per tap) where the path has AVX-512:
+//! four output pixels a 512-bit register (twelve lanes), each tap's source
+//! values picked out of the 32 floats from the block's first source pixel by a
+//! two-register permute (`vpermt2ps`), whose indices and weights are worked
+//! out once per view ([`Plan`]); a block whose sources span more than 32
+//! floats (a shrink of over 2.2x), and the last pixels, one pixel a register:
+//! its twelve products in one multiply, then each channel's four summed left
+//! to right through lane permutes. The same products and the same order of
+//! additions as the portable loop (no fused multiply-adds), so the same floats
+//! (tested); the portable loop runs every other path.
 #![allow(unsafe_code)]
 
 use crate::simd::CpuPath;
+
+/// Four output pixels whose sources lie within 32 floats: where the window
+/// starts and, per tap, each lane's index into it and its weight (lanes 12..16
+/// unused).
+#[derive(Clone, Copy)]
+struct Block {
+    base: usize,
+    idx: [[i32; 16]; 4],
+    w: [[f32; 16]; 4],
+}
+
+/// The blocked pass's indices and weights for one view's taps; `None` for a
+/// block done pixel by pixel.
+#[derive(Default)]
+pub(crate) struct Plan {
+    blocks: Vec<Option<Block>>,
+}
+
+impl Plan {
+    /// The plan for `taps` over rows of `len` floats.
+    pub(crate) fn new(taps: &[(usize, [f32; 4])], len: usize) -> Plan {
+        let blocks = taps
+            .chunks_exact(4)
+            .map(|four| {
+                let lo = four.iter().map(|t| t.0).min()?;
+                let hi = four.iter().map(|t| t.0).max()?;
+                let inside = four.iter().all(|t| t.0 * 3 + 12 <= len);
+                if !inside || (hi - lo + 4) * 3 > 32 {
+                    return None;
+                }
+                let mut b = Block {
+                    base: lo * 3,
+                    idx: [[0; 16]; 4],
+                    w: [[0.0; 16]; 4],
+                };
+                for (p, &(first, w)) in four.iter().enumerate() {
+                    for k in 0..4 {
+                        for c in 0..3 {
+                            b.idx[k][3 * p + c] = ((first - lo + k) * 3 + c) as i32;
+                            b.w[k][3 * p + c] = w[k];
+                        }
+                    }
+                }
+                Some(b)
+            })
+            .collect();
+        Plan { blocks }
+    }
+}
 
 /// For each output pixel `x` of `dst` (three floats each): with `(first, w) =
 /// taps[x]` and `p = padded[3 first..]`, channel `c` is `w[0] p[c] + w[1]
 /// p[3 + c] + w[2] p[6 + c] + w[3] p[9 + c]`. A column whose twelve values
 /// would run past `padded` (the resize never makes one) is written as zeros on
-/// every path, never left holding an earlier view's values.
+/// every path, never left holding an earlier view's values. `plan` is
+/// [`Plan::new`] of `taps` and `padded.len()`.
 #[inline(always)]
 pub(crate) fn hpass_row(
     path: CpuPath,
     padded: &[f32],
     taps: &[(usize, [f32; 4])],
+    plan: &Plan,
     dst: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
@@ -26,9 +81,10 @@ pub(crate) fn hpass_row(
         // SAFETY: `has_avx512` holds only for paths whose CPU has AVX-512 F
         // (CpuPath is detected, never built); `row_avx512` bounds every load
         // and store itself.
-        unsafe { row_avx512(padded, taps, dst) };
+        unsafe { row_avx512(padded, taps, plan, dst) };
         return;
     }
+    let _ = plan;
     let _ = path;
     for (d, &(first, w)) in dst.chunks_exact_mut(3).zip(taps) {
         match padded.get(first * 3..).and_then(|p| p.first_chunk::<12>()) {
@@ -46,10 +102,11 @@ pub(crate) fn hpass_row(
 /// The CPU has AVX-512 F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], dst: &mut [f32]) {
+unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], plan: &Plan, dst: &mut [f32]) {
     use std::arch::x86_64::{
-        _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_mul_ps,
-        _mm512_permutexvar_ps, _mm512_set_epi32, _mm512_set_ps, _mm512_setzero_ps,
+        _mm512_add_ps, _mm512_loadu_epi32, _mm512_loadu_ps, _mm512_mask_storeu_ps,
+        _mm512_maskz_loadu_ps, _mm512_mul_ps, _mm512_permutex2var_ps, _mm512_permutexvar_ps,
+        _mm512_set_epi32, _mm512_set_ps, _mm512_setzero_ps,
     };
     // Lane i of shift k reads lane i + k (lanes past 15 read 15, unused).
     let shift = |k: i32| {
@@ -74,14 +131,17 @@ unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], dst: &mut [f32]
         )
     };
     let (s3, s6, s9) = (shift(3), shift(6), shift(9));
-    for (x, &(first, w)) in taps.iter().enumerate().take(dst.len() / 3) {
+    let pixels = taps.len().min(dst.len() / 3);
+    // One output pixel x (x < pixels).
+    let one = |x: usize, dst: &mut [f32]| {
+        let (first, w) = taps[x];
         let at = first * 3;
         if at.checked_add(12).is_none_or(|end| end > padded.len()) {
             // SAFETY: as below, lanes 0..3 write dst[3x..3x + 3].
             unsafe {
                 _mm512_mask_storeu_ps(dst.as_mut_ptr().add(3 * x), 0b111, _mm512_setzero_ps())
             };
-            continue;
+            return;
         }
         let wv = _mm512_set_ps(
             0.0, 0.0, 0.0, 0.0, w[3], w[3], w[3], w[2], w[2], w[2], w[1], w[1], w[1], w[0], w[0],
@@ -94,10 +154,44 @@ unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], dst: &mut [f32]
         let s = _mm512_add_ps(q, _mm512_permutexvar_ps(s3, q));
         let s = _mm512_add_ps(s, _mm512_permutexvar_ps(s6, q));
         let s = _mm512_add_ps(s, _mm512_permutexvar_ps(s9, q));
-        // SAFETY: x < dst.len() / 3, so lanes 0..3 write dst[3x..3x + 3]; the
-        // masked-off lanes write nothing.
+        // SAFETY: x < pixels <= dst.len() / 3, so lanes 0..3 write
+        // dst[3x..3x + 3]; the masked-off lanes write nothing.
         unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(3 * x), 0b111, s) };
+    };
+    for (b, block) in plan.blocks.iter().enumerate().take(pixels / 4) {
+        let Some(block) = block else {
+            (4 * b..4 * b + 4).for_each(|x| one(x, dst));
+            continue;
+        };
+        // Lanes of the 32-float window that lie in `padded` (the rest read
+        // nothing and are never picked: the plan's indices stay in the row).
+        let room = padded.len().saturating_sub(block.base);
+        let mask = |from: usize| ((1u32 << room.saturating_sub(from).min(16)) - 1) as u16;
+        // SAFETY: each masked load reads only lanes below `room`, that is
+        // within `padded`.
+        let (lo, hi) = unsafe {
+            (
+                _mm512_maskz_loadu_ps(mask(0), padded.as_ptr().wrapping_add(block.base)),
+                _mm512_maskz_loadu_ps(mask(16), padded.as_ptr().wrapping_add(block.base + 16)),
+            )
+        };
+        let mut acc = _mm512_setzero_ps();
+        for k in 0..4 {
+            // SAFETY: 16 values of [i32; 16] and [f32; 16].
+            let (idx, w) = unsafe {
+                (
+                    _mm512_loadu_epi32(block.idx[k].as_ptr()),
+                    _mm512_loadu_ps(block.w[k].as_ptr()),
+                )
+            };
+            let g = _mm512_mul_ps(w, _mm512_permutex2var_ps(lo, idx, hi));
+            acc = if k == 0 { g } else { _mm512_add_ps(acc, g) };
+        }
+        // SAFETY: 4b + 4 <= pixels <= dst.len() / 3: lanes 0..12 write
+        // dst[12b..12b + 12].
+        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(12 * b), 0x0FFF, acc) };
     }
+    (pixels / 4 * 4..pixels).for_each(|x| one(x, dst));
 }
 
 #[cfg(test)]
@@ -117,18 +211,44 @@ mod tests {
         // first 30 end at pixel 39 or before).
         taps.push((38, [0.25; 4]));
         taps.push((40, [0.25; 4]));
-        let mut outs = Vec::new();
-        for path in available_paths() {
-            let mut dst = vec![-1f32; 3 * taps.len()];
-            hpass_row(path, &padded, &taps, &mut dst);
-            assert!(dst[3 * 30..].iter().all(|&v| v == 0.0), "{path:?}");
-            outs.push(dst);
-        }
-        for o in &outs[1..] {
-            assert!(o
-                .iter()
-                .zip(&outs[0])
-                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        // Mirrored (the flip: sources in decreasing order), and a shrink by 3
+        // (blocks spanning over 32 floats, done pixel by pixel) between blocks
+        // of a shrink by 1.2.
+        let mirrored: Vec<_> = taps[..30].iter().rev().copied().collect();
+        let mixed: Vec<_> = (0..23)
+            .map(|x| {
+                let first = if (8..12).contains(&x) {
+                    8 + 3 * (x - 8)
+                } else {
+                    x * 36 / 30
+                };
+                (first.min(36), [0.1, 0.4, 0.45, 0.05])
+            })
+            .collect();
+        for (case, taps) in [("edges", &taps), ("mirrored", &mirrored), ("mixed", &mixed)] {
+            let mut outs = Vec::new();
+            for path in available_paths() {
+                let mut dst = vec![-1f32; 3 * taps.len()];
+                hpass_row(
+                    path,
+                    &padded,
+                    taps,
+                    &Plan::new(taps, padded.len()),
+                    &mut dst,
+                );
+                if case == "edges" {
+                    assert!(dst[3 * 30..].iter().all(|&v| v == 0.0), "{path:?}");
+                }
+                outs.push(dst);
+            }
+            for o in &outs[1..] {
+                assert!(
+                    o.iter()
+                        .zip(&outs[0])
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{case}"
+                );
+            }
         }
     }
 }
