@@ -1,5 +1,5 @@
 //! Sums of taps over a row: the inner loop of the separable filters (both
-//! blurs). Outputs are summed in blocks of [`BLOCK`] held in registers while
+//! blurs). Outputs are summed in blocks of [`BLOCK`] (or [`BLOCK512`]) held in registers while
 //! the taps stream past, instead of tap by tap over a whole row (which stores
 //! every partial sum to memory and back): the same sums, in the same order.
 //!
@@ -7,33 +7,42 @@
 
 use std::ops::{Add, Mul};
 
-/// Outputs summed at once: four 256-bit or two 512-bit registers of 32-bit lanes.
-pub const BLOCK: usize = 32;
+/// Outputs summed at once where the path has 256-bit registers: eight of them
+/// of 32-bit lanes, so that eight chains of float additions overlap.
+pub const BLOCK: usize = 64;
 
-/// For `x` in 0..n by blocks: `acc[i] = init + w0 * src[off0 + x + i] + w1 *
+/// The same with 512-bit registers (and 32 of them): eight chains too.
+pub const BLOCK512: usize = 128;
+
+/// For `x` in 0..n by blocks of `B` ([`BLOCK`] or [`BLOCK512`]): `acc[i] = init + w0 * src[off0 + x + i] + w1 *
 /// src[off1 + x + i] + ...` over `taps` = (weight, offset) in order, each
 /// product added left to right (so float sums are the same on every path),
-/// then `emit(x, &acc)` with the block's `len <= BLOCK` sums.
+/// then `emit(x, &acc)` with the block's `len <= B` sums.
 ///
 /// Every `src[off + x + i]` for a tap and `x + i < n` must exist; a caller
 /// that gets this wrong panics on the slice index, never reads past `src`.
 #[inline(always)]
-pub fn sum_taps<S, A, F>(n: usize, src: &[S], taps: &[(A, usize)], init: A, mut emit: F)
-where
+pub fn sum_taps<const B: usize, S, A, F>(
+    n: usize,
+    src: &[S],
+    taps: &[(A, usize)],
+    init: A,
+    mut emit: F,
+) where
     S: Copy,
     A: Copy + From<S> + Add<Output = A> + Mul<Output = A>,
     F: FnMut(usize, &[A]),
 {
     let mut x = 0;
     while x < n {
-        let len = BLOCK.min(n - x);
-        let mut acc = [init; BLOCK];
+        let len = B.min(n - x);
+        let mut acc = [init; B];
         for &(w, off) in taps {
             let s = &src[off + x..off + x + len];
-            match s.first_chunk::<BLOCK>() {
+            match s.first_chunk::<B>() {
                 // A whole block: a fixed trip count, unrolled into registers.
                 Some(s) => {
-                    for i in 0..BLOCK {
+                    for i in 0..B {
                         acc[i] = acc[i] + w * A::from(s[i]);
                     }
                 }
@@ -116,11 +125,16 @@ mod tests {
     fn sums_every_tap_over_whole_and_partial_blocks() {
         let src: Vec<u16> = (0..200).map(|v| (v * 7 % 31) as u16).collect();
         let taps = [(3u32, 0), (5, 4), (11, 9)];
-        for n in [1, 31, 32, 33, 64, 100, 191] {
+        for n in [1, 31, 32, 33, 64, 100, 128, 129, 191] {
             let mut got = vec![0u32; n];
-            sum_taps(n, &src, &taps, 1, |x, acc| {
+            sum_taps::<BLOCK, _, _, _>(n, &src, &taps, 1, |x, acc| {
                 got[x..x + acc.len()].copy_from_slice(acc)
             });
+            let mut wide = vec![0u32; n];
+            sum_taps::<BLOCK512, _, _, _>(n, &src, &taps, 1, |x, acc| {
+                wide[x..x + acc.len()].copy_from_slice(acc)
+            });
+            assert_eq!(got, wide, "n = {n}");
             let want: Vec<u32> = (0..n)
                 .map(|i| {
                     1 + taps

@@ -7,7 +7,7 @@
 //! 0.1 that is all but the centre, at sigma 2 none at radius 11.
 
 use crate::simd::{best_path, dispatch, CpuPath};
-use crate::taps::sum_taps;
+use crate::taps::{sum_taps, BLOCK, BLOCK512};
 
 /// A tap under this share of the kernel moves no output by more than 1e-9
 /// (values are in [0, 1], at most 2 x 50 such taps at radius 50): a thousandth
@@ -51,13 +51,25 @@ pub fn blur_with(
     dispatch(
         path,
         #[inline(always)]
-        || blur_impl(img, size, r, sigma, tmp),
+        || {
+            if path.has_avx512() {
+                blur_impl::<BLOCK512>(img, size, r, sigma, tmp)
+            } else {
+                blur_impl::<BLOCK>(img, size, r, sigma, tmp)
+            }
+        },
     )
 }
 
 // The body of [`blur`], compiled per CPU path.
 #[inline(always)]
-fn blur_impl(img: &mut [f32], (w, h): (usize, usize), r: usize, sigma: f32, tmp: &mut Vec<f32>) {
+fn blur_impl<const B: usize>(
+    img: &mut [f32],
+    (w, h): (usize, usize),
+    r: usize,
+    sigma: f32,
+    tmp: &mut Vec<f32>,
+) {
     let (skip, k) = kernel(r, sigma);
     let n = w * 3;
     // tmp: one zero-padded row, then the horizontally blurred image (every
@@ -74,7 +86,7 @@ fn blur_impl(img: &mut [f32], (w, h): (usize, usize), r: usize, sigma: f32, tmp:
         .collect();
     for (y, dst) in rows.chunks_exact_mut(n).enumerate() {
         padded[r * 3..r * 3 + n].copy_from_slice(&img[y * n..(y + 1) * n]);
-        sum_taps(n, padded, &htaps, 0.0, |x, acc| {
+        sum_taps::<B, _, _, _>(n, padded, &htaps, 0.0, |x, acc| {
             dst[x..x + acc.len()].copy_from_slice(acc)
         });
     }
@@ -88,7 +100,7 @@ fn blur_impl(img: &mut [f32], (w, h): (usize, usize), r: usize, sigma: f32, tmp:
                 vtaps.push((wt, yy as usize * n));
             }
         }
-        sum_taps(n, rows, &vtaps, 0.0, |x, acc| {
+        sum_taps::<B, _, _, _>(n, rows, &vtaps, 0.0, |x, acc| {
             for (d, &a) in dst[x..x + acc.len()].iter_mut().zip(acc) {
                 *d = a.clamp(0.0, 1.0);
             }

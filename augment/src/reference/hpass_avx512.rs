@@ -48,10 +48,10 @@ impl Plan {
                     w: [[0.0; 16]; 4],
                 };
                 for (p, &(first, w)) in four.iter().enumerate() {
-                    for k in 0..4 {
+                    for (k, &wk) in w.iter().enumerate() {
                         for c in 0..3 {
                             b.idx[k][3 * p + c] = ((first - lo + k) * 3 + c) as i32;
-                            b.w[k][3 * p + c] = w[k];
+                            b.w[k][3 * p + c] = wk;
                         }
                     }
                 }
