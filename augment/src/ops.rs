@@ -227,10 +227,11 @@ fn apply_view_reference(
         ..
     } = scratch;
     reference::crop_resize_bicubic(src, w, d.crop, (side, side), d.flip, float, float2);
-    if let Some(j) = &d.jitter {
-        reference::jitter(float, j, float2);
+    match &d.jitter {
+        // The jitter clips after each of its ops: its values need no more.
+        Some(j) => reference::jitter(float, j, float2),
+        None => reference::clip(float),
     }
-    reference::clip(float);
     if !d.randaugment.is_empty() {
         reference::to_u8_tf(float, out);
         randaugment::apply(&d.randaugment, out, side, side, bytes);

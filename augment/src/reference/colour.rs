@@ -20,7 +20,11 @@ const _: () = assert!(TILE.is_multiple_of(8), "a tile must start on a lane group
 /// Clips to [0, 1] (the reference's `clip_by_value` between stages).
 #[inline(always)]
 pub fn clip(img: &mut [f32]) {
-    img.iter_mut().for_each(|v| *v = unit(*v));
+    dispatch(
+        best_path(),
+        #[inline(always)]
+        || img.iter_mut().for_each(|v| *v = unit(*v)),
+    )
 }
 
 /// The hue of TF's `rgb_to_hsv` kernel with V and the range (max - min), its
@@ -212,10 +216,17 @@ pub fn jitter_sequential(img: &mut [f32], j: &Jitter) {
 
 /// `rgb_to_grayscale`, tiled back to three channels.
 pub fn grey(img: &mut [f32]) {
-    for p in img.chunks_exact_mut(3) {
-        let g = p[0] * 0.2989 + p[1] * 0.5870 + p[2] * 0.1140;
-        p.fill(g);
-    }
+    dispatch(
+        best_path(),
+        #[inline(always)]
+        || {
+            let (px, _) = img.as_chunks_mut::<3>();
+            for p in px {
+                let g = p[0] * 0.2989 + p[1] * 0.5870 + p[2] * 0.1140;
+                *p = [g; 3];
+            }
+        },
+    )
 }
 
 /// `f` on each pixel of three planes, then the clip.

@@ -13,51 +13,66 @@
 
 use crate::simd::CpuPath;
 
-/// Four output pixels whose sources lie within 32 floats: where the window
-/// starts and, per tap, each lane's index into it and its weight (lanes 12..16
-/// unused).
+/// Five (or four) output pixels whose sources lie within 32 floats: the first
+/// of them, where the window starts and, per tap, each lane's index into it
+/// and its weight (lanes past 3 x pixels unused).
 #[derive(Clone, Copy)]
 struct Block {
+    x: usize,
+    pixels: usize,
     base: usize,
     idx: [[i32; 16]; 4],
     w: [[f32; 16]; 4],
 }
 
-/// The blocked pass's indices and weights for one view's taps; `None` for a
-/// block done pixel by pixel.
+/// The blocked pass's indices and weights for one view's taps: blocks in
+/// order of their pixels; the pixels between them are done one by one.
 #[derive(Default)]
 pub(crate) struct Plan {
-    blocks: Vec<Option<Block>>,
+    blocks: Vec<Block>,
 }
 
 impl Plan {
-    /// The plan for `taps` over rows of `len` floats.
+    /// The plan for `taps` over rows of `len` floats: five pixels a block
+    /// where their sources fit in 32 floats (a shrink of up to 1.67x), else
+    /// four (up to 2.2x), else one pixel.
     pub(crate) fn new(taps: &[(usize, [f32; 4])], len: usize) -> Plan {
-        let blocks = taps
-            .chunks_exact(4)
-            .map(|four| {
-                let lo = four.iter().map(|t| t.0).min()?;
-                let hi = four.iter().map(|t| t.0).max()?;
-                let inside = four.iter().all(|t| t.0 * 3 + 12 <= len);
-                if !inside || (hi - lo + 4) * 3 > 32 {
-                    return None;
-                }
-                let mut b = Block {
-                    base: lo * 3,
-                    idx: [[0; 16]; 4],
-                    w: [[0.0; 16]; 4],
-                };
-                for (p, &(first, w)) in four.iter().enumerate() {
-                    for (k, &wk) in w.iter().enumerate() {
-                        for c in 0..3 {
-                            b.idx[k][3 * p + c] = ((first - lo + k) * 3 + c) as i32;
-                            b.w[k][3 * p + c] = wk;
-                        }
+        let block = |x: usize, group: &[(usize, [f32; 4])]| {
+            let lo = group.iter().map(|t| t.0).min()?;
+            let hi = group.iter().map(|t| t.0).max()?;
+            let inside = group.iter().all(|t| t.0 * 3 + 12 <= len);
+            if !inside || (hi - lo + 4) * 3 > 32 {
+                return None;
+            }
+            let mut b = Block {
+                x,
+                pixels: group.len(),
+                base: lo * 3,
+                idx: [[0; 16]; 4],
+                w: [[0.0; 16]; 4],
+            };
+            for (p, &(first, w)) in group.iter().enumerate() {
+                for (k, &wk) in w.iter().enumerate() {
+                    for c in 0..3 {
+                        b.idx[k][3 * p + c] = ((first - lo + k) * 3 + c) as i32;
+                        b.w[k][3 * p + c] = wk;
                     }
                 }
-                Some(b)
-            })
-            .collect();
+            }
+            Some(b)
+        };
+        let mut blocks = Vec::with_capacity(taps.len() / 4);
+        let mut x = 0;
+        while x + 4 <= taps.len() {
+            let five = taps.get(x..x + 5).and_then(|g| block(x, g));
+            match five.or_else(|| block(x, &taps[x..x + 4])) {
+                Some(b) => {
+                    x += b.pixels;
+                    blocks.push(b);
+                }
+                None => x += 1,
+            }
+        }
         Plan { blocks }
     }
 }
@@ -158,11 +173,12 @@ unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], plan: &Plan, ds
         // dst[3x..3x + 3]; the masked-off lanes write nothing.
         unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(3 * x), 0b111, s) };
     };
-    for (b, block) in plan.blocks.iter().enumerate().take(pixels / 4) {
-        let Some(block) = block else {
-            (4 * b..4 * b + 4).for_each(|x| one(x, dst));
-            continue;
-        };
+    let mut next = 0;
+    for block in &plan.blocks {
+        if block.x + block.pixels > pixels {
+            break;
+        }
+        (next..block.x).for_each(|x| one(x, dst));
         // Lanes of the 32-float window that lie in `padded` (the rest read
         // nothing and are never picked: the plan's indices stay in the row).
         let room = padded.len().saturating_sub(block.base);
@@ -187,11 +203,13 @@ unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], plan: &Plan, ds
             let g = _mm512_mul_ps(w, _mm512_permutex2var_ps(lo, idx, hi));
             acc = if k == 0 { g } else { _mm512_add_ps(acc, g) };
         }
-        // SAFETY: 4b + 4 <= pixels <= dst.len() / 3: lanes 0..12 write
-        // dst[12b..12b + 12].
-        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(12 * b), 0x0FFF, acc) };
+        let lanes = ((1u32 << (3 * block.pixels)) - 1) as u16;
+        // SAFETY: block.x + block.pixels <= pixels <= dst.len() / 3: the
+        // 3 x pixels lanes write dst[3 x..3 (x + pixels)].
+        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(3 * block.x), lanes, acc) };
+        next = block.x + block.pixels;
     }
-    (pixels / 4 * 4..pixels).for_each(|x| one(x, dst));
+    (next..pixels).for_each(|x| one(x, dst));
 }
 
 #[cfg(test)]
@@ -225,7 +243,15 @@ mod tests {
                 (first.min(36), [0.1, 0.4, 0.45, 0.05])
             })
             .collect();
-        for (case, taps) in [("edges", &taps), ("mirrored", &mirrored), ("mixed", &mixed)] {
+        // A shrink by 2: four pixels a block, not five.
+        let halves: Vec<_> = (0..18).map(|x| (2 * x, [0.2, 0.3, 0.3, 0.2])).collect();
+        let cases = [
+            ("edges", &taps),
+            ("mirrored", &mirrored),
+            ("mixed", &mixed),
+            ("halves", &halves),
+        ];
+        for (case, taps) in cases {
             let mut outs = Vec::new();
             for path in available_paths() {
                 let mut dst = vec![-1f32; 3 * taps.len()];
