@@ -15,14 +15,16 @@ use crate::simd::CpuPath;
 
 /// Five (or four) output pixels whose sources lie within 32 floats: the first
 /// of them, where the window starts and, per tap, each lane's index into it
-/// and its weight (lanes past 3 x pixels unused).
+/// and each pixel's weight (lanes past 3 x pixels unused). Kept small (bytes
+/// for the indices, a weight per pixel rather than per lane), since every row
+/// reads the whole plan.
 #[derive(Clone, Copy)]
 struct Block {
     x: usize,
     pixels: usize,
     base: usize,
-    idx: [[i32; 16]; 4],
-    w: [[f32; 16]; 4],
+    idx: [[u8; 16]; 4],
+    w: [[f32; 8]; 4],
 }
 
 /// The blocked pass's indices and weights for one view's taps: blocks in
@@ -49,13 +51,13 @@ impl Plan {
                 pixels: group.len(),
                 base: lo * 3,
                 idx: [[0; 16]; 4],
-                w: [[0.0; 16]; 4],
+                w: [[0.0; 8]; 4],
             };
             for (p, &(first, w)) in group.iter().enumerate() {
                 for (k, &wk) in w.iter().enumerate() {
+                    b.w[k][p] = wk;
                     for c in 0..3 {
-                        b.idx[k][3 * p + c] = ((first - lo + k) * 3 + c) as i32;
-                        b.w[k][3 * p + c] = wk;
+                        b.idx[k][3 * p + c] = ((first - lo + k) * 3 + c) as u8;
                     }
                 }
             }
@@ -119,9 +121,10 @@ pub(crate) fn hpass_row(
 #[target_feature(enable = "avx512f")]
 unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], plan: &Plan, dst: &mut [f32]) {
     use std::arch::x86_64::{
-        _mm512_add_ps, _mm512_loadu_epi32, _mm512_loadu_ps, _mm512_mask_storeu_ps,
+        _mm256_loadu_ps, _mm512_add_ps, _mm512_cvtepu8_epi32, _mm512_mask_storeu_ps,
         _mm512_maskz_loadu_ps, _mm512_mul_ps, _mm512_permutex2var_ps, _mm512_permutexvar_ps,
-        _mm512_set_epi32, _mm512_set_ps, _mm512_setzero_ps,
+        _mm512_set_epi32, _mm512_set_ps, _mm512_setzero_ps, _mm512_zextps256_ps512,
+        _mm_loadu_si128,
     };
     // Lane i of shift k reads lane i + k (lanes past 15 read 15, unused).
     let shift = |k: i32| {
@@ -173,6 +176,8 @@ unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], plan: &Plan, ds
         // dst[3x..3x + 3]; the masked-off lanes write nothing.
         unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(3 * x), 0b111, s) };
     };
+    // Lane 3p + c takes pixel p's weight.
+    let spread = _mm512_set_epi32(4, 4, 4, 4, 3, 3, 3, 2, 2, 2, 1, 1, 1, 0, 0, 0);
     let mut next = 0;
     for block in &plan.blocks {
         if block.x + block.pixels > pixels {
@@ -193,11 +198,14 @@ unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], plan: &Plan, ds
         };
         let mut acc = _mm512_setzero_ps();
         for k in 0..4 {
-            // SAFETY: 16 values of [i32; 16] and [f32; 16].
+            // SAFETY: 16 bytes of a [u8; 16] and 8 floats of an [f32; 8].
             let (idx, w) = unsafe {
                 (
-                    _mm512_loadu_epi32(block.idx[k].as_ptr()),
-                    _mm512_loadu_ps(block.w[k].as_ptr()),
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128(block.idx[k].as_ptr().cast())),
+                    _mm512_permutexvar_ps(
+                        spread,
+                        _mm512_zextps256_ps512(_mm256_loadu_ps(block.w[k].as_ptr())),
+                    ),
                 )
             };
             let g = _mm512_mul_ps(w, _mm512_permutex2var_ps(lo, idx, hi));
