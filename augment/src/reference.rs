@@ -149,8 +149,9 @@ fn crop_resize_bicubic_impl(
         xtaps.reverse();
     }
     // The horizontal pass per crop row, as the vertical pass first needs it,
-    // into a ring of four rows (row r in slot r % 4: an output's four taps are
-    // consecutive rows, so they never share a slot). Each crop row is done at
+    // into a ring of four rows (row r in slot r % 4: an output's taps are a run
+    // of consecutive rows, some repeated at the edges, so distinct rows never
+    // share a slot). Each crop row is done at
     // most once (the taps only move down) and the ring stays in the L1 cache,
     // where a whole horizontally resized crop would not fit in L2. Every value
     // of `rows` and `out` is written before it is read: reused buffers need
@@ -159,7 +160,11 @@ fn crop_resize_bicubic_impl(
     rows.resize(4 * n + (cw + 3) * 3, 0.0);
     let (ring, padded) = rows.split_at_mut(4 * n);
     let mut held = [usize::MAX; 4];
-    let plan = hpass_avx512::Plan::new(&xtaps, padded.len());
+    let plan = if path.has_avx512() {
+        hpass_avx512::Plan::new(&xtaps, padded.len())
+    } else {
+        hpass_avx512::Plan::default()
+    };
     const S: f32 = 1.0 / 255.0;
     out.resize(out_h * n, 0.0);
     for y in 0..out_h {
@@ -176,10 +181,10 @@ fn crop_resize_bicubic_impl(
                 *p = v as f32 * S;
             }
             for c in 0..3 {
-                let (l, r) = (padded[3 + c], padded[cw * 3 + c]);
-                padded[c] = l;
-                padded[(cw + 1) * 3 + c] = r;
-                padded[(cw + 2) * 3 + c] = r;
+                let (left, right) = (padded[3 + c], padded[cw * 3 + c]);
+                padded[c] = left;
+                padded[(cw + 1) * 3 + c] = right;
+                padded[(cw + 2) * 3 + c] = right;
             }
             let slot = r % 4;
             hpass_avx512::hpass_row(

@@ -14,7 +14,8 @@ pub const BLOCK: usize = 64;
 /// The same with 512-bit registers (and 32 of them): eight chains too.
 pub const BLOCK512: usize = 128;
 
-/// For `x` in 0..n by blocks of `B` ([`BLOCK`] or [`BLOCK512`]): `acc[i] = init + w0 * src[off0 + x + i] + w1 *
+/// For `x` in 0..n by blocks of `B` ([`BLOCK`] or [`BLOCK512`]): `acc[i] =
+/// init + w0 * src[off0 + x + i] + w1 *
 /// src[off1 + x + i] + ...` over `taps` = (weight, offset) in order, each
 /// product added left to right (so float sums are the same on every path),
 /// then `emit(x, &acc)` with the block's `len <= B` sums.

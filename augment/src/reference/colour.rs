@@ -17,14 +17,20 @@ use crate::tiles::TiledPlanes;
 const TILE: usize = 256;
 const _: () = assert!(TILE.is_multiple_of(8), "a tile must start on a lane group");
 
-/// Clips to [0, 1] (the reference's `clip_by_value` between stages).
-#[inline(always)]
+/// Clips to [0, 1] (the reference's `clip_by_value` between stages), on the
+/// widest CPU path.
 pub fn clip(img: &mut [f32]) {
     dispatch(
         best_path(),
         #[inline(always)]
-        || img.iter_mut().for_each(|v| *v = unit(*v)),
+        || clip_in_place(img),
     )
+}
+
+/// [`clip`] compiled for whichever path inlines it.
+#[inline(always)]
+fn clip_in_place(img: &mut [f32]) {
+    img.iter_mut().for_each(|v| *v = unit(*v));
 }
 
 /// The hue of TF's `rgb_to_hsv` kernel with V and the range (max - min), its
@@ -210,7 +216,7 @@ pub fn jitter_sequential(img: &mut [f32], j: &Jitter) {
             2 => saturation(img, j.saturation),
             _ => hue(img, j.hue),
         }
-        clip(img);
+        clip_in_place(img);
     }
 }
 

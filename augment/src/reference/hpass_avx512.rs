@@ -1,10 +1,11 @@
 //! The bicubic resize's horizontal pass (each output pixel: four source
 //! pixels, three channels, one weight per tap) where the path has AVX-512:
-//! four output pixels a 512-bit register (twelve lanes), each tap's source
-//! values picked out of the 32 floats from the block's first source pixel by a
-//! two-register permute (`vpermt2ps`), whose indices and weights are worked
-//! out once per view ([`Plan`]); a block whose sources span more than 32
-//! floats (a shrink of over 2.2x), and the last pixels, one pixel a register:
+//! five output pixels a 512-bit register (fifteen lanes; four where five do
+//! not fit), each tap's source values picked out of the 32 floats from the
+//! block's first source pixel by a two-register permute (`vpermt2ps`), whose
+//! indices and weights are worked out once per view ([`Plan`]); pixels whose
+//! sources span more than 32 floats (a shrink of over 2.2x), and the last
+//! pixels, one pixel a register:
 //! its twelve products in one multiply, then each channel's four summed left
 //! to right through lane permutes. The same products and the same order of
 //! additions as the portable loop (no fused multiply-adds), so the same floats
@@ -32,6 +33,8 @@ struct Block {
 #[derive(Default)]
 pub(crate) struct Plan {
     blocks: Vec<Block>,
+    /// The taps and row length it was made for (checked in debug builds).
+    made_for: (usize, usize),
 }
 
 impl Plan {
@@ -75,7 +78,10 @@ impl Plan {
                 None => x += 1,
             }
         }
-        Plan { blocks }
+        Plan {
+            blocks,
+            made_for: (taps.len(), len),
+        }
     }
 }
 
@@ -95,6 +101,11 @@ pub(crate) fn hpass_row(
 ) {
     #[cfg(target_arch = "x86_64")]
     if path.has_avx512() {
+        debug_assert_eq!(
+            plan.made_for,
+            (taps.len(), padded.len()),
+            "a plan for other taps"
+        );
         // SAFETY: `has_avx512` holds only for paths whose CPU has AVX-512 F
         // (CpuPath is detected, never built); `row_avx512` bounds every load
         // and store itself.
@@ -155,7 +166,8 @@ unsafe fn row_avx512(padded: &[f32], taps: &[(usize, [f32; 4])], plan: &Plan, ds
         let (first, w) = taps[x];
         let at = first * 3;
         if at.checked_add(12).is_none_or(|end| end > padded.len()) {
-            // SAFETY: as below, lanes 0..3 write dst[3x..3x + 3].
+            // SAFETY: x < pixels <= dst.len() / 3: lanes 0..3 write
+            // dst[3x..3x + 3], the masked-off lanes nothing.
             unsafe {
                 _mm512_mask_storeu_ps(dst.as_mut_ptr().add(3 * x), 0b111, _mm512_setzero_ps())
             };
@@ -231,7 +243,18 @@ mod tests {
             .map(|i| ((i * 37) % 101) as f32 / 97.0)
             .collect();
         let mut taps: Vec<(usize, [f32; 4])> = (0..30)
-            .map(|x| (x * 36 / 30, [-0.07 + x as f32 * 1e-3, 0.55, 0.6, -0.08]))
+            .map(|x| {
+                let t = x as f32;
+                (
+                    x * 36 / 30,
+                    [
+                        -0.07 + t * 1e-3,
+                        0.55 - t * 2e-3,
+                        0.6 + t * 3e-4,
+                        -0.08 - t * 5e-4,
+                    ],
+                )
+            })
             .collect();
         // The last two columns' four pixels run past the 40-pixel row (the
         // first 30 end at pixel 39 or before).
@@ -248,11 +271,20 @@ mod tests {
                 } else {
                     x * 36 / 30
                 };
-                (first.min(36), [0.1, 0.4, 0.45, 0.05])
+                let t = x as f32 * 1e-2;
+                (
+                    first.min(36),
+                    [0.1 + t, 0.4 - t, 0.45 + t / 3.0, 0.05 - t / 7.0],
+                )
             })
             .collect();
         // A shrink by 2: four pixels a block, not five.
-        let halves: Vec<_> = (0..18).map(|x| (2 * x, [0.2, 0.3, 0.3, 0.2])).collect();
+        let halves: Vec<_> = (0..18)
+            .map(|x| {
+                let t = x as f32 * 1e-2;
+                (2 * x, [0.2 - t, 0.3 + t, 0.35 - t / 2.0, 0.15 + t / 2.0])
+            })
+            .collect();
         let cases = [
             ("edges", &taps),
             ("mirrored", &mirrored),
@@ -283,6 +315,66 @@ mod tests {
                     "{case}"
                 );
             }
+        }
+    }
+
+    /// The plan's blocks applied lane by lane in plain Rust, over the portable
+    /// pass's output for the pixels between them: what the AVX-512 blocks
+    /// compute, checked on any machine.
+    fn emulate(padded: &[f32], taps: &[(usize, [f32; 4])], plan: &Plan) -> Vec<f32> {
+        let mut dst = vec![-1f32; 3 * taps.len()];
+        hpass_row(CpuPath::scalar(), padded, taps, plan, &mut dst);
+        for b in &plan.blocks {
+            for lane in 0..3 * b.pixels {
+                let mut acc = 0.0f32;
+                for k in 0..4 {
+                    let g = b.w[k][lane / 3] * padded[b.base + usize::from(b.idx[k][lane])];
+                    acc = if k == 0 { g } else { acc + g };
+                }
+                dst[3 * b.x + lane] = acc;
+            }
+        }
+        dst
+    }
+
+    #[test]
+    fn the_plan_picks_each_lane_s_sources_and_weights() {
+        let padded: Vec<f32> = (0..3 * 60).map(|i| ((i * 53) % 97) as f32 / 89.0).collect();
+        let weights = |x: usize| {
+            let t = x as f32 * 1e-2;
+            [-0.06 - t, 0.5 + t, 0.62 - t / 2.0, -0.06 + t / 3.0]
+        };
+        // Shrinks by 1.2 (five pixels a block), 2 (four), 3 (none), mirrored,
+        // and pixels at the row's end (blocks refused, zeros past it).
+        let by = |num: usize, den: usize, n: usize| -> Vec<(usize, [f32; 4])> {
+            (0..n).map(|x| (x * num / den, weights(x))).collect()
+        };
+        let mut edge = by(6, 5, 40);
+        edge.extend([(56, weights(40)), (57, weights(41)), (60, weights(42))]);
+        let mut mirrored = by(6, 5, 40);
+        mirrored.reverse();
+        let cases = [
+            ("1.2", by(6, 5, 40), Some(5)),
+            ("2", by(2, 1, 27), Some(4)),
+            ("3", by(3, 1, 18), None),
+            ("mirrored", mirrored, Some(5)),
+            ("edge", edge, Some(5)),
+        ];
+        for (name, taps, size) in cases {
+            let plan = Plan::new(&taps, padded.len());
+            match size {
+                Some(n) => assert!(plan.blocks.iter().any(|b| b.pixels == n), "{name}"),
+                None => assert!(plan.blocks.is_empty(), "{name}"),
+            }
+            let mut want = vec![-1f32; 3 * taps.len()];
+            hpass_row(CpuPath::scalar(), &padded, &taps, &plan, &mut want);
+            let got = emulate(&padded, &taps, &plan);
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}"
+            );
         }
     }
 }
