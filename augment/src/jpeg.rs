@@ -74,12 +74,18 @@ pub(crate) fn decode_baseline(
     ok.then_some((h.width as u32, h.height as u32))
 }
 
-/// The blocks of the scan.
-fn blocks(h: &Header) -> usize {
+/// The largest sampling factors (hmax, vmax) and the MCUs across and down.
+fn mcu_grid(h: &Header) -> (usize, usize, usize, usize) {
     let hmax = h.comps.iter().map(|c| c.h).max().unwrap_or(1);
     let vmax = h.comps.iter().map(|c| c.v).max().unwrap_or(1);
-    let mcus = h.width.div_ceil(8 * hmax) * h.height.div_ceil(8 * vmax);
-    mcus * h.comps.iter().map(|c| c.h * c.v).sum::<usize>()
+    let (mcux, mcuy) = (h.width.div_ceil(8 * hmax), h.height.div_ceil(8 * vmax));
+    (hmax, vmax, mcux, mcuy)
+}
+
+/// The blocks of the scan.
+fn blocks(h: &Header) -> usize {
+    let (_, _, mcux, mcuy) = mcu_grid(h);
+    mcux * mcuy * h.comps.iter().map(|c| c.h * c.v).sum::<usize>()
 }
 
 /// One component's layout in its plane, and its tables.
@@ -103,10 +109,7 @@ fn decode_scan(
     out: &mut [u8],
     scratch: &mut JpegScratch,
 ) -> bool {
-    let hmax = h.comps.iter().map(|c| c.h).max().unwrap_or(1);
-    let vmax = h.comps.iter().map(|c| c.v).max().unwrap_or(1);
-    let mcux = h.width.div_ceil(8 * hmax);
-    let mcuy = h.height.div_ceil(8 * vmax);
+    let (hmax, vmax, mcux, mcuy) = mcu_grid(h);
     let mut layouts = Vec::with_capacity(h.comps.len());
     for c in &h.comps {
         let (dc, ac) = (&*scratch.tables.dc[c.td], &*scratch.tables.ac[c.ta]);
