@@ -1,4 +1,4 @@
-//! Per-op cost of one 224 px view: `cargo run --release -p fnc-augment --example op_time -- FILE.jpg`
+//! Per-op cost of one 224 px view: `cargo run --release -p fnc-augment --example op_time -- FILE.jpg [scalar|avx2|avx512]`
 use std::time::Instant;
 
 use fnc_augment::ops::{self, Scratch};
@@ -16,7 +16,13 @@ fn time<F: FnMut()>(name: &str, n: u32, mut f: F) {
 }
 
 fn main() {
-    let path = std::env::args().nth(1).expect("usage: op_time FILE.jpg");
+    let path = std::env::args()
+        .nth(1)
+        .expect("usage: op_time FILE.jpg [CPU-PATH]");
+    if let Some(name) = std::env::args().nth(2) {
+        let cpu = fnc_augment::simd::path_named(&name).expect("no such CPU path here");
+        fnc_augment::simd::use_path(cpu);
+    }
     let data = std::fs::read(&path).expect("read");
     let rec = fnc_formats::Record {
         data: &data,

@@ -18,6 +18,7 @@
 mod blur;
 mod colour;
 mod hpass_avx512;
+mod hpass_rows8;
 
 pub use blur::{blur, blur_radius, blur_with};
 pub use colour::{
@@ -148,36 +149,65 @@ fn crop_resize_bicubic_impl(
         // Output column x is stored at out_w - 1 - x.
         xtaps.reverse();
     }
-    // The horizontal pass per crop row, as the vertical pass first needs it,
-    // into a ring of four rows (row r in slot r % 4: an output's taps are a run
-    // of consecutive rows, some repeated at the edges, so distinct rows never
-    // share a slot). Each crop row is done at
-    // most once (the taps only move down) and the ring stays in the L1 cache,
-    // where a whole horizontally resized crop would not fit in L2. Every value
-    // of `rows` and `out` is written before it is read: reused buffers need
-    // no clearing.
     let n = out_w * 3;
+    out.resize(out_h * n, 0.0);
+    let line = |r: usize| {
+        let at = (crop.y as usize + r) * stride + crop.x as usize * 3;
+        &src[at..at + cw * 3]
+    };
+    // AVX-512's blocked per-row pass is the faster there (69.5 against 79.6
+    // us a view, docs/benchmarks.md); by_groups declines other paths.
+    let grouped = !path.has_avx512() && by_groups(path, &line, (cw, ch), sy, &xtaps, out, rows);
+    if !grouped {
+        by_rows(path, &line, (cw, ch), sy, &xtaps, out, rows);
+    }
+}
+
+/// Output row `y` of the vertical pass from the horizontal pass's rows
+/// `r0..r3` (the output row's taps, top to bottom) and weights `wy`.
+#[inline(always)]
+fn vpass(wy: [f32; 4], [r0, r1, r2, r3]: [&[f32]; 4], out: &mut [f32]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = wy[0] * r0[i] + wy[1] * r1[i] + wy[2] * r2[i] + wy[3] * r3[i];
+    }
+}
+
+/// The resize with the horizontal pass per crop row, as the vertical pass
+/// first needs it, into a ring of four rows (row r in slot r % 4: an
+/// output's taps are a run of consecutive rows, some repeated at the edges,
+/// so distinct rows never share a slot). Each crop row is done at most once
+/// (the taps only move down) and the ring stays in the L1 cache, where a
+/// whole horizontally resized crop would not fit in L2. Every value of `rows`
+/// and `out` is written before it is read: reused buffers need no clearing.
+#[inline(always)]
+fn by_rows<'a>(
+    path: CpuPath,
+    line: &impl Fn(usize) -> &'a [u8],
+    (cw, ch): (usize, usize),
+    sy: f32,
+    xtaps: &[(usize, [f32; 4])],
+    out: &mut [f32],
+    rows: &mut Vec<f32>,
+) {
+    let n = xtaps.len() * 3;
     rows.resize(4 * n + (cw + 3) * 3, 0.0);
     let (ring, padded) = rows.split_at_mut(4 * n);
     let mut held = [usize::MAX; 4];
     let plan = if path.has_avx512() {
-        hpass_avx512::Plan::new(&xtaps, padded.len())
+        hpass_avx512::Plan::new(xtaps, padded.len())
     } else {
         hpass_avx512::Plan::default()
     };
     const S: f32 = 1.0 / 255.0;
-    out.resize(out_h * n, 0.0);
-    for y in 0..out_h {
+    for (y, out) in out.chunks_exact_mut(n).enumerate() {
         let (iy, wy) = taps(y, sy, ch);
         for &r in &iy {
             if held[r % 4] == r {
                 continue;
             }
             held[r % 4] = r;
-            let at = (crop.y as usize + r) * stride + crop.x as usize * 3;
-            let line = &src[at..at + cw * 3];
             // Each byte to float once (the same value every tap reads).
-            for (p, &v) in padded[3..(cw + 1) * 3].iter_mut().zip(line) {
+            for (p, &v) in padded[3..(cw + 1) * 3].iter_mut().zip(line(r)) {
                 *p = v as f32 * S;
             }
             for c in 0..3 {
@@ -190,17 +220,57 @@ fn crop_resize_bicubic_impl(
             hpass_avx512::hpass_row(
                 path,
                 padded,
-                &xtaps,
+                xtaps,
                 &plan,
                 &mut ring[slot * n..(slot + 1) * n],
             );
         }
-        let row = |k: usize| &ring[(iy[k] % 4) * n..(iy[k] % 4 + 1) * n];
-        let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
-        for (i, o) in out[y * n..(y + 1) * n].iter_mut().enumerate() {
-            *o = wy[0] * r0[i] + wy[1] * r1[i] + wy[2] * r2[i] + wy[3] * r3[i];
-        }
+        vpass(wy, iy.map(|r| &ring[(r % 4) * n..(r % 4 + 1) * n]), out);
     }
+}
+
+/// The resize with the horizontal pass eight crop rows at a time
+/// ([`hpass_rows8`]), into a ring of two such groups (group g in slot g % 2:
+/// an output's four taps span at most two consecutive groups). Each group is
+/// done at most once (the taps only move down); rows past the crop's last
+/// repeat it. The same floats as [`by_rows`]. Returns false where the path
+/// lacks AVX2 (checked before anything is written).
+#[inline(always)]
+fn by_groups<'a>(
+    path: CpuPath,
+    line: &impl Fn(usize) -> &'a [u8],
+    (cw, ch): (usize, usize),
+    sy: f32,
+    xtaps: &[(usize, [f32; 4])],
+    out: &mut [f32],
+    rows: &mut Vec<f32>,
+) -> bool {
+    const G: usize = hpass_rows8::ROWS;
+    let n = xtaps.len() * 3;
+    let strips = hpass_rows8::Strips::new(xtaps, cw);
+    rows.resize(2 * G * n + strips.scratch, 0.0);
+    let (ring, cols) = rows.split_at_mut(2 * G * n);
+    let mut held = [usize::MAX; 2];
+    for (y, out) in out.chunks_exact_mut(n).enumerate() {
+        let (iy, wy) = taps(y, sy, ch);
+        for &r in &iy {
+            let g = r / G;
+            if held[g % 2] == g {
+                continue;
+            }
+            held[g % 2] = g;
+            let lines = std::array::from_fn(|i| line((G * g + i).min(ch.saturating_sub(1))));
+            let dst = &mut ring[(g % 2) * G * n..(g % 2 + 1) * G * n];
+            if !hpass_rows8::rows8(path, lines, xtaps, &strips, cols, dst) {
+                // Only on the first group: the path and the lengths are the
+                // same for every group.
+                return false;
+            }
+        }
+        let at = |r: usize| ((r / G) % 2 * G + r % G) * n;
+        vpass(wy, iy.map(|r| &ring[at(r)..at(r) + n]), out);
+    }
+    true
 }
 
 /// Mirrors each row of an interleaved float image.
