@@ -35,20 +35,22 @@ impl CpuPath {
         CpuPath(Isa::Scalar)
     }
 
-    /// The AVX2 path, if this CPU has AVX2 (`None` otherwise and off x86-64).
+    /// The AVX2 path (AVX2 and FMA), if this CPU has them (`None` otherwise
+    /// and off x86-64).
     pub fn avx2() -> Option<CpuPath> {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             return Some(CpuPath(Isa::Avx2));
         }
         None
     }
 
-    /// The AVX-512 path (F, BW, VL and DQ, with AVX2), if this CPU has them
-    /// (`None` otherwise and off x86-64).
+    /// The AVX-512 path (F, BW, VL and DQ, with AVX2 and FMA), if this CPU
+    /// has them (`None` otherwise and off x86-64).
     pub fn avx512() -> Option<CpuPath> {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
             && std::is_x86_feature_detected!("avx512f")
             && std::is_x86_feature_detected!("avx512bw")
             && std::is_x86_feature_detected!("avx512vl")
@@ -207,17 +209,17 @@ pub(crate) fn unit(v: f32) -> f32 {
 }
 
 /// # Safety
-/// The CPU must support AVX2.
+/// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
 /// # Safety
-/// The CPU must support AVX-512 F, BW, VL, DQ and AVX2.
+/// The CPU must support AVX-512 F, BW, VL, DQ, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512dq")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")]
 unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
@@ -231,11 +233,12 @@ unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
 pub fn dispatch<R>(path: CpuPath, f: impl FnOnce() -> R) -> R {
     match path.0 {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Isa::Avx2 only exists when the CPU has AVX2 (CpuPath::avx2).
+        // SAFETY: Isa::Avx2 only exists when the CPU has AVX2 and FMA
+        // (CpuPath::avx2).
         Isa::Avx2 => unsafe { run_avx2(f) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Isa::Avx512 only exists when the CPU has AVX2 and AVX-512 F,
-        // BW, VL and DQ (CpuPath::avx512).
+        // SAFETY: Isa::Avx512 only exists when the CPU has AVX2, FMA and
+        // AVX-512 F, BW, VL and DQ (CpuPath::avx512).
         Isa::Avx512 => unsafe { run_avx512(f) },
         Isa::Scalar => f(),
     }

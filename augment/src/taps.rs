@@ -5,8 +5,6 @@
 //!
 //! Compiled per CPU path by inlining into a [`crate::simd::dispatch`]ed body.
 
-use std::ops::{Add, Mul};
-
 /// Outputs summed at once where the path has 256-bit registers: eight of them
 /// of 32-bit lanes, so that eight chains of float additions overlap.
 pub const BLOCK: usize = 64;
@@ -14,48 +12,58 @@ pub const BLOCK: usize = 64;
 /// The same with 512-bit registers (and 32 of them): eight chains too.
 pub const BLOCK512: usize = 128;
 
-/// For `x` in 0..n by blocks of `B` ([`BLOCK`] or [`BLOCK512`]): `acc[i] =
-/// init + w0 * src[off0 + x + i] + w1 *
-/// src[off1 + x + i] + ...` over `taps` = (weight, offset) in order, each
-/// product added left to right (so float sums are the same on every path),
-/// then `emit(x, &acc)` with the block's `len <= B` sums.
-///
-/// Every `src[off + x + i]` for a tap and `x + i < n` must exist; a caller
-/// that gets this wrong panics on the slice index, never reads past `src`.
+/// For `x` in 0..n by blocks of `B` ([`BLOCK`] or [`BLOCK512`]): `acc[i]`
+/// from 0.0, then for each (w, l, r) of `pairs` in order `acc[i] = (src[l +
+/// x + i] + src[r + x + i]).mul_add(w, acc[i])`, then the same with `wc` and
+/// `src[c + x + i]` alone; then `emit(x, &acc)` with the block's `len <= B`
+/// sums. Every offset plus `n` must lie within `src` (a caller that gets this
+/// wrong gets a slice index panic or wrong sums, never a read past it).
 #[inline(always)]
-pub fn sum_taps<const B: usize, S, A, F>(
+pub fn sum_pairs<const B: usize>(
     n: usize,
-    src: &[S],
-    taps: &[(A, usize)],
-    init: A,
-    mut emit: F,
-) where
-    S: Copy,
-    A: Copy + From<S> + Add<Output = A> + Mul<Output = A>,
-    F: FnMut(usize, &[A]),
-{
+    src: &[f32],
+    pairs: &[(f32, usize, usize)],
+    (wc, c): (f32, usize),
+    mut emit: impl FnMut(usize, &[f32]),
+) {
     let mut x = 0;
-    while x < n {
-        let len = B.min(n - x);
-        let mut acc = [init; B];
-        for &(w, off) in taps {
-            let s = &src[off + x..off + x + len];
-            match s.first_chunk::<B>() {
-                // A whole block: a fixed trip count, unrolled into registers.
-                Some(s) => {
-                    for i in 0..B {
-                        acc[i] = acc[i] + w * A::from(s[i]);
-                    }
-                }
-                None => {
-                    for (a, &v) in acc.iter_mut().zip(s) {
-                        *a = *a + w * A::from(v);
-                    }
+    // Whole blocks: fixed trip counts, the sums held in registers.
+    while x + B <= n {
+        let mut acc = [0f32; B];
+        // (Each first_chunk is whole where the caller keeps every offset
+        // plus n within src: x + B <= n.)
+        for &(w, l, r) in pairs {
+            if let (Some(sl), Some(sr)) = (
+                src[l + x..].first_chunk::<B>(),
+                src[r + x..].first_chunk::<B>(),
+            ) {
+                for i in 0..B {
+                    acc[i] = (sl[i] + sr[i]).mul_add(w, acc[i]);
                 }
             }
         }
+        if let Some(sc) = src[c + x..].first_chunk::<B>() {
+            for i in 0..B {
+                acc[i] = sc[i].mul_add(wc, acc[i]);
+            }
+        }
+        emit(x, &acc);
+        x += B;
+    }
+    // The rest.
+    let len = n - x;
+    if len > 0 {
+        let mut acc = [0f32; B];
+        for &(w, l, r) in pairs {
+            let (sl, sr) = (&src[l + x..l + n], &src[r + x..r + n]);
+            for ((a, &u), &v) in acc.iter_mut().zip(sl).zip(sr) {
+                *a = (u + v).mul_add(w, *a);
+            }
+        }
+        for (a, &v) in acc.iter_mut().zip(&src[c + x..c + n]) {
+            *a = v.mul_add(wc, *a);
+        }
         emit(x, &acc[..len]);
-        x += len;
     }
 }
 
@@ -68,7 +76,7 @@ pub fn mul_high(a: u16, w: u16) -> u16 {
     ((u32::from(a) * u32::from(w)) >> 16) as u16
 }
 
-/// [`sum_taps`] for a symmetric kernel in 16-bit lanes, each product's high
+/// [`sum_pairs`] in 16-bit lanes, each product's high
 /// half: for `x` in 0..n by blocks, `acc[i]` is `init`, plus `mul_high(v(c),
 /// wc)`, plus `mul_high(v(l) + v(r), w)` for each (w, l, r) in `pairs`, where
 /// `v(o)` is `src[o + x + i]`; then `emit(x, &acc)` with the block's sums.
@@ -125,23 +133,24 @@ mod tests {
     #[test]
     fn sums_every_tap_over_whole_and_partial_blocks() {
         let src: Vec<u16> = (0..200).map(|v| (v * 7 % 31) as u16).collect();
-        let taps = [(3u32, 0), (5, 4), (11, 9)];
         for n in [1, 31, 32, 33, 64, 100, 128, 129, 191] {
-            let mut got = vec![0u32; n];
-            sum_taps::<BLOCK, _, _, _>(n, &src, &taps, 1, |x, acc| {
+            let fsrc: Vec<f32> = src.iter().map(|&v| v as f32 / 7.0).collect();
+            let pairs = [(0.125f32, 0, 9), (0.375, 2, 6)];
+            let mut got = vec![0f32; n];
+            sum_pairs::<BLOCK>(n, &fsrc, &pairs, (0.5, 4), |x, acc| {
                 got[x..x + acc.len()].copy_from_slice(acc)
             });
-            let mut wide = vec![0u32; n];
-            sum_taps::<BLOCK512, _, _, _>(n, &src, &taps, 1, |x, acc| {
+            let mut wide = vec![0f32; n];
+            sum_pairs::<BLOCK512>(n, &fsrc, &pairs, (0.5, 4), |x, acc| {
                 wide[x..x + acc.len()].copy_from_slice(acc)
             });
             assert_eq!(got, wide, "n = {n}");
-            let want: Vec<u32> = (0..n)
+            let want: Vec<f32> = (0..n)
                 .map(|i| {
-                    1 + taps
-                        .iter()
-                        .map(|&(w, o)| w * src[o + i] as u32)
-                        .sum::<u32>()
+                    let v = |o: usize| fsrc[o + i];
+                    let acc = (v(0) + v(9)).mul_add(0.125, 0.0);
+                    let acc = (v(2) + v(6)).mul_add(0.375, acc);
+                    v(4).mul_add(0.5, acc)
                 })
                 .collect();
             assert_eq!(got, want, "n = {n}");
