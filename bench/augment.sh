@@ -4,7 +4,9 @@
 # albumentations + simplejpeg and the reference path against TensorFlow running the
 # reference's ops (each in a venv of its own: .venv-bench, .venv-tf). Needs ../shared/datasets/imagenette2-mini
 # (skips otherwise) and the project venv with torch/torchvision (scripts/setup-python.sh
-# --torch). Prints a markdown table.
+# --torch). Prints a markdown table. CPU_PATH=avx2 (or scalar) runs fnc-augment's
+# kernels on that instruction set (--cpu-path), as on a CPU without AVX-512; the
+# Python baselines keep whatever their libraries pick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=../shared/datasets/imagenette2-mini
@@ -17,7 +19,7 @@ rm -rf "$W" && mkdir -p "$W"
 $PY bench/make_photos.py "$SRC" "$W/photos500" --count 400
 target/release/fnc-ingest "$W/photos500" --out "$W/out" >/dev/null
 get() { $PY -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
-fnc() { target/release/fnc-augment bench --shards "$W/out" --seconds "$S" --json "$@"; }
+fnc() { target/release/fnc-augment bench --shards "$W/out" --seconds "$S" --json ${CPU_PATH:+--cpu-path "$CPU_PATH"} "$@"; }
 base() { $PY bench/augment_baseline.py "$W/photos500" --seconds "$S" "$@"; }
 
 echo "| recipe | pipeline | threads | images/s | views/s | vs PIL-blur baseline |"
@@ -83,7 +85,7 @@ for op in all crop flip jitter grey blur; do
   V[tf,$op]=$(tfa --op "$op" | get views_per_s)
 done
 echo
-echo "Per op, one core, 10 views of 224 px per image ($cpu; ${simd:-no AVX2}):"
+echo "Per op, one core, 10 views of 224 px per image ($cpu; ${simd:-no AVX2}; fnc-augment on ${CPU_PATH:-its widest path}):"
 echo
 echo "| op | fnc plain | albumentations + simplejpeg | fnc faster by | fnc reference | TensorFlow (reference ops) | fnc faster by |"
 echo "|---|---:|---:|---:|---:|---:|---:|"

@@ -31,9 +31,9 @@
 //! antialiased resize; flip p 0.5; colour distortion p 0.8 (brightness, contrast,
 //! saturation, hue in random order, clipped after each); greyscale p 0.2; Gaussian
 //! blur p 0.5 (kernel 10% of the side, odd; sigma U(0.1, 2)); solarize off.
-// `unsafe` lives only in the SIMD dispatch of `simd` and the intrinsics of
-// `taps_avx2`, `resize_avx2`, `jpeg::idct_avx2` and `reference::hpass_avx512`,
-// each block with a SAFETY note.
+// `unsafe` lives only in the intrinsics of `taps_avx2`, `resize_avx2`,
+// `reference::hpass_avx512` and `reference::hpass_rows8`, each block with a
+// SAFETY note (the dispatch and the JPEG decoder's are fnc-codec's).
 #![deny(unsafe_code)]
 
 mod blur;
@@ -41,7 +41,6 @@ mod decode;
 mod engine;
 mod error;
 pub mod jitter;
-mod jpeg;
 pub mod ops;
 mod params;
 pub mod randaugment;

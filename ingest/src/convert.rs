@@ -146,23 +146,36 @@ pub fn convert(bytes: &[u8], policy: &StoragePolicy) -> Result<Converted, String
             });
         }
     }
-    let image_format = match format {
-        SourceFormat::Jpeg => image::ImageFormat::Jpeg,
-        SourceFormat::Png => image::ImageFormat::Png,
-        SourceFormat::WebP => image::ImageFormat::WebP,
-    };
-    let decoded = image::load_from_memory_with_format(bytes, image_format)
-        .map_err(|e| format!("cannot decode {image_format:?}: {e}"))?;
-    let rgb = decoded.to_rgb8();
-    let (w, h) = rgb.dimensions();
+    let (w, h, pixels) = decode(bytes, format)?;
     if w == 0 || h == 0 {
         return Err(format!("image has no pixels ({w}x{h})"));
     }
     let (w, h, pixels) = match target_size(w, h, policy) {
-        Some((nw, nh)) => (nw, nh, resize_rgb(rgb.into_raw(), w, h, nw, nh)?),
-        None => (w, h, rgb.into_raw()),
+        Some((nw, nh)) => (nw, nh, resize_rgb(pixels, w, h, nw, nh)?),
+        None => (w, h, pixels),
     };
     encode(pixels, w, h, policy)
+}
+
+/// Decodes a source file to packed RGB8: JPEGs as the engine decodes kept
+/// ones (fnc-codec), so that a JPEG stored raw gives the same views as one
+/// kept; PNG and WebP through the `image` crate.
+fn decode(bytes: &[u8], format: SourceFormat) -> Result<(u32, u32, Vec<u8>), String> {
+    let image_format = match format {
+        SourceFormat::Jpeg => {
+            let mut pixels = Vec::new();
+            let (w, h) = fnc_codec::decode_jpeg(bytes, &mut pixels)
+                .map_err(|e| format!("cannot decode JPEG: {e}"))?;
+            return Ok((w, h, pixels));
+        }
+        SourceFormat::Png => image::ImageFormat::Png,
+        SourceFormat::WebP => image::ImageFormat::WebP,
+    };
+    let rgb = image::load_from_memory_with_format(bytes, image_format)
+        .map_err(|e| format!("cannot decode {image_format:?}: {e}"))?
+        .to_rgb8();
+    let (w, h) = rgb.dimensions();
+    Ok((w, h, rgb.into_raw()))
 }
 
 /// Antialiased (convolution) resize of packed RGB8.

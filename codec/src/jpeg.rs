@@ -17,7 +17,7 @@ mod huffman;
 mod idct;
 mod idct_avx2;
 
-use crate::simd::{dispatch, CpuPath};
+use crate::cpu::{dispatch, CpuPath};
 use color::{Plane, Rows};
 use header::Header;
 use huffman::{Bits, HuffTable, Tables};

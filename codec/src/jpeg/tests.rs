@@ -1,8 +1,8 @@
 //! The baseline decoder against libjpeg-turbo's own decodes (the fixtures of
-//! `augment/tests/fixtures/jpeg`, written by Pillow), and against damaged files.
+//! `codec/tests/fixtures/jpeg`, written by Pillow), and against damaged files.
 
 use super::*;
-use crate::simd::available_paths;
+use crate::cpu::available_paths;
 
 fn fixture_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jpeg")
@@ -56,16 +56,8 @@ fn baseline_files_decode_to_libjpeg_turbo_s_bytes_on_every_path() {
 #[test]
 fn the_files_it_declines_still_decode_through_the_general_decoder() {
     for (name, takes, jpg, want, wh) in fixtures() {
-        let rec = fnc_formats::Record {
-            data: &jpg,
-            label: 0,
-            width: wh.0,
-            height: wh.1,
-            encoding: fnc_formats::Encoding::Jpeg,
-            name: "",
-        };
         let mut buf = Vec::new();
-        let got_wh = crate::decode_into(&rec, &mut buf).expect(&name);
+        let got_wh = crate::decode_jpeg(&jpg, &mut buf).expect(&name);
         assert_eq!(got_wh, wh, "{name}");
         // zune-jpeg's inverse DCT and CMYK conversion differ from libjpeg's by
         // a few levels; the fast ones are exact.
@@ -95,7 +87,7 @@ fn restart_fixture() -> (Vec<u8>, Vec<usize>) {
 #[test]
 fn a_restart_marker_out_of_sequence_or_missing_is_declined() {
     let (jpg, rst) = restart_fixture();
-    let path = crate::simd::best_path();
+    let path = crate::cpu::best_path();
     assert!(fast(path, &jpg).is_some());
     // RST3 where RST2 should be.
     let mut wrong = jpg.clone();
@@ -113,7 +105,7 @@ fn truncated_data_is_declined_not_padded_with_zeros() {
         if !takes || jpg.len() < 400 {
             continue;
         }
-        let path = crate::simd::best_path();
+        let path = crate::cpu::best_path();
         // Without its end-of-image marker the scan is whole: still decoded.
         assert!(fast(path, &jpg[..jpg.len() - 2]).is_some(), "{name}");
         for cut in [jpg.len() - 40, jpg.len() * 3 / 4] {
@@ -194,7 +186,7 @@ fn a_large_frame_with_too_little_data_is_declined_after_its_first_row() {
     // size check, but the scan runs out (or meets the end marker) within the
     // first row of MCUs, where the decoder stops (the rest from zeros would
     // take minutes in a test build).
-    let path = crate::simd::best_path();
+    let path = crate::cpu::best_path();
     let mut after_end = vec![0xFF, 0xD9];
     after_end.extend(vec![0u8; 120_000]);
     let mut before_end = vec![0u8; 120_000];

@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::idct;
-use crate::simd::CpuPath;
+use crate::cpu::CpuPath;
 
 /// Writes the 8x8 pixels of `coef` (see [`idct::idct_block`]) to the first 8
 /// bytes of 8 rows `stride` apart in `out`.
@@ -188,7 +188,7 @@ mod tests {
             }
             let mut want = vec![0u8; 8 * 11];
             idct::idct_block(&coef, &q, false, &mut want, 11);
-            for path in crate::simd::available_paths() {
+            for path in crate::cpu::available_paths() {
                 let mut got = vec![0u8; 8 * 11];
                 idct_block(path, &coef, &q, false, &mut got, 11);
                 assert_eq!(got, want, "trial {trial}, {path:?}");
