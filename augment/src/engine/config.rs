@@ -70,6 +70,11 @@ impl EngineConfig {
         self.batch_size
     }
 
+    /// Finished batches the queue holds before the producer waits.
+    pub fn queue_depth(&self) -> usize {
+        self.queue_depth
+    }
+
     pub fn seed(&self) -> u64 {
         self.seed
     }
