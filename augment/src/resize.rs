@@ -30,7 +30,6 @@ pub(crate) struct Taps {
     pub weights: Vec<i16>,
     pub stride: usize,
     exact: Vec<f64>,
-    order: Vec<usize>,
 }
 
 impl Taps {
@@ -77,13 +76,18 @@ impl Taps {
                     left -= i32::from(*q);
                     *e = share - f64::from(*q);
                 }
-                self.order.clear();
-                self.order.extend(0..n);
-                let frac = &self.exact;
-                self.order
-                    .sort_unstable_by(|&a, &b| frac[b].total_cmp(&frac[a]).then(a.cmp(&b)));
-                for &k in self.order.iter().take(left.max(0) as usize) {
-                    w[k] += 1;
+                // The `left` (< n) largest fractions, ties to the first: one
+                // scan each (n is a few taps), where a sort cost more.
+                let frac = &mut self.exact[..n];
+                for _ in 0..left.max(0) {
+                    let mut best = 0;
+                    for k in 1..n {
+                        if frac[k] > frac[best] {
+                            best = k;
+                        }
+                    }
+                    w[best] += 1;
+                    frac[best] = -1.0;
                 }
             }
             self.start.push(lo);
