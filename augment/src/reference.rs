@@ -131,6 +131,14 @@ fn crop_resize_bicubic_impl(
     rows: &mut Vec<f32>,
 ) {
     let (cw, ch) = (crop.w as usize, crop.h as usize);
+    let n = out_w * 3;
+    if n == 0 || out_h == 0 || cw == 0 || ch == 0 {
+        // Nothing to resize (the engine never asks): no output, or zeros for
+        // a box without pixels.
+        out.clear();
+        out.resize(out_h * n, 0.0);
+        return;
+    }
     let stride = width as usize * 3;
     let sx = cw as f32 / out_w as f32;
     let sy = ch as f32 / out_h as f32;
@@ -149,15 +157,20 @@ fn crop_resize_bicubic_impl(
         // Output column x is stored at out_w - 1 - x.
         xtaps.reverse();
     }
-    let n = out_w * 3;
     out.resize(out_h * n, 0.0);
     let line = |r: usize| {
         let at = (crop.y as usize + r) * stride + crop.x as usize * 3;
         &src[at..at + cw * 3]
     };
-    // AVX-512's blocked per-row pass is the faster there (69.5 against 79.6
-    // us a view, docs/benchmarks.md); by_groups declines other paths.
-    let grouped = !path.has_avx512() && by_groups(path, &line, (cw, ch), sy, &xtaps, out, rows);
+    // Groups of eight rows where the path has AVX2 but not AVX-512, whose
+    // blocked per-row pass is the faster there (69.5 against 79.6 us on a
+    // 375x281 box, docs/benchmarks.md). Up to a shrink by 4 every crop row
+    // is a tap of some output row; beyond 8, a group's rows are mostly
+    // skipped ones and the per-row pass does less.
+    let grouped = path.has_avx2()
+        && !path.has_avx512()
+        && sy <= 8.0
+        && by_groups(path, &line, (cw, ch), sy, &xtaps, out, rows);
     if !grouped {
         by_rows(path, &line, (cw, ch), sy, &xtaps, out, rows);
     }
@@ -234,7 +247,7 @@ fn by_rows<'a>(
 /// an output's four taps span at most two consecutive groups). Each group is
 /// done at most once (the taps only move down); rows past the crop's last
 /// repeat it. The same floats as [`by_rows`]. Returns false where the path
-/// lacks AVX2 (checked before anything is written).
+/// lacks AVX2 (the caller checks first; nothing is written to `out` then).
 #[inline(always)]
 fn by_groups<'a>(
     path: CpuPath,
@@ -248,7 +261,7 @@ fn by_groups<'a>(
     const G: usize = hpass_rows8::ROWS;
     let n = xtaps.len() * 3;
     let strips = hpass_rows8::Strips::new(xtaps, cw);
-    rows.resize(2 * G * n + strips.scratch, 0.0);
+    rows.resize(2 * G * n + strips.scratch(), 0.0);
     let (ring, cols) = rows.split_at_mut(2 * G * n);
     let mut held = [usize::MAX; 2];
     for (y, out) in out.chunks_exact_mut(n).enumerate() {

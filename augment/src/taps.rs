@@ -76,7 +76,8 @@ pub fn mul_high(a: u16, w: u16) -> u16 {
     ((u32::from(a) * u32::from(w)) >> 16) as u16
 }
 
-/// [`sum_pairs`] in 16-bit lanes, each product's high
+/// A symmetric kernel's sums (as [`sum_pairs`], the centre first here) in
+/// 16-bit lanes, each product's high
 /// half: for `x` in 0..n by blocks, `acc[i]` is `init`, plus `mul_high(v(c),
 /// wc)`, plus `mul_high(v(l) + v(r), w)` for each (w, l, r) in `pairs`, where
 /// `v(o)` is `src[o + x + i]`; then `emit(x, &acc)` with the block's sums.

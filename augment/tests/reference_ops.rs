@@ -252,6 +252,33 @@ fn bicubic_eight_row_groups_agree_with_the_scalar_path() {
         .map(|cw| (crop(7, 3, cw, 9), (2 * cw as usize + 1, 11)))
         .collect();
     check_every_path(&src, w, &widths);
+    // A shrink by 6 (groups still; by rows past 8) and by 9.
+    check_every_path(
+        &src,
+        w,
+        &[
+            (crop(5, 0, 300, 157), (65, 25)),
+            (crop(5, 0, 300, 157), (64, 17)),
+        ],
+    );
+    // No output, or a box without pixels: an empty output, or zeros, on
+    // every path (the engine never asks for either).
+    for path in available_paths() {
+        let mut out = vec![1.0f32; 5];
+        let mut rows = Vec::new();
+        for (c, size, len) in [
+            (crop(0, 0, 10, 10), (0, 5), 0),
+            (crop(0, 0, 10, 10), (5, 0), 0),
+            (crop(3, 3, 0, 10), (4, 2), 24),
+            (crop(3, 3, 10, 0), (4, 2), 24),
+        ] {
+            reference::crop_resize_bicubic_with(
+                path, &src, w as u32, c, size, false, &mut out, &mut rows,
+            );
+            assert_eq!(out.len(), len, "{c:?} -> {size:?}");
+            assert!(out.iter().all(|&v| v == 0.0), "{c:?} -> {size:?}");
+        }
+    }
 }
 
 #[test]

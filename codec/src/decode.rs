@@ -43,6 +43,11 @@ pub fn decode_jpeg_with(
     }
 }
 
+/// The largest decode the general decoder makes (bytes of RGB8): the `image`
+/// crate's default allocation limit, which ingest decoded under before, so
+/// that a small file claiming a huge frame cannot claim the memory.
+const MAX_GENERAL_BYTES: usize = 512 << 20;
+
 /// Any JPEG, through zune-jpeg.
 fn decode_general(data: &[u8], buf: &mut Vec<u8>) -> Result<(u32, u32), String> {
     let opts = DecoderOptions::default()
@@ -60,6 +65,12 @@ fn decode_general(data: &[u8], buf: &mut Vec<u8>) -> Result<(u32, u32), String> 
         .ok_or_else(|| "JPEG output size unknown".to_string())?;
     if n != w * h * 3 {
         return Err(format!("JPEG decodes to {n} bytes, expected {w}x{h}x3"));
+    }
+    if n > MAX_GENERAL_BYTES {
+        return Err(format!(
+            "a {w}x{h} JPEG is over the decoder's {} MiB limit",
+            MAX_GENERAL_BYTES >> 20
+        ));
     }
     buf.resize(n, 0);
     dec.decode_into(buf)

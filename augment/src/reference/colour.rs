@@ -57,7 +57,8 @@ const fn split(d: f64) -> (f32, f32) {
 /// The hue of TF's `rgb_to_hsv` kernel with V and the range (max - min), its
 /// branches written as selects so the pixel loop vectorises (every candidate
 /// is computed, one kept). The sector offsets are added as TF's C++ adds
-/// them, in double ([`add_sector`]).
+/// them in double, emulated in f32 ([`add_sector`]: the same floats but for
+/// six inputs next to 0).
 #[inline(always)]
 fn hue_of(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
     const TWO: (f32, f32) = split(2.0 / 6.0);
@@ -391,39 +392,47 @@ fn jitter_tiled(img: &mut [f32], j: &Jitter, planes: &mut Vec<f32>) {
 mod tests {
     use super::*;
 
-    /// The sector offsets' f32 sums against TF's double ones, over every
-    /// 251st f32 in [-0.17, 0.17] and densely next to 0: equal but within
-    /// 2^-24 of 0 (where the exhaustive check found the six exceptions),
-    /// and there never more than one ulp apart.
+    /// The sector offsets' f32 sums against TF's double ones: over every
+    /// 251st f32 in [-0.17, 0.17] equal, and over 2^16 f32s either side of
+    /// each of the six exceptions an exhaustive check of every f32 with
+    /// |x| <= 0.17 found (three per offset), equal but at those six, one ulp
+    /// apart there.
     #[test]
     fn sector_offsets_are_the_double_sums() {
+        let exceptions: [(u32, f64); 6] = [
+            (0xB1AA_AAA9, 2.0 / 6.0),
+            (0xB1AA_AAAA, 2.0 / 6.0),
+            (0x32D5_5555, 2.0 / 6.0),
+            (0xB22A_AAA9, 4.0 / 6.0),
+            (0xB22A_AAAA, 4.0 / 6.0),
+            (0x3355_5555, 4.0 / 6.0),
+        ];
         let lim = 0.17f32.to_bits();
-        let near = (0..=lim)
-            .step_by(251)
-            .chain(0x3200_0000..0x3200_0000 + 200_000);
+        let sparse = (0..=lim).step_by(251).flat_map(|b| [b, b | 0x8000_0000]);
+        let dense = exceptions
+            .iter()
+            .flat_map(|&(b, _)| b - (1 << 16)..b + (1 << 16));
+        let mut differ = Vec::new();
         let mut checked = 0;
-        for bits in near {
-            for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
-                for d in [2.0f64 / 6.0, 4.0 / 6.0] {
-                    let want = (x as f64 + d) as f32;
-                    let got = add_sector(x, split(d));
+        for bits in sparse.chain(dense) {
+            let x = f32::from_bits(bits);
+            for d in [2.0f64 / 6.0, 4.0 / 6.0] {
+                let want = (x as f64 + d) as f32;
+                let got = add_sector(x, split(d));
+                if got.to_bits() != want.to_bits() {
                     let ulps = (got.to_bits() as i64 - want.to_bits() as i64).abs();
-                    assert!(
-                        ulps == 0 || (ulps == 1 && x.abs() < 2f32.powi(-24)),
-                        "x = {x:e}, d = {d}: {got:e} against {want:e}"
-                    );
-                    checked += 1;
+                    assert_eq!(ulps, 1, "x = {x:e}, d = {d}: {got:e} against {want:e}");
+                    differ.push((bits, d));
                 }
+                checked += 1;
             }
         }
         assert!(checked > 16_000_000);
-        // One of the six: -4.967053e-9 + 2/6 rounds up in double, down here.
-        let x = f32::from_bits(0xB1AA_AAA9);
-        assert_eq!(
-            add_sector(x, split(2.0 / 6.0)).to_bits() + 1,
-            ((x as f64 + 2.0 / 6.0) as f32).to_bits(),
-            "{x:e}"
-        );
+        differ.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        differ.dedup();
+        let mut want = exceptions.to_vec();
+        want.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        assert_eq!(differ, want);
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! its twelve products in one multiply, then each channel's four summed left
 //! to right through lane permutes. The same products and the same order of
 //! additions as the portable loop (no fused multiply-adds), so the same floats
-//! (tested); the portable loop runs every other path.
+//! (tested); the AVX2 path does eight rows at a time instead
+//! (`hpass_rows8`), and the portable loop runs the scalar path and the rows
+//! the others leave to it.
 #![allow(unsafe_code)]
 
 use crate::simd::CpuPath;

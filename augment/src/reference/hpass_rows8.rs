@@ -39,10 +39,15 @@ pub(crate) struct Strips {
     taps: usize,
     /// The floats of scratch [`rows8`] needs: the widest strip's transposed
     /// sources, rounded up to whole chunks, then a strip's transposed outputs.
-    pub(crate) scratch: usize,
+    scratch: usize,
 }
 
 impl Strips {
+    /// The floats of scratch [`rows8`] needs.
+    pub(crate) fn scratch(&self) -> usize {
+        self.scratch
+    }
+
     /// The strips of `taps` over rows of `cw` pixels (padded to `cw + 3`).
     pub(crate) fn new(taps: &[(usize, [f32; 4])], cw: usize) -> Strips {
         let spans: Vec<(usize, usize)> = taps
@@ -95,8 +100,14 @@ pub(crate) fn rows8(
             && dst.len() / ROWS <= 3 * taps.len();
         if fits {
             // SAFETY: `has_avx2` holds only for paths whose CPU has AVX2
-            // (CpuPath is detected, never built); the lengths the kernel
-            // relies on were checked just above.
+            // (CpuPath is detected, never built). The kernel reads the lines
+            // through slices or within their 3 cw bytes (checked above),
+            // writes `cols` within `strips.scratch` (checked above), which
+            // `Strips::new` worked out from the very spans the kernel
+            // transposes (the fields are private), and reads a strip's
+            // transposed sources only for taps within its span (others give
+            // zeros), so taps other than those `strips` was made for give
+            // wrong values, never an access out of bounds.
             unsafe { rows8_avx2(lines, taps, strips, cols, dst) };
             return true;
         }
@@ -130,9 +141,10 @@ fn padded_bytes(line: &[u8], cw: usize, at: usize) -> [u8; CHUNK] {
 }
 
 /// # Safety
-/// The CPU has AVX2; `strips` was made for `taps` and its `cw` is at least
-/// 1; every line holds at least `3 cw` bytes, `cols.len() >=
-/// strips.scratch` and `dst.len() / 8 <= 3 taps.len()`.
+/// The CPU has AVX2; `strips` is a [`Strips::new`] whose `cw` is at least 1;
+/// every line holds at least `3 cw` bytes, `cols.len() >= strips.scratch`
+/// and `dst.len() / 8 <= 3 taps.len()`. (Taps other than those `strips` was
+/// made for give wrong values, not unsound accesses.)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn rows8_avx2(
@@ -216,7 +228,7 @@ unsafe fn rows8_avx2(
                 let f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), scale);
                 let at = ROWS * (base + col);
                 // SAFETY: base + col < the strip's chunks x CHUNK, which
-                // scratch_len counted before the outputs' part.
+                // Strips::new counted in `scratch` before the outputs' part.
                 debug_assert!(at + ROWS <= src_cols.len());
                 unsafe { _mm256_storeu_ps(src_cols.as_mut_ptr().add(at), f) };
             };
@@ -231,12 +243,15 @@ unsafe fn rows8_avx2(
         // Each output value of the eight rows: four weights times four
         // source registers, summed left to right.
         let col = |j: usize| -> __m256 {
-            // SAFETY: j < 3 (hi - lo), within the transposed chunks.
+            // SAFETY: j < 3 (hi - lo) for taps within the span (`inside`
+            // below), within the transposed chunks.
             debug_assert!(ROWS * (j + 1) <= src_cols.len());
             unsafe { _mm256_loadu_ps(src_cols.as_ptr().add(ROWS * j)) }
         };
         for (x, &(first, w)) in strip.iter().enumerate() {
-            let inside = first + 4 <= cw + 3;
+            // Within the padded row, and within the strip's span (always, for
+            // the taps `strips` was made for).
+            let inside = first + 4 <= cw + 3 && first >= lo && first + 4 <= hi;
             for ch in 0..3 {
                 let v = if inside {
                     let q = 3 * (first - lo) + ch;

@@ -198,3 +198,17 @@ fn a_large_frame_with_too_little_data_is_declined_after_its_first_row() {
     let small = zero_coded(16, &vec![0u8; 12 * 250]);
     assert!(fast(path, &small).is_some());
 }
+
+#[test]
+fn a_huge_frame_is_refused_before_its_memory_is_taken() {
+    // 65535 x 65535 (12.9 GB of RGB8) in a few hundred bytes: past the baseline
+    // decoder's size, and past the general decoder's limit.
+    let file = zero_coded(65535, &[0u8; 200]);
+    let mut buf = Vec::new();
+    let err = crate::decode_jpeg(&file, &mut buf).expect_err("refused");
+    assert!(
+        err.contains("65535x65535") && err.contains("limit"),
+        "{err}"
+    );
+    assert!(buf.capacity() < 1 << 20, "{} bytes taken", buf.capacity());
+}
