@@ -4,16 +4,8 @@ use fnc_augment::CropBox;
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let data = std::fs::read(&a[1]).expect("read");
-    let rec = fnc_formats::Record {
-        data: &data,
-        label: 0,
-        width: 0,
-        height: 0,
-        encoding: fnc_formats::Encoding::Jpeg,
-        name: "",
-    };
     let mut buf = Vec::new();
-    let (w, h) = fnc_augment::decode_into(&rec, &mut buf).expect("decode");
+    let (w, h) = fnc_codec::decode_jpeg(&data, &mut buf).expect("decode");
     fnc_augment::simd::use_path(fnc_augment::simd::path_named(&a[2]).expect("path"));
     let n: usize = a[3].parse().expect("n");
     let crop = CropBox {

@@ -8,7 +8,7 @@ use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
-use crate::cpu::{best_path, CpuPath};
+use crate::cpu::best_path;
 use crate::jpeg::{decode_baseline, JpegScratch};
 
 thread_local! {
@@ -22,18 +22,9 @@ thread_local! {
 /// libjpeg-turbo's pixels; the rest go to zune-jpeg (progressive, CMYK, odd
 /// sampling, lenient with corrupt data).
 pub fn decode_jpeg(data: &[u8], buf: &mut Vec<u8>) -> Result<(u32, u32), String> {
-    decode_jpeg_with(best_path(), data, buf)
-}
-
-/// [`decode_jpeg`] on a chosen CPU path (every path gives the same pixels).
-pub fn decode_jpeg_with(
-    path: CpuPath,
-    data: &[u8],
-    buf: &mut Vec<u8>,
-) -> Result<(u32, u32), String> {
     let fast = JPEG.with(|s| {
         let mut s = s.borrow_mut();
-        let wh = decode_baseline(path, data, buf, &mut s);
+        let wh = decode_baseline(best_path(), data, buf, &mut s);
         s.release_if_huge();
         wh
     });

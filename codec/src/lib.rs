@@ -15,4 +15,4 @@ pub mod cpu;
 mod decode;
 mod jpeg;
 
-pub use decode::{decode_jpeg, decode_jpeg_with};
+pub use decode::decode_jpeg;
